@@ -1,0 +1,4 @@
+//! Tenantry's control plane. The API, store and provisioning arrive with the control-plane
+//! issue; what is here already is the rule every tenant name must follow.
+
+pub mod slug;

@@ -1,0 +1,233 @@
+//! A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager
+//! and kube-scheduler, each a [`Supervised`] child in one work directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::error::{Error, IoContext, Result};
+use crate::install::KubeBinaries;
+use crate::process::{Spec, Supervised, WorkDir, free_port, run_async};
+
+/// The admin identity in the token file: a member of `system:masters`.
+const ADMIN_USER: &str = "admin";
+const SERVICE_CIDR: &str = "10.0.0.0/24";
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Cluster {
+    server: String,
+    kubeconfig: PathBuf,
+    // Field order is stop order: the clients of the apiserver first, etcd last.
+    scheduler: Supervised,
+    controller_manager: Supervised,
+    apiserver: Supervised,
+    etcd: Supervised,
+}
+
+impl Cluster {
+    pub async fn start(workdir: &Arc<WorkDir>, binaries: &KubeBinaries) -> Result<Self> {
+        let etcd = start_etcd(workdir, binaries).await?;
+
+        let pki = workdir.join("pki");
+        fs::create_dir_all(&pki).context(|| format!("creating {}", pki.display()))?;
+        let sa_key = pki.join("sa.key");
+        let sa_pub = pki.join("sa.pub");
+        run_async(Spec::new("openssl", "openssl").args(["genrsa", "-out", &path_str(&sa_key), "2048"])).await?;
+        run_async(Spec::new("openssl", "openssl").args([
+            "rsa",
+            "-in",
+            &path_str(&sa_key),
+            "-pubout",
+            "-out",
+            &path_str(&sa_pub),
+        ]))
+        .await?;
+        let token = random_token();
+        let tokens = pki.join("tokens.csv");
+        fs::write(&tokens, format!("{token},{ADMIN_USER},{ADMIN_USER},system:masters\n"))
+            .context(|| format!("writing {}", tokens.display()))?;
+
+        let port = free_port()?;
+        let server = format!("https://127.0.0.1:{port}");
+        let apiserver = Supervised::spawn(
+            workdir,
+            Spec::new("kube-apiserver", &binaries.apiserver).args([
+                format!("--etcd-servers={}", etcd.1),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--secure-port={port}"),
+                "--insecure-port=0".into(),
+                format!("--cert-dir={}", path_str(&pki)),
+                format!("--token-auth-file={}", path_str(&tokens)),
+                "--authorization-mode=RBAC".into(),
+                "--service-account-issuer=https://kubernetes.default.svc".into(),
+                format!("--service-account-key-file={}", path_str(&sa_pub)),
+                format!("--service-account-signing-key-file={}", path_str(&sa_key)),
+                format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+                "--allow-privileged=true".into(),
+                "--disable-admission-plugins=ServiceAccount".into(),
+                "--profiling=false".into(),
+            ]),
+        )?;
+        let http =
+            reqwest::Client::builder().danger_accept_invalid_certs(true).timeout(Duration::from_secs(5)).build()?;
+        let readyz = format!("{server}/readyz");
+        apiserver
+            .wait_ready("kube-apiserver /readyz", START_TIMEOUT, || {
+                let request = http.get(&readyz).bearer_auth(&token);
+                async move {
+                    let response = request.send().await.map_err(|e| e.to_string())?;
+                    let status = response.status();
+                    let body = response.text().await.unwrap_or_default();
+                    if status.is_success() && body.trim() == "ok" {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{status}: {}",
+                            body.lines().filter(|l| l.contains("failed")).collect::<Vec<_>>().join("; ")
+                        ))
+                    }
+                }
+            })
+            .await?;
+
+        let kubeconfig = workdir.join("kubeconfig");
+        fs::write(&kubeconfig, kubeconfig_yaml(&server, &token))
+            .context(|| format!("writing {}", kubeconfig.display()))?;
+        let kc = path_str(&kubeconfig);
+
+        let controller_manager = Supervised::spawn(
+            workdir,
+            Spec::new("kube-controller-manager", &binaries.controller_manager).args([
+                format!("--kubeconfig={kc}"),
+                format!("--authentication-kubeconfig={kc}"),
+                format!("--authorization-kubeconfig={kc}"),
+                format!("--service-account-private-key-file={}", path_str(&sa_key)),
+                format!("--root-ca-file={}", path_str(&pki.join("apiserver.crt"))),
+                "--leader-elect=false".into(),
+                "--controllers=*,-serviceaccount-token".into(),
+                // v1.20 still serves plain HTTP on fixed ports (10252, 10251) unless told not to,
+                // which would keep two environments from running side by side.
+                "--port=0".into(),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={}", free_port()?),
+                "--profiling=false".into(),
+            ]),
+        )?;
+        let scheduler = Supervised::spawn(
+            workdir,
+            Spec::new("kube-scheduler", &binaries.scheduler).args([
+                format!("--kubeconfig={kc}"),
+                format!("--authentication-kubeconfig={kc}"),
+                format!("--authorization-kubeconfig={kc}"),
+                "--leader-elect=false".into(),
+                "--port=0".into(),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={}", free_port()?),
+                "--profiling=false".into(),
+            ]),
+        )?;
+
+        let cluster = Self { server, kubeconfig, scheduler, controller_manager, apiserver, etcd: etcd.0 };
+        cluster.check_alive()?;
+        Ok(cluster)
+    }
+
+    /// `https://127.0.0.1:<port>`
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// An admin kubeconfig for kubectl and for the project's binaries.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Fails with the log tail of the first component that has died.
+    pub fn check_alive(&self) -> Result<()> {
+        for component in self.components() {
+            component.check_alive()?;
+        }
+        Ok(())
+    }
+
+    pub fn components(&self) -> [&Supervised; 4] {
+        [&self.etcd, &self.apiserver, &self.controller_manager, &self.scheduler]
+    }
+}
+
+async fn start_etcd(workdir: &Arc<WorkDir>, binaries: &KubeBinaries) -> Result<(Supervised, String)> {
+    let client_url = format!("http://127.0.0.1:{}", free_port()?);
+    let peer_url = format!("http://127.0.0.1:{}", free_port()?);
+    let etcd = Supervised::spawn(
+        workdir,
+        Spec::new("etcd", &binaries.etcd).args([
+            "--name=default".to_string(),
+            format!("--data-dir={}", path_str(&workdir.join("etcd"))),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=default={peer_url}"),
+            "--log-level=warn".into(),
+        ]),
+    )?;
+    let health = format!("{client_url}/health");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    etcd.wait_ready("etcd /health", START_TIMEOUT, || {
+        let request = http.get(&health);
+        async move {
+            let body = request.send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+            if body.contains(r#""health":"true""#) { Ok(()) } else { Err(body) }
+        }
+    })
+    .await?;
+    Ok((etcd, client_url))
+}
+
+fn kubeconfig_yaml(server: &str, token: &str) -> String {
+    // The apiserver's serving certificate is self-signed per run; the cluster only listens on
+    // loopback, so skipping verification loses nothing here.
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: tenantry-local
+  cluster:
+    server: {server}
+    insecure-skip-tls-verify: true
+users:
+- name: {ADMIN_USER}
+  user:
+    token: {token}
+contexts:
+- name: tenantry-local
+  context:
+    cluster: tenantry-local
+    user: {ADMIN_USER}
+    namespace: default
+current-context: tenantry-local
+"
+    )
+}
+
+/// Loads a kubeconfig file into a kube client configuration.
+pub async fn kube_config(kubeconfig: &Path) -> Result<kube::Config> {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig)
+        .map_err(|e| Error::KubeConfig(format!("{}: {e}", kubeconfig.display())))?;
+    kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| Error::KubeConfig(format!("{}: {e}", kubeconfig.display())))
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn path_str(path: &Path) -> String {
+    path.display().to_string()
+}

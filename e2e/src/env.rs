@@ -1,0 +1,282 @@
+//! The environment as a whole: the `testenv` command owns one ([`Environment`]); tests reach one
+//! through [`TestEnv::shared`].
+//!
+//! `TestEnv::shared()` attaches to the environment named by `TENANTRY_TESTENV` (a state file that
+//! `testenv up` and `testenv exec` write), so under `testenv exec -- cargo nextest run`, whose
+//! runner starts a process per test, every test shares one cluster. Without that variable
+//! (plain `cargo test`) each test binary starts what its tests ask for, once, and shares it
+//! between its tests; the work directory's reaper stops it when the binary exits.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use crate::cluster::{Cluster, kube_config};
+use crate::error::{Error, IoContext, Result};
+use crate::install::{ensure_all, ensure_kubernetes};
+use crate::kubelet::{NodeCapacity, SimulatedKubelet};
+use crate::postgres::{Postgres, PostgresServer};
+use crate::process::WorkDir;
+use crate::redis_server::Redis;
+
+/// Names the state file of a running environment.
+pub const STATE_VAR: &str = "TENANTRY_TESTENV";
+/// Simulated nodes in a cluster.
+const NODES: usize = 2;
+
+/// What a client needs to use a running environment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvInfo {
+    pub kubeconfig: PathBuf,
+    pub server: String,
+    pub postgres: Postgres,
+    pub redis_url: String,
+}
+
+impl EnvInfo {
+    /// Shell `export` lines for a person or a script.
+    pub fn exports(&self, state_file: &Path) -> String {
+        format!(
+            "export KUBECONFIG={}\nexport DATABASE_URL={}\nexport REDIS_URL={}\nexport {STATE_VAR}={}\n",
+            self.kubeconfig.display(),
+            self.postgres.url("postgres"),
+            self.redis_url,
+            state_file.display(),
+        )
+    }
+
+    fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| Error::State { path: path.to_path_buf(), message: e.to_string() })
+    }
+}
+
+/// A whole environment owned by this process: cluster with simulated kubelet, PostgreSQL and
+/// Redis. Dropping it stops everything and removes its directory.
+pub struct Environment {
+    info: EnvInfo,
+    state_file: PathBuf,
+    kubelet: tokio::task::JoinHandle<Result<()>>,
+    // Stop order: services, then the cluster, then the directory.
+    _redis: Redis,
+    _postgres: PostgresServer,
+    cluster: Cluster,
+    workdir: Arc<WorkDir>,
+}
+
+impl Environment {
+    /// Installs what is missing, starts everything on the current runtime and writes the state
+    /// file that [`TestEnv::shared`] attaches to.
+    pub async fn start() -> Result<Self> {
+        tokio::task::spawn_blocking(ensure_all).await.expect("installer panicked")?;
+        let workdir = WorkDir::create("env")?;
+        let (cluster, kubelet) = start_cluster(&workdir).await?;
+        let (postgres, redis) = tokio::try_join!(PostgresServer::start(&workdir), Redis::start(&workdir))?;
+        let info = EnvInfo {
+            kubeconfig: cluster.kubeconfig().to_path_buf(),
+            server: cluster.server().to_string(),
+            postgres: postgres.connection().clone(),
+            redis_url: redis.url(),
+        };
+        let state_file = workdir.join("env.json");
+        let json = serde_json::to_string_pretty(&info).expect("serialisable");
+        std::fs::write(&state_file, json).context(|| format!("writing {}", state_file.display()))?;
+        Ok(Self {
+            info,
+            state_file,
+            kubelet: tokio::spawn(kubelet.run()),
+            _redis: redis,
+            _postgres: postgres,
+            cluster,
+            workdir,
+        })
+    }
+
+    pub fn info(&self) -> &EnvInfo {
+        &self.info
+    }
+
+    pub fn state_file(&self) -> &Path {
+        &self.state_file
+    }
+
+    pub fn workdir(&self) -> &Path {
+        self.workdir.path()
+    }
+
+    /// Fails with the log tail of the first process that has died.
+    pub fn check_alive(&self) -> Result<()> {
+        self.cluster.check_alive()?;
+        self._postgres.process().check_alive()?;
+        self._redis.process().check_alive()
+    }
+}
+
+impl Drop for Environment {
+    fn drop(&mut self) {
+        self.kubelet.abort();
+    }
+}
+
+/// Starts the control plane and registers the simulated nodes; the returned kubelet still has
+/// to be run (on a runtime that lives as long as the cluster).
+async fn start_cluster(workdir: &Arc<WorkDir>) -> Result<(Cluster, SimulatedKubelet)> {
+    let binaries = tokio::task::spawn_blocking(ensure_kubernetes).await.expect("installer panicked")?;
+    let cluster = Cluster::start(workdir, &binaries).await?;
+    let client = Client::try_from(kube_config(cluster.kubeconfig()).await?)?;
+    let kubelet = SimulatedKubelet::new(client, NODES, NodeCapacity::default(), workdir.join("volumes"));
+    kubelet.register_nodes().await?;
+    Ok((cluster, kubelet))
+}
+
+/// The environment as tests see it.
+pub struct TestEnv {
+    attached: Option<EnvInfo>,
+}
+
+/// In-process pieces, started on first use and kept until the process exits.
+static WORKDIR: OnceLock<std::result::Result<Arc<WorkDir>, String>> = OnceLock::new();
+static CLUSTER: OnceCell<std::result::Result<ClusterHandle, String>> = OnceCell::const_new();
+static POSTGRES: OnceCell<std::result::Result<PostgresServer, String>> = OnceCell::const_new();
+static REDIS: OnceCell<std::result::Result<Redis, String>> = OnceCell::const_new();
+
+struct ClusterHandle {
+    kubeconfig: PathBuf,
+    config: kube::Config,
+}
+
+impl TestEnv {
+    /// The environment shared by this test binary (or, under `testenv exec`, by the whole run).
+    /// Panics with the reason when the environment cannot be reached; a test cannot go on then.
+    pub async fn shared() -> &'static TestEnv {
+        static SHARED: OnceLock<TestEnv> = OnceLock::new();
+        if let Some(env) = SHARED.get() {
+            return env;
+        }
+        let attached = std::env::var_os(STATE_VAR).map(|path| {
+            EnvInfo::read(Path::new(&path)).unwrap_or_else(|e| panic!("{STATE_VAR} names no usable environment: {e}"))
+        });
+        SHARED.get_or_init(|| TestEnv { attached })
+    }
+
+    /// A fresh client of the cluster, bound to the calling test's runtime.
+    pub async fn client(&self) -> Client {
+        let config = self.kube_config().await;
+        Client::try_from(config).unwrap_or_else(|e| panic!("kube client: {e}"))
+    }
+
+    pub async fn kube_config(&self) -> kube::Config {
+        match &self.attached {
+            Some(info) => kube_config(&info.kubeconfig).await.unwrap_or_else(|e| panic!("{e}")),
+            None => self.in_process_cluster().await.config.clone(),
+        }
+    }
+
+    pub async fn kubeconfig_path(&self) -> PathBuf {
+        match &self.attached {
+            Some(info) => info.kubeconfig.clone(),
+            None => self.in_process_cluster().await.kubeconfig.clone(),
+        }
+    }
+
+    /// Creates a namespace of its own for one test: `<prefix>-<random>`.
+    pub async fn namespace(&self, client: &Client, prefix: &str) -> String {
+        let suffix: u32 = rand::rng().random_range(0..0xff_ffff);
+        let name = format!("{prefix}-{suffix:06x}");
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let namespace = k8s_openapi::api::core::v1::Namespace {
+            metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
+            ..Default::default()
+        };
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        name
+    }
+
+    /// The private PostgreSQL server.
+    pub async fn postgres(&self) -> &Postgres {
+        if let Some(info) = &self.attached {
+            return &info.postgres;
+        }
+        let server = POSTGRES
+            .get_or_init(|| async { PostgresServer::start(&workdir()?).await.map_err(|e| e.to_string()) })
+            .await
+            .as_ref()
+            .unwrap_or_else(|e| panic!("PostgreSQL did not start: {e}"));
+        server.connection()
+    }
+
+    /// `redis://…` of the private Redis server.
+    pub async fn redis_url(&self) -> String {
+        if let Some(info) = &self.attached {
+            return info.redis_url.clone();
+        }
+        REDIS
+            .get_or_init(|| async { Redis::start(&workdir()?).await.map_err(|e| e.to_string()) })
+            .await
+            .as_ref()
+            .unwrap_or_else(|e| panic!("Redis did not start: {e}"))
+            .url()
+    }
+
+    async fn in_process_cluster(&self) -> &'static ClusterHandle {
+        CLUSTER
+            .get_or_init(start_in_process_cluster)
+            .await
+            .as_ref()
+            .unwrap_or_else(|e| panic!("the local Kubernetes cluster did not start: {e}"))
+    }
+}
+
+fn workdir() -> std::result::Result<Arc<WorkDir>, String> {
+    WORKDIR.get_or_init(|| WorkDir::create("test").map_err(|e| e.to_string())).clone()
+}
+
+/// Each `#[tokio::test]` has its own runtime, gone when the test ends; the kubelet must outlive
+/// them all, so the cluster starts on a thread with a runtime of its own that lives as long as
+/// the process.
+async fn start_in_process_cluster() -> std::result::Result<ClusterHandle, String> {
+    let workdir = workdir()?;
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("testenv-cluster".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("a runtime for the simulated kubelet");
+            runtime.block_on(async move {
+                let started = async {
+                    let (cluster, kubelet) = start_cluster(&workdir).await?;
+                    let config = kube_config(cluster.kubeconfig()).await?;
+                    Ok::<_, Error>((cluster, kubelet, config))
+                }
+                .await;
+                match started {
+                    Ok((cluster, kubelet, config)) => {
+                        let handle = ClusterHandle { kubeconfig: cluster.kubeconfig().to_path_buf(), config };
+                        let _ = sender.send(Ok(handle));
+                        if let Err(e) = kubelet.run().await {
+                            tracing::error!(error = %e, "the simulated kubelet stopped");
+                        }
+                        // Keep the cluster until the process exits; the reaper stops it then.
+                        std::mem::forget(cluster);
+                        std::future::pending::<()>().await;
+                    }
+                    Err(e) => {
+                        let _ = sender.send(Err(e.to_string()));
+                    }
+                }
+            });
+        })
+        .map_err(|e| format!("starting the cluster thread: {e}"))?;
+    receiver.await.map_err(|_| "the cluster thread ended before the cluster started".to_string())?
+}

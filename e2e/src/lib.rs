@@ -1,0 +1,20 @@
+//! Tenantry's local test environment: a real Kubernetes control plane (etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler v1.20.2) with a simulated kubelet, a private
+//! PostgreSQL and Redis, and real Tryton ERP servers — every piece a real process on loopback,
+//! owned by this process and gone when it ends.
+
+pub mod error;
+pub mod install;
+pub mod paths;
+pub mod postgres;
+pub mod process;
+pub mod redis_server;
+pub mod tryton;
+
+pub mod cluster;
+pub mod env;
+pub mod kubelet;
+pub mod wait;
+
+pub use env::{EnvInfo, Environment, TestEnv};
+pub use error::{Error, Result};
