@@ -99,6 +99,8 @@ impl Cluster {
             .context(|| format!("writing {}", kubeconfig.display()))?;
         let kc = path_str(&kubeconfig);
 
+        let controller_manager_port = free_port()?;
+        let scheduler_port = free_port()?;
         let controller_manager = Supervised::spawn(
             workdir,
             Spec::new("kube-controller-manager", &binaries.controller_manager).args([
@@ -113,7 +115,7 @@ impl Cluster {
                 // which would keep two environments from running side by side.
                 "--port=0".into(),
                 "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={}", free_port()?),
+                format!("--secure-port={controller_manager_port}"),
                 "--profiling=false".into(),
             ]),
         )?;
@@ -126,9 +128,16 @@ impl Cluster {
                 "--leader-elect=false".into(),
                 "--port=0".into(),
                 "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={}", free_port()?),
+                format!("--secure-port={scheduler_port}"),
                 "--profiling=false".into(),
             ]),
+        )?;
+
+        // Both serve /healthz without authentication; waiting for it turns a component that
+        // cannot start into an error quoting its log, instead of a test timing out later.
+        tokio::try_join!(
+            wait_healthy(&http, &controller_manager, controller_manager_port),
+            wait_healthy(&http, &scheduler, scheduler_port),
         )?;
 
         let cluster = Self { server, kubeconfig, scheduler, controller_manager, apiserver, etcd: etcd.0 };
@@ -186,6 +195,21 @@ async fn start_etcd(workdir: &Arc<WorkDir>, binaries: &KubeBinaries) -> Result<(
     })
     .await?;
     Ok((etcd, client_url))
+}
+
+async fn wait_healthy(http: &reqwest::Client, component: &Supervised, port: u16) -> Result<()> {
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    component
+        .wait_ready(&format!("{} /healthz", component.name()), START_TIMEOUT, || {
+            let request = http.get(&url);
+            async move {
+                let response = request.send().await.map_err(|e| e.to_string())?;
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                if status.is_success() { Ok(()) } else { Err(format!("{status}: {body}")) }
+            }
+        })
+        .await
 }
 
 fn kubeconfig_yaml(server: &str, token: &str) -> String {
