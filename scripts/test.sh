@@ -35,4 +35,27 @@ step "tests: ${runner[*]} (inside one local environment)"
 cargo build --locked --workspace --all-targets
 "$testenv" exec -- "${runner[@]}"
 
+step "nothing left behind"
+# Every process the environment starts runs inside its work directory, so a process whose
+# working directory is (or was) one of them is a leftover.
+leftovers() {
+  local proc cwd
+  for proc in /proc/[0-9]*; do
+    cwd=$(readlink "$proc/cwd" 2>/dev/null) || continue
+    case "$cwd" in
+      "${TMPDIR:-/tmp}"/tenantry-*) echo "  pid ${proc#/proc/} in $cwd: $(tr '\0' ' ' <"$proc/cmdline" | cut -c1-120)" ;;
+    esac
+  done
+}
+for _ in $(seq 100); do [ -z "$(leftovers)" ] && break; sleep 0.1; done
+if [ -n "$(leftovers)" ]; then
+  echo "processes of a test environment are still running (a 'testenv up' of your own counts too):" >&2
+  leftovers >&2
+  exit 1
+fi
+if [ -z "${TENANTRY_KEEP_WORKDIR:-}" ] && compgen -G "${TMPDIR:-/tmp}/tenantry-*" >/dev/null; then
+  echo "work directories left behind: $(echo "${TMPDIR:-/tmp}"/tenantry-*)" >&2
+  exit 1
+fi
+
 step "done in $(( $(date +%s) - started ))s"

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -158,12 +158,15 @@ impl SimulatedKubelet {
         let pods: Api<Pod> = Api::all(self.client.clone());
         let config = watcher::Config::default().fields("spec.nodeName!=");
         let mut events = watcher(pods, config).default_backoff().applied_objects().boxed();
-        while let Some(pod) = events.try_next().await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "pod watch error");
-            None
-        }) {
-            if let Err(e) = self.drive_pod(&pod).await {
-                tracing::warn!(pod = %pod.name_any(), error = %e, "could not update pod");
+        // The watcher retries by itself (with backoff); an error is reported and the watch goes on.
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(pod) => {
+                    if let Err(e) = self.drive_pod(&pod).await {
+                        tracing::warn!(pod = %pod.name_any(), error = %e, "could not update pod");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "pod watch error"),
             }
         }
         Ok(())
@@ -211,34 +214,33 @@ impl SimulatedKubelet {
             return Ok(());
         }
 
-        let pod_ip = status
-            .pod_ip
-            .clone()
-            .unwrap_or_else(|| self.allocate_ip(pod.metadata.uid.as_deref().unwrap_or(&name), node_index));
+        let pod_ip =
+            status.pod_ip.clone().unwrap_or_else(|| self.allocate_ip(pod.metadata.uid.as_deref().unwrap_or(&name)));
         let started = status.start_time.clone().map(|t| t.0.to_string()).unwrap_or_else(now);
         let patch = desired_status(spec, outcome, &pod_ip, &format!("127.0.10.{}", node_index + 1), &started);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         Ok(())
     }
 
-    fn allocate_ip(&self, key: &str, node_index: usize) -> String {
+    /// Pod IPs unique across the simulated nodes, from 10.244.0.0/16.
+    fn allocate_ip(&self, key: &str) -> String {
         let mut ips = self.pod_ips.lock().unwrap_or_else(|e| e.into_inner());
-        let next = ips.len() + 2;
-        ips.entry(key.to_string())
-            .or_insert_with(|| format!("10.244.{}.{}", node_index * 16 + next / 250, next % 250 + 2))
-            .clone()
+        let n = ips.len();
+        ips.entry(key.to_string()).or_insert_with(|| format!("10.244.{}.{}", n / 250 % 256, n % 250 + 2)).clone()
     }
 
     async fn bind_volumes(self: Arc<Self>) -> Result<()> {
         let claims: Api<PersistentVolumeClaim> = Api::all(self.client.clone());
         let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
         let mut events = watcher(claims, watcher::Config::default()).default_backoff().applied_objects().boxed();
-        while let Some(claim) = events.try_next().await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "claim watch error");
-            None
-        }) {
-            if let Err(e) = self.provide_volume(&volumes, &claim).await {
-                tracing::warn!(claim = %claim.name_any(), error = %e, "could not provide a volume");
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(claim) => {
+                    if let Err(e) = self.provide_volume(&volumes, &claim).await {
+                        tracing::warn!(claim = %claim.name_any(), error = %e, "could not provide a volume");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "claim watch error"),
             }
         }
         Ok(())
