@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::error::{Error, IoContext, Result};
-use crate::install::KubeBinaries;
+use crate::install::{KubeBinaries, ensure_debian_packages};
 use crate::process::{Spec, Supervised, WorkDir, free_port, run_async};
 
 /// The admin identity in the token file: a member of `system:masters`.
@@ -29,6 +29,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(workdir: &Arc<WorkDir>, binaries: &KubeBinaries) -> Result<Self> {
+        ensure_debian_packages(&["openssl"])?;
         let etcd = start_etcd(workdir, binaries).await?;
 
         let pki = workdir.join("pki");
@@ -97,41 +98,38 @@ impl Cluster {
         let kubeconfig = workdir.join("kubeconfig");
         fs::write(&kubeconfig, kubeconfig_yaml(&server, &token))
             .context(|| format!("writing {}", kubeconfig.display()))?;
-        let kc = path_str(&kubeconfig);
 
+        // What kube-controller-manager and kube-scheduler have in common: the admin kubeconfig,
+        // no leader election (one of each), and only a secure port of their own on loopback.
+        // v1.20 still serves plain HTTP on fixed ports (10252, 10251) unless told `--port=0`,
+        // which would keep two environments from running side by side.
         let controller_manager_port = free_port()?;
         let scheduler_port = free_port()?;
+        let kc = path_str(&kubeconfig);
+        let common = |secure_port: u16| {
+            [
+                format!("--kubeconfig={kc}"),
+                format!("--authentication-kubeconfig={kc}"),
+                format!("--authorization-kubeconfig={kc}"),
+                "--leader-elect=false".into(),
+                "--port=0".into(),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={secure_port}"),
+                "--profiling=false".into(),
+            ]
+        };
         let controller_manager = Supervised::spawn(
             workdir,
-            Spec::new("kube-controller-manager", &binaries.controller_manager).args([
-                format!("--kubeconfig={kc}"),
-                format!("--authentication-kubeconfig={kc}"),
-                format!("--authorization-kubeconfig={kc}"),
-                format!("--service-account-private-key-file={}", path_str(&sa_key)),
-                format!("--root-ca-file={}", path_str(&pki.join("apiserver.crt"))),
-                "--leader-elect=false".into(),
-                "--controllers=*,-serviceaccount-token".into(),
-                // v1.20 still serves plain HTTP on fixed ports (10252, 10251) unless told not to,
-                // which would keep two environments from running side by side.
-                "--port=0".into(),
-                "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={controller_manager_port}"),
-                "--profiling=false".into(),
-            ]),
+            Spec::new("kube-controller-manager", &binaries.controller_manager)
+                .args(common(controller_manager_port))
+                .args([
+                    format!("--service-account-private-key-file={}", path_str(&sa_key)),
+                    format!("--root-ca-file={}", path_str(&pki.join("apiserver.crt"))),
+                    "--controllers=*,-serviceaccount-token".into(),
+                ]),
         )?;
-        let scheduler = Supervised::spawn(
-            workdir,
-            Spec::new("kube-scheduler", &binaries.scheduler).args([
-                format!("--kubeconfig={kc}"),
-                format!("--authentication-kubeconfig={kc}"),
-                format!("--authorization-kubeconfig={kc}"),
-                "--leader-elect=false".into(),
-                "--port=0".into(),
-                "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={scheduler_port}"),
-                "--profiling=false".into(),
-            ]),
-        )?;
+        let scheduler =
+            Supervised::spawn(workdir, Spec::new("kube-scheduler", &binaries.scheduler).args(common(scheduler_port)))?;
 
         // Both serve /healthz without authentication; waiting for it turns a component that
         // cannot start into an error quoting its log, instead of a test timing out later.
