@@ -1,4 +1,22 @@
-//! Tenantry's tenant operator. The reconciler arrives with the operator issue; what is here
-//! already is the ERP version policy every part of the product must honour.
+//! Tenantry's tenant operator: reconciles each `Tenant` into one ERP server, web client and
+//! PostgreSQL per environment, in the namespace `tenant-<name>`.
+//!
+//! The reconcile is a pipeline (read, validate, build, apply, status) in which only reading and
+//! applying talk to the cluster; validation and building are pure and unit-tested.
 
+pub mod api;
+pub mod apply;
+pub mod build;
+pub mod controller;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod model;
+pub mod profile;
+pub mod quantity;
+pub mod reconcile;
+pub mod status;
+pub mod telemetry;
+pub mod validate;
 pub mod version;

@@ -1,0 +1,40 @@
+/// Everything the operator's reconcile can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API ({object}): {source}")]
+    Kube {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+
+    #[error("serialising an object: {0}")]
+    Serialize(#[from] serde_json::Error),
+
+    #[error("the Tenant has no name")]
+    Unnamed,
+}
+
+impl Error {
+    pub fn kube(object: impl Into<String>, source: kube::Error) -> Self {
+        Self::Kube { object: object.into(), source }
+    }
+
+    /// A short, stable label for metrics and events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Kube { source: kube::Error::Api(status), .. } if status.code == 409 => "Conflict",
+            Self::Kube { source: kube::Error::Api(status), .. } if status.code == 422 => "Rejected",
+            Self::Kube { source: kube::Error::Api(status), .. } if status.code == 403 => "Forbidden",
+            Self::Kube { .. } => "ApiError",
+            Self::Finalizer(_) => "Finalizer",
+            Self::Serialize(_) => "Serialize",
+            Self::Unnamed => "Unnamed",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,169 @@
+//! `tenant-operator`: `run` reconciles Tenants (the default), `crd` prints the CRD YAML.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tenant_operator::controller::{self, OperatorConfig, crd_yaml};
+use tenant_operator::http::{self, HttpState, Readiness};
+use tenant_operator::leader::{LeaderElection, default_identity};
+use tenant_operator::metrics::Metrics;
+use tenant_operator::profile::ImageDefaults;
+use tenant_operator::telemetry;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Parser)]
+#[command(about = "Tenantry's tenant operator: one ERP server, web client and PostgreSQL per Tenant")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Reconcile Tenants (the default).
+    Run,
+    /// Print the Tenant CRD (YAML), generated from the Rust types.
+    Crd,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Serve only Tenants matching this label selector (sharding, or a test's own Tenants).
+    #[arg(long, env = "TENANTRY_TENANT_SELECTOR")]
+    tenant_selector: Option<String>,
+    /// Reconciles running at once.
+    #[arg(long, env = "TENANTRY_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "TENANTRY_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Elect one leader among the replicas through a Lease (off: this instance reconciles).
+    #[arg(long, env = "TENANTRY_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the leader Lease (defaults to the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "tenantry-system")]
+    lease_namespace: String,
+    #[arg(long, env = "TENANTRY_LEASE_NAME", default_value = "tenantry-operator")]
+    lease_name: String,
+    /// Image repository of the tryton profile's server (tagged with the ERP series).
+    #[arg(long, env = "TENANTRY_TRYTON_IMAGE", default_value = "tryton/tryton")]
+    tryton_image: String,
+    /// Image repository of the odoo profile's server.
+    #[arg(long, env = "TENANTRY_ODOO_IMAGE", default_value = "odoo")]
+    odoo_image: String,
+    /// The web role's reverse proxy image.
+    #[arg(long, env = "TENANTRY_WEB_PROXY_IMAGE", default_value = "nginxinc/nginx-unprivileged:1.27-alpine")]
+    web_proxy_image: String,
+    #[arg(long, env = "TENANTRY_POSTGRES_IMAGE", default_value = "postgres:15")]
+    postgres_image: String,
+    /// Labels of the ingress controller's namespace (`key=value,…`), allowed to reach web clients.
+    #[arg(long, env = "TENANTRY_INGRESS_NAMESPACE_LABELS", default_value = "app.kubernetes.io/name=ingress-nginx")]
+    ingress_namespace_labels: String,
+    #[arg(long, env = "TENANTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Crd => {
+            print!("{}", crd_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Run => {
+            telemetry::init(matches!(cli.run.log_format, LogFormat::Json));
+            match run(cli.run).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    tracing::error!(error = %message, "the operator stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    let ingress_controller_namespace = parse_labels(&args.ingress_namespace_labels)?;
+    let config = OperatorConfig {
+        tenant_selector: args.tenant_selector,
+        concurrency: args.concurrency,
+        images: ImageDefaults {
+            tryton: args.tryton_image,
+            odoo: args.odoo_image,
+            web_proxy: args.web_proxy_image,
+            postgres: args.postgres_image,
+        },
+        ingress_controller_namespace,
+        ..OperatorConfig::default()
+    };
+    let client = kube::Client::try_default().await.map_err(|e| format!("connecting to Kubernetes: {e}"))?;
+    let metrics = Metrics::new();
+    let readiness = Readiness::new();
+    let listener =
+        std::net::TcpListener::bind(args.listen).map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    tracing::info!(address = %args.listen, "serving /metrics, /healthz and /readyz");
+    let server =
+        tokio::spawn(http::serve(listener, HttpState { metrics: metrics.clone(), readiness: readiness.clone() }));
+
+    let controller = {
+        let (client, metrics, readiness) = (client.clone(), metrics.clone(), readiness.clone());
+        move || controller::run(client, config, metrics, readiness, shutdown_signal())
+    };
+    let result = if args.leader_election {
+        let election = LeaderElection::new(client, &args.lease_namespace, &args.lease_name, default_identity());
+        let mut leading = election.is_leader();
+        let leader_metric = {
+            let metrics = metrics.clone();
+            async move {
+                while leading.changed().await.is_ok() {
+                    metrics.set_leader(*leading.borrow());
+                }
+            }
+        };
+        let leader_task = tokio::spawn(leader_metric);
+        readiness.set_not_ready("waiting to become the leader");
+        tracing::info!(identity = election.identity(), lease = %args.lease_name, "waiting for leadership");
+        let outcome = election.run_until(controller, shutdown_signal()).await;
+        leader_task.abort();
+        outcome.map(drop).map_err(|e| e.to_string())
+    } else {
+        metrics.set_leader(true);
+        controller().await;
+        Ok(())
+    };
+    server.abort();
+    result
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| format!("`{pair}` is not key=value (in --ingress-namespace-labels)"))
+        })
+        .collect()
+}

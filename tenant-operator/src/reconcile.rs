@@ -1,0 +1,463 @@
+//! One reconcile of one Tenant, as a pipeline: validate (pure) → build (pure) → apply → collect
+//! garbage → observe → status. Only apply, garbage collection and the status write talk to the
+//! cluster, and each writes only what differs.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::api::{DeletionPolicy, Phase, Tenant, TenantStatus, labels, namespace_of};
+use crate::apply::{Applier, FIELD_MANAGER};
+use crate::build::{self, BuildContext, Child, GeneratedSecrets};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::model::TenantModel;
+use crate::profile::ImageDefaults;
+use crate::status::{self, EnvironmentObserved, Observed, Readiness};
+use crate::validate::validate;
+
+pub const FINALIZER: &str = "tenantry.dev/cleanup";
+/// Even with nothing changing, look again this often (watches can miss what happens while the
+/// operator is down).
+const RESYNC: Duration = Duration::from_secs(600);
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub images: ImageDefaults,
+    pub ingress_controller_namespace: BTreeMap<String, String>,
+    /// (uid, generation) whose orphans were already collected by this process: orphans appear
+    /// only when the spec changes, so listing every kind on every reconcile would be waste.
+    collected: Mutex<HashSet<(String, i64)>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        recorder: Recorder,
+        images: ImageDefaults,
+        ingress_controller_namespace: BTreeMap<String, String>,
+    ) -> Self {
+        Self { client, metrics, recorder, images, ingress_controller_namespace, collected: Mutex::default() }
+    }
+}
+
+pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_timer();
+    let tenants: Api<Tenant> = Api::all(ctx.client.clone());
+    finalizer(&tenants, FINALIZER, tenant, |event| async {
+        match event {
+            Finalizer::Apply(tenant) => apply(&tenant, &ctx).await,
+            Finalizer::Cleanup(tenant) => cleanup(&tenant, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// What the controller does after a failed reconcile: report it, then retry with a delay.
+pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_error(error.reason());
+    tracing::warn!(tenant = %tenant.name_any(), reason = error.reason(), error = %error, "reconcile failed");
+    let recorder = ctx.recorder.clone();
+    let reference = tenant.object_ref(&());
+    let note = error.to_string();
+    let reason = error.reason();
+    tokio::spawn(async move {
+        let event = KubeEvent {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(truncate(&note, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        let _ = recorder.publish(&event, &reference).await;
+    });
+    Action::requeue(Duration::from_secs(15))
+}
+
+async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
+    let name = tenant.metadata.name.clone().ok_or(Error::Unnamed)?;
+    let generation = tenant.metadata.generation.unwrap_or_default();
+    let previous = tenant.status.clone().unwrap_or_default();
+    let now = now();
+
+    // 1. Validate: an invalid spec is reported and nothing else is touched.
+    let model = match validate(&name, &tenant.spec, &ctx.images) {
+        Ok(model) => model,
+        Err(invalid) => {
+            let status = status::invalid(&invalid.to_string(), &previous, generation, &now);
+            write_status(tenant, &previous, status, ctx).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    // A namespace left terminating by an earlier Tenant of this name must finish first.
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    if let Some(namespace) = namespaces.get_opt(&model.namespace).await.map_err(|e| Error::kube(&model.namespace, e))?
+        && namespace.metadata.deletion_timestamp.is_some()
+    {
+        let message = format!("waiting for namespace {} to finish terminating", model.namespace);
+        write_status(tenant, &previous, status::with_phase(Phase::Pending, &message, &previous, generation, &now), ctx)
+            .await?;
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+
+    // 2. Build (pure).
+    let owner = owner_reference(tenant);
+    let build_ctx = BuildContext {
+        model: &model,
+        owner,
+        images: &ctx.images,
+        ingress_controller_namespace: &ctx.ingress_controller_namespace,
+    };
+    let desired = build::desired(&build_ctx);
+
+    // 3. Apply what differs; generated secrets only when missing.
+    let applier = Applier { client: &ctx.client, metrics: &ctx.metrics };
+    let mut applied = Vec::with_capacity(desired.len() + 2);
+    let mut apply_error = None;
+    for child in &desired {
+        match applier.ensure(child).await {
+            Ok(object) => applied.push((child, object)),
+            Err(e) => {
+                apply_error = Some(e);
+                break;
+            }
+        }
+        if child.namespace.is_none() {
+            // The namespace exists now: the secrets can be made before anything reads them.
+            if let Err(e) = ensure_secrets(&applier, &build_ctx).await {
+                apply_error = Some(e);
+                break;
+            }
+        }
+    }
+    readopt_retained_namespace(&applied, ctx).await?;
+
+    // 4. Collect orphans (found by label) once per spec generation.
+    if apply_error.is_none() {
+        let key = (tenant.uid().unwrap_or_default(), generation);
+        let done = ctx.collected.lock().unwrap_or_else(|e| e.into_inner()).contains(&key);
+        if !done {
+            collect_orphans(&model, &desired, ctx).await?;
+            ctx.collected.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+        }
+    }
+
+    // 5. Observe and write the status.
+    let mut observed = observe(&model, &applied);
+    if let Some(e) = &apply_error {
+        observed.apply_error = Some(e.to_string());
+    }
+    let status = status::for_model(&model, &observed, &previous, generation, &now);
+    write_status(tenant, &previous, status, ctx).await?;
+    match apply_error {
+        Some(e) => Err(e),
+        None => Ok(Action::requeue(RESYNC)),
+    }
+}
+
+async fn ensure_secrets(applier: &Applier<'_>, build_ctx: &BuildContext<'_>) -> Result<()> {
+    // Values are generated only when a secret is missing, so nothing secret is made (or could
+    // leak) needlessly, and an existing secret is never overwritten.
+    let secrets: Api<Secret> = Api::namespaced(applier.client.clone(), &build_ctx.model.namespace);
+    let mut missing = Vec::new();
+    for name in [build::DATABASE_SECRET, build::MASTER_PASSWORD_SECRET] {
+        if secrets.get_metadata_opt(name).await.map_err(|e| Error::kube(name, e))?.is_none() {
+            missing.push(name);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let values = GeneratedSecrets::generate();
+    for child in build::secrets(build_ctx, &values).into_iter().filter(|c| missing.contains(&c.name.as_str())) {
+        applier.ensure(&child).await?;
+    }
+    Ok(())
+}
+
+/// A namespace kept by `deletionPolicy: Retain` is adopted by the new Tenant of that name: its
+/// data (database volume, secrets) is what a restore needs, so only the marker goes.
+async fn readopt_retained_namespace(applied: &[(&Child, DynamicObject)], ctx: &Context) -> Result<()> {
+    let Some((_, namespace)) = applied.iter().find(|(child, _)| child.namespace.is_none()) else { return Ok(()) };
+    if !namespace.labels().contains_key(labels::RETAINED) {
+        return Ok(());
+    }
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let patch = json!({"metadata": {"labels": {labels::RETAINED: null}}});
+    ctx.metrics.api_write("Namespace", "patch");
+    namespaces
+        .patch(&namespace.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Error::kube(namespace.name_any(), e))?;
+    Ok(())
+}
+
+/// Deletes the tenant's children that the spec no longer asks for. Generated secrets and the
+/// database volume are never collected: they are data, not configuration.
+async fn collect_orphans(model: &TenantModel, desired: &[Child], ctx: &Context) -> Result<()> {
+    let wanted: HashSet<(&str, &str)> = desired.iter().map(|c| (c.resource.kind.as_str(), c.name.as_str())).collect();
+    let selector = format!("{}={},{}={}", labels::MANAGED_BY, labels::MANAGER, labels::TENANT, model.name);
+    for resource in build::managed_kinds() {
+        if resource.kind == "Secret" {
+            continue;
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &model.namespace, &resource);
+        let found = api
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| Error::kube(format!("{} in {}", resource.plural, model.namespace), e))?;
+        for object in found {
+            let name = object.name_any();
+            // While suspended no Job is built, but a finished one is kept: deleting it would
+            // rerun its work (e.g. updating every module) on resume.
+            let keep = wanted.contains(&(resource.kind.as_str(), name.as_str()))
+                || (resource.kind == "PersistentVolumeClaim" && !name.starts_with("filestore-"))
+                || (resource.kind == "Job" && model.suspended);
+            if keep || object.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            tracing::info!(tenant = %model.name, kind = %resource.kind, %name, "deleting what the spec no longer asks for");
+            ctx.metrics.api_write(&resource.kind, "delete");
+            let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+            match api.delete(&name, &params).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(Error::kube(name, e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Readiness from the objects as the cluster returned them.
+fn observe(model: &TenantModel, applied: &[(&Child, DynamicObject)]) -> Observed {
+    let find = |kind: &str, name_is: &dyn Fn(&str) -> bool| {
+        applied.iter().find(|(child, _)| child.resource.kind == kind && name_is(&child.name)).map(|(_, o)| o)
+    };
+    let database = if model.suspended {
+        Readiness::Suspended
+    } else {
+        let set = find("StatefulSet", &|n| n == "postgres");
+        let init = find("Job", &|n| n.starts_with("db-init-"));
+        match (set.map(workload_readiness), init.map(job_readiness)) {
+            (Some(Readiness::Ready), Some(Readiness::Ready)) => Readiness::Ready,
+            (Some(Readiness::Ready), Some(waiting)) => waiting,
+            (Some(waiting), _) => waiting,
+            (None, _) => Readiness::Waiting("the PostgreSQL StatefulSet is not applied yet".into()),
+        }
+    };
+    let environments = model
+        .environments
+        .iter()
+        .map(|env| {
+            let server_name = format!("erp-server-{}", env.name());
+            let web_name = format!("erp-web-{}", env.name());
+            let init_prefix = format!("erp-init-{}-", env.name());
+            let server = match (
+                find("Deployment", &|n| n == server_name).map(workload_readiness),
+                find("Job", &|n| n.starts_with(&init_prefix)).map(job_readiness),
+            ) {
+                _ if model.suspended => Readiness::Suspended,
+                (Some(Readiness::Ready), Some(Readiness::Ready)) => Readiness::Ready,
+                (Some(Readiness::Ready), Some(waiting)) => waiting,
+                (Some(waiting), _) => waiting,
+                (None, _) => Readiness::Waiting(format!("{server_name} is not applied yet")),
+            };
+            let web = match find("Deployment", &|n| n == web_name).map(workload_readiness) {
+                _ if model.suspended => Readiness::Suspended,
+                Some(readiness) => readiness,
+                None => Readiness::Waiting(format!("{web_name} is not applied yet")),
+            };
+            EnvironmentObserved { server, web }
+        })
+        .collect();
+    Observed { database, environments, apply_error: None }
+}
+
+/// A Deployment or StatefulSet: ready when its controller has seen the current spec and every
+/// wanted replica is ready.
+fn workload_readiness(object: &DynamicObject) -> Readiness {
+    let number = |value: &Value| value.as_i64().unwrap_or(0);
+    let wanted = number(&object.data["spec"]["replicas"]);
+    let status = &object.data["status"];
+    let seen = number(&status["observedGeneration"]) >= object.metadata.generation.unwrap_or(0);
+    let ready = number(&status["readyReplicas"]);
+    let available = if object.types.as_ref().is_some_and(|t| t.kind == "Deployment") {
+        number(&status["availableReplicas"])
+    } else {
+        ready
+    };
+    if wanted == 0 {
+        Readiness::Suspended
+    } else if seen && ready >= wanted && available >= wanted {
+        Readiness::Ready
+    } else {
+        Readiness::Waiting(format!("{} {ready}/{wanted} ready", object.name_any()))
+    }
+}
+
+fn job_readiness(object: &DynamicObject) -> Readiness {
+    let status = &object.data["status"];
+    if status["succeeded"].as_i64().unwrap_or(0) > 0 {
+        return Readiness::Ready;
+    }
+    let failed = status["conditions"]
+        .as_array()
+        .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Failed" && c["status"] == "True"));
+    match failed {
+        Some(condition) => Readiness::Waiting(format!(
+            "job {} failed: {}",
+            object.name_any(),
+            condition["message"].as_str().or(condition["reason"].as_str()).unwrap_or("no reason given")
+        )),
+        None => Readiness::Waiting(format!("job {} has not completed", object.name_any())),
+    }
+}
+
+/// Deletion: `Delete` removes the namespace and so everything; `Retain` keeps the namespace,
+/// marked retained, with the database volume and the secrets taken out of the owner chain, while
+/// Kubernetes' garbage collector removes the workloads, which stay owned by the Tenant.
+async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
+    let name = tenant.metadata.name.clone().ok_or(Error::Unnamed)?;
+    let namespace = namespace_of(&name);
+    let previous = tenant.status.clone().unwrap_or_default();
+    let generation = tenant.metadata.generation.unwrap_or_default();
+    let message = format!("deleting (deletionPolicy {:?})", tenant.spec.deletion_policy);
+    write_status(tenant, &previous, status::with_phase(Phase::Deleting, &message, &previous, generation, &now()), ctx)
+        .await?;
+
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    match tenant.spec.deletion_policy {
+        DeletionPolicy::Delete => {
+            ctx.metrics.api_write("Namespace", "delete");
+            match namespaces.delete(&namespace, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(Error::kube(&namespace, e)),
+            }
+        }
+        DeletionPolicy::Retain => {
+            let uid = tenant.uid().unwrap_or_default();
+            let release = |object: &kube::api::ObjectMeta| -> Option<Value> {
+                let refs = object.owner_references.as_ref()?;
+                let kept: Vec<&OwnerReference> = refs.iter().filter(|r| r.uid != uid).collect();
+                (kept.len() != refs.len()).then(|| json!({"metadata": {"ownerReferences": kept}}))
+            };
+            if let Some(ns) = namespaces.get_opt(&namespace).await.map_err(|e| Error::kube(&namespace, e))? {
+                let mut patch = release(&ns.metadata).unwrap_or_else(|| json!({"metadata": {}}));
+                patch["metadata"]["labels"] = json!({labels::RETAINED: "true"});
+                ctx.metrics.api_write("Namespace", "patch");
+                namespaces
+                    .patch(&namespace, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| Error::kube(&namespace, e))?;
+                for resource in build::managed_kinds()
+                    .into_iter()
+                    .filter(|r| r.kind == "Secret" || r.kind == "PersistentVolumeClaim")
+                {
+                    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
+                    let selector = format!("{}={}", labels::TENANT, name);
+                    let objects = api
+                        .list_metadata(&ListParams::default().labels(&selector))
+                        .await
+                        .map_err(|e| Error::kube(&namespace, e))?;
+                    for object in objects {
+                        if let Some(patch) = release(&object.metadata) {
+                            ctx.metrics.api_write(&resource.kind, "patch");
+                            api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                                .await
+                                .map_err(|e| Error::kube(object.name_any(), e))?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    publish(ctx, tenant, EventType::Normal, "Deleted", &message).await;
+    Ok(Action::await_change())
+}
+
+/// Writes the status when it differs from what is there, with one event per phase change.
+async fn write_status(tenant: &Tenant, previous: &TenantStatus, status: TenantStatus, ctx: &Context) -> Result<()> {
+    if *previous == status {
+        return Ok(());
+    }
+    let name = tenant.name_any();
+    let tenants: Api<Tenant> = Api::all(ctx.client.clone());
+    let patch = json!({"apiVersion": "tenantry.dev/v1alpha1", "kind": "Tenant", "status": status});
+    ctx.metrics.api_write("Tenant", "patch_status");
+    tenants
+        .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|e| Error::kube(&name, e))?;
+    if previous.phase != status.phase
+        && let Some(phase) = status.phase
+    {
+        let message = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == if phase == Phase::Invalid { "Valid" } else { "Ready" })
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        let type_ =
+            if matches!(phase, Phase::Invalid | Phase::Degraded) { EventType::Warning } else { EventType::Normal };
+        publish(ctx, tenant, type_, &phase.to_string(), &message).await;
+    }
+    Ok(())
+}
+
+async fn publish(ctx: &Context, tenant: &Tenant, type_: EventType, reason: &str, note: &str) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.to_string(),
+        note: Some(truncate(note, 1000)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    ctx.metrics.api_write("Event", "create");
+    if let Err(e) = ctx.recorder.publish(&event, &tenant.object_ref(&())).await {
+        tracing::warn!(tenant = %tenant.name_any(), error = %e, "could not publish an event");
+    }
+}
+
+fn owner_reference(tenant: &Tenant) -> OwnerReference {
+    OwnerReference {
+        api_version: Tenant::api_version(&()).into_owned(),
+        kind: Tenant::kind(&()).into_owned(),
+        name: tenant.name_any(),
+        uid: tenant.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn now() -> String {
+    Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap_or_else(|_| Timestamp::now()).to_string()
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

@@ -1,0 +1,264 @@
+//! The Tenant's status, computed from what was observed: pure, so that an unchanged world gives
+//! an identical status (and the reconcile then writes nothing).
+
+use crate::api::{Condition, EnvironmentStatus, Phase, TenantStatus, condition};
+use crate::model::TenantModel;
+
+/// What the reconcile saw of the tenant's workloads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// PostgreSQL is ready and every environment's database exists.
+    pub database: Readiness,
+    /// Per environment, in the model's order.
+    pub environments: Vec<EnvironmentObserved>,
+    /// An error applying children, if any (the tenant is then Degraded or still Provisioning).
+    pub apply_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnvironmentObserved {
+    pub server: Readiness,
+    pub web: Readiness,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not ready yet, and why.
+    Waiting(String),
+    /// Scaled to zero on purpose.
+    #[default]
+    Suspended,
+}
+
+impl Readiness {
+    fn is_ready(&self) -> bool {
+        *self == Self::Ready
+    }
+}
+
+/// The status of a valid tenant.
+pub fn for_model(
+    model: &TenantModel,
+    observed: &Observed,
+    previous: &TenantStatus,
+    generation: i64,
+    now: &str,
+) -> TenantStatus {
+    let mut conditions = previous.conditions.clone();
+    let mut set = |type_: &str, status: bool, reason: &str, message: String| {
+        set_condition(&mut conditions, type_, if status { "True" } else { "False" }, reason, &message, generation, now)
+    };
+    set(condition::VALID, true, "Valid", "the spec is valid".into());
+
+    let (db_ok, db_reason, db_message) = readiness_parts(&observed.database, "the database is ready");
+    set(condition::DATABASE_READY, db_ok, db_reason, db_message);
+
+    let role = |pick: fn(&EnvironmentObserved) -> &Readiness, what: &str| {
+        let mut waiting = Vec::new();
+        let mut suspended = false;
+        for (env, seen) in model.environments.iter().zip(&observed.environments) {
+            match pick(seen) {
+                Readiness::Ready => {}
+                Readiness::Waiting(why) => waiting.push(format!("{}: {why}", env.name())),
+                Readiness::Suspended => suspended = true,
+            }
+        }
+        if waiting.is_empty() && !suspended && observed.environments.len() == model.environments.len() {
+            (true, "Ready", format!("every environment's {what} is ready"))
+        } else if suspended {
+            (false, "Suspended", format!("the {what} is scaled to zero"))
+        } else {
+            (false, "Waiting", waiting.join("; "))
+        }
+    };
+    let (server_ok, server_reason, server_message) = role(|e| &e.server, "ERP server");
+    set(condition::SERVER_READY, server_ok, server_reason, server_message);
+    let (web_ok, web_reason, web_message) = role(|e| &e.web, "web client");
+    set(condition::WEB_READY, web_ok, web_reason, web_message);
+
+    let all_ready = db_ok && server_ok && web_ok && observed.apply_error.is_none();
+    let was_ready = matches!(previous.phase, Some(Phase::Ready | Phase::Degraded));
+    let (phase, reason, message) = if model.suspended {
+        (Phase::Suspended, "Suspended", "every workload is scaled to zero; all data is kept".to_string())
+    } else if all_ready {
+        (Phase::Ready, "Ready", "the ERP is serving".to_string())
+    } else {
+        let why = observed.apply_error.clone().unwrap_or_else(|| {
+            [(db_ok, "database"), (server_ok, "server"), (web_ok, "web client")]
+                .iter()
+                .filter(|(ok, _)| !ok)
+                .map(|(_, what)| *what)
+                .collect::<Vec<_>>()
+                .join(", ")
+                + " not ready"
+        });
+        if was_ready { (Phase::Degraded, "Degraded", why) } else { (Phase::Provisioning, "Provisioning", why) }
+    };
+    set(condition::READY, phase == Phase::Ready, reason, message);
+
+    let environments = model
+        .environments
+        .iter()
+        .zip(observed.environments.iter().map(Some).chain(std::iter::repeat(None)))
+        .map(|(env, seen)| EnvironmentStatus {
+            name: env.name().to_string(),
+            version: env.version.to_string(),
+            ready: seen.is_some_and(|s| s.server.is_ready() && s.web.is_ready()) && db_ok,
+            url: env.host.as_ref().map(|host| format!("https://{host}")),
+        })
+        .collect::<Vec<_>>();
+    let url = environments.first().and_then(|e| e.url.clone()).or_else(|| {
+        // Without an ingress the ERP is reachable inside the cluster only.
+        Some(format!("http://erp-web-production.{}.svc", model.namespace))
+    });
+
+    TenantStatus { phase: Some(phase), conditions, observed_generation: Some(generation), url, environments }
+}
+
+/// The status of a tenant whose spec is invalid: nothing else about it is claimed.
+pub fn invalid(message: &str, previous: &TenantStatus, generation: i64, now: &str) -> TenantStatus {
+    let mut conditions = previous.conditions.clone();
+    set_condition(&mut conditions, condition::VALID, "False", "InvalidSpec", message, generation, now);
+    set_condition(&mut conditions, condition::READY, "False", "InvalidSpec", message, generation, now);
+    TenantStatus {
+        phase: Some(Phase::Invalid),
+        conditions,
+        observed_generation: Some(generation),
+        url: previous.url.clone(),
+        environments: previous.environments.clone(),
+    }
+}
+
+/// A status with only the phase and the Ready condition changed (Pending, Deleting).
+pub fn with_phase(phase: Phase, message: &str, previous: &TenantStatus, generation: i64, now: &str) -> TenantStatus {
+    let mut status = previous.clone();
+    status.phase = Some(phase);
+    set_condition(&mut status.conditions, condition::READY, "False", &phase.to_string(), message, generation, now);
+    status
+}
+
+fn readiness_parts(readiness: &Readiness, ready_message: &str) -> (bool, &'static str, String) {
+    match readiness {
+        Readiness::Ready => (true, "Ready", ready_message.to_string()),
+        Readiness::Waiting(why) => (false, "Waiting", why.clone()),
+        Readiness::Suspended => (false, "Suspended", "scaled to zero".to_string()),
+    }
+}
+
+/// Sets a condition; `lastTransitionTime` moves only when the status value changes.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    now: &str,
+) {
+    let new = |last_transition_time: String| Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time,
+        observed_generation: Some(generation),
+    };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) if existing.status == status => *existing = new(existing.last_transition_time.clone()),
+        Some(existing) => *existing = new(now.to_string()),
+        None => conditions.push(new(now.to_string())),
+    }
+    conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ErpSpec, TenantSpec};
+    use crate::profile::ImageDefaults;
+
+    fn model(test_env: bool, suspended: bool) -> TenantModel {
+        let mut spec = TenantSpec {
+            display_name: "Acme".into(),
+            plan: "basic".into(),
+            seats: 3,
+            erp: ErpSpec { profile: "tryton".into(), version: "7.0.1".into(), ..Default::default() },
+            resources: Default::default(),
+            environments: Default::default(),
+            suspended,
+            ingress: None,
+            deletion_policy: Default::default(),
+        };
+        if test_env {
+            spec.environments.test = Some(Default::default());
+        }
+        crate::validate::validate("acme", &spec, &ImageDefaults::default()).unwrap()
+    }
+
+    fn all_ready(envs: usize) -> Observed {
+        Observed {
+            database: Readiness::Ready,
+            environments: vec![EnvironmentObserved { server: Readiness::Ready, web: Readiness::Ready }; envs],
+            apply_error: None,
+        }
+    }
+
+    fn condition<'a>(status: &'a TenantStatus, type_: &str) -> &'a Condition {
+        status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    #[test]
+    fn ready_when_everything_is() {
+        let status = for_model(&model(true, false), &all_ready(2), &TenantStatus::default(), 3, "T1");
+        assert_eq!(status.phase, Some(Phase::Ready));
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.environments.len(), 2);
+        assert!(status.environments.iter().all(|e| e.ready));
+        assert_eq!(status.url.as_deref(), Some("http://erp-web-production.tenant-acme.svc"));
+        for type_ in ["Ready", "Valid", "DatabaseReady", "ServerReady", "WebReady"] {
+            assert_eq!(condition(&status, type_).status, "True", "{type_}");
+        }
+    }
+
+    #[test]
+    fn last_transition_time_moves_only_on_a_status_change() {
+        let model = model(false, false);
+        let mut waiting = all_ready(1);
+        waiting.environments[0].web = Readiness::Waiting("0/1 available".into());
+        let first = for_model(&model, &waiting, &TenantStatus::default(), 1, "T1");
+        assert_eq!(first.phase, Some(Phase::Provisioning));
+        assert_eq!(condition(&first, "WebReady").message, "production: 0/1 available");
+
+        // Same world, later: identical status, so the reconcile writes nothing.
+        assert_eq!(for_model(&model, &waiting, &first, 1, "T2"), first);
+
+        let ready = for_model(&model, &all_ready(1), &first, 1, "T3");
+        assert_eq!(condition(&ready, "WebReady").last_transition_time, "T3");
+        assert_eq!(condition(&ready, "DatabaseReady").last_transition_time, "T1");
+
+        // Losing readiness after having had it is Degraded, not Provisioning.
+        let degraded = for_model(&model, &waiting, &ready, 1, "T4");
+        assert_eq!(degraded.phase, Some(Phase::Degraded));
+        assert_eq!(condition(&degraded, "Ready").last_transition_time, "T4");
+    }
+
+    #[test]
+    fn suspended_and_invalid() {
+        let model = model(false, true);
+        let observed = Observed {
+            database: Readiness::Suspended,
+            environments: vec![EnvironmentObserved::default()],
+            apply_error: None,
+        };
+        let status = for_model(&model, &observed, &TenantStatus::default(), 1, "T1");
+        assert_eq!(status.phase, Some(Phase::Suspended));
+        assert_eq!(condition(&status, "ServerReady").reason, "Suspended");
+
+        let invalid = invalid("spec.erp.version: bad", &status, 2, "T2");
+        assert_eq!(invalid.phase, Some(Phase::Invalid));
+        assert_eq!(condition(&invalid, "Valid").status, "False");
+        assert_eq!(condition(&invalid, "Valid").message, "spec.erp.version: bad");
+        assert_eq!(invalid.observed_generation, Some(2));
+    }
+}

@@ -1,0 +1,168 @@
+//! The operator under test, in this test's process, against the shared local cluster. Each test
+//! gets an operator of its own that serves only the Tenants it labels, so tests (and the test
+//! processes nextest runs side by side) never reconcile each other's Tenants.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use e2e::TestEnv;
+use e2e::wait::until;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::conditions;
+use kube::{Client, CustomResourceExt, ResourceExt};
+use rand::Rng;
+use serde_json::json;
+use tenant_operator::api::{Phase, Tenant, TenantSpec};
+use tenant_operator::controller::{OperatorConfig, run};
+use tenant_operator::http::Readiness;
+use tenant_operator::metrics::Metrics;
+use tokio::sync::OnceCell;
+
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+const RUN_LABEL: &str = "tenantry.dev/test-run";
+
+pub struct Operator {
+    pub client: Client,
+    pub metrics: Metrics,
+    run_id: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Installs the CRD (once per process) and starts an operator for this test.
+pub async fn start() -> Operator {
+    let env = TestEnv::shared().await;
+    let client = env.client().await;
+    install_crd(&client).await;
+    let run_id = format!("{:08x}", rand::rng().random::<u32>());
+    let config = OperatorConfig {
+        tenant_selector: Some(format!("{RUN_LABEL}={run_id}")),
+        concurrency: 4,
+        ..OperatorConfig::default()
+    };
+    let metrics = Metrics::new();
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(client.clone(), config, metrics.clone(), Readiness::new(), async {
+        let _ = stop.await;
+    }));
+    Operator { client, metrics, run_id, shutdown: Some(shutdown), task }
+}
+
+async fn install_crd(client: &Client) {
+    static INSTALLED: OnceCell<()> = OnceCell::const_new();
+    INSTALLED
+        .get_or_init(|| async {
+            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+            // Create or replace rather than server-side apply: a v1.20 apiserver applies a new
+            // CRD without the v1 defaults (preserveUnknownFields stays true) and then refuses
+            // a schema with defaults.
+            let mut crd = Tenant::crd();
+            let name = crd.name_any();
+            match crds.get_opt(&name).await.unwrap() {
+                None => match crds.create(&PostParams::default(), &crd).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 409 => {}
+                    Err(e) => panic!("creating the CRD: {e}"),
+                },
+                Some(existing) => {
+                    crd.metadata.resource_version = existing.resource_version();
+                    crds.replace(&name, &PostParams::default(), &crd).await.unwrap();
+                }
+            }
+            until(&crds, &name, "Established", TIMEOUT, conditions::is_crd_established()).await;
+        })
+        .await;
+}
+
+impl Operator {
+    pub fn tenants(&self) -> Api<Tenant> {
+        Api::all(self.client.clone())
+    }
+
+    /// A unique Tenant name with `prefix`.
+    pub fn name(&self, prefix: &str) -> String {
+        format!("{prefix}-{:06x}", rand::rng().random_range(0..0xff_ffffu32))
+    }
+
+    /// Creates a Tenant this operator serves.
+    pub async fn create(&self, name: &str, spec: TenantSpec) -> Tenant {
+        let mut tenant = Tenant::new(name, spec);
+        tenant.metadata.labels = Some(BTreeMap::from([(RUN_LABEL.to_string(), self.run_id.clone())]));
+        self.tenants().create(&PostParams::default(), &tenant).await.unwrap()
+    }
+
+    /// Merge-patches the Tenant's spec.
+    pub async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
+        self.tenants().patch(name, &PatchParams::default(), &Patch::Merge(&json!({ "spec": spec }))).await.unwrap();
+    }
+
+    pub async fn wait_phase(&self, name: &str, phase: Phase) -> Tenant {
+        let generation = self.tenants().get(name).await.unwrap().metadata.generation;
+        until(&self.tenants(), name, &format!("phase {phase}"), TIMEOUT, move |t: Option<&Tenant>| {
+            t.and_then(|t| t.status.as_ref())
+                .is_some_and(|s| s.phase == Some(phase) && s.observed_generation >= generation)
+        })
+        .await
+    }
+
+    /// Counter values from the operator's metrics, summed over their labels.
+    pub fn metric(&self, name: &str) -> f64 {
+        self.metrics
+            .encode()
+            .lines()
+            .filter(|line| line.starts_with(name) && !line.starts_with('#'))
+            .filter(|line| line[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Changes the Tenant's metadata (not its spec), which triggers a reconcile, and waits until
+    /// a reconcile has finished after it.
+    pub async fn poke(&self, name: &str, value: &str) {
+        let reconciles = "tenantry_operator_reconciles_total";
+        let before = self.metric(reconciles);
+        let patch = json!({"metadata": {"annotations": {"test.tenantry.dev/poke": value}}});
+        self.tenants().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        while self.metric(reconciles) <= before {
+            assert!(tokio::time::Instant::now() < deadline, "no reconcile happened after the poke");
+            tick.tick().await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A Tenant with production and test environments behind an ingress with cert-manager TLS.
+pub fn spec(with_test: bool) -> TenantSpec {
+    serde_json::from_value(json!({
+        "displayName": "Acme Corp",
+        "plan": "business",
+        "seats": 12,
+        "erp": {"profile": "tryton", "version": "7.0.59", "modules": ["party"]},
+        "resources": {
+            "server": {"cpuRequest": "250m", "memoryRequest": "512Mi", "cpuLimit": "2", "memoryLimit": "2Gi"},
+            "databaseStorage": "20Gi",
+            "filestoreStorage": "5Gi",
+            "quota": {"cpu": "8", "memory": "16Gi", "storage": "100Gi", "pods": 30}
+        },
+        "environments": if with_test { json!({"production": {}, "test": {"version": "7.2.3"}}) } else { json!({"production": {}}) },
+        "ingress": {"host": "acme.example.com", "className": "nginx", "tlsIssuer": "letsencrypt"},
+    }))
+    .unwrap()
+}

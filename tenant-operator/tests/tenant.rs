@@ -1,0 +1,374 @@
+//! The operator against the real local control plane (kube-apiserver, controller-manager,
+//! scheduler; simulated kubelet). Each test runs its own operator for its own Tenants.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Operator, TIMEOUT, spec, start};
+use e2e::wait::{until, until_deleted};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tenant_operator::api::{Phase, Tenant, labels, namespace_of};
+
+fn api<K>(client: &Client, namespace: &str) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    Api::namespaced(client.clone(), namespace)
+}
+
+async fn names<K>(client: &Client, namespace: &str) -> Vec<String>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let mut names: Vec<String> = api::<K>(client, namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+fn condition(tenant: &Tenant, type_: &str) -> (String, String) {
+    let c = tenant.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == type_).unwrap();
+    (c.status.clone(), c.message.clone())
+}
+
+/// Resource versions of every child, to prove nothing was written.
+async fn versions(client: &Client, namespace: &str) -> BTreeMap<String, String> {
+    let mut all = BTreeMap::new();
+    macro_rules! collect {
+        ($($kind:ty),*) => {$(
+            for o in api::<$kind>(client, namespace).list(&ListParams::default()).await.unwrap().items {
+                all.insert(format!("{}/{}", stringify!($kind), o.name_any()), o.resource_version().unwrap());
+            }
+        )*};
+    }
+    collect!(Deployment, StatefulSet, Service, ConfigMap, Secret, NetworkPolicy, Ingress, Job, ServiceAccount);
+    collect!(ResourceQuota, LimitRange, PersistentVolumeClaim);
+    all
+}
+
+async fn ready_tenant(operator: &Operator, prefix: &str, with_test: bool) -> (String, String) {
+    let name = operator.name(prefix);
+    operator.create(&name, spec(with_test)).await;
+    operator.wait_phase(&name, Phase::Ready).await;
+    let namespace = namespace_of(&name);
+    (name, namespace)
+}
+
+#[tokio::test]
+async fn tenant_reaches_ready() {
+    let operator = start().await;
+    let (name, ns) = ready_tenant(&operator, "ready", true).await;
+    let client = &operator.client;
+    let tenant = operator.tenants().get(&name).await.unwrap();
+    let status = tenant.status.clone().unwrap();
+    assert_eq!(status.url.as_deref(), Some("https://acme.example.com"));
+    for type_ in ["Ready", "Valid", "DatabaseReady", "ServerReady", "WebReady"] {
+        assert_eq!(condition(&tenant, type_).0, "True", "{type_}: {:?}", condition(&tenant, type_));
+    }
+    let environments: Vec<(&str, &str, bool)> =
+        status.environments.iter().map(|e| (e.name.as_str(), e.version.as_str(), e.ready)).collect();
+    assert_eq!(environments, [("production", "7.0.59", true), ("test", "7.2.3", true)]);
+
+    let namespace = Api::<Namespace>::all(client.clone()).get(&ns).await.unwrap();
+    assert_eq!(namespace.labels()[labels::TENANT], name);
+    assert_eq!(namespace.owner_references()[0].uid, tenant.uid().unwrap());
+
+    assert_eq!(names::<ResourceQuota>(client, &ns).await, ["tenant-quota"]);
+    assert_eq!(names::<LimitRange>(client, &ns).await, ["tenant-limits"]);
+    assert!(names::<ServiceAccount>(client, &ns).await.contains(&"tenant-erp".to_string()));
+    assert!(names::<NetworkPolicy>(client, &ns).await.contains(&"default-deny".to_string()));
+    assert_eq!(names::<Secret>(client, &ns).await, ["erp-master-password", "postgres-credentials"]);
+    assert_eq!(names::<StatefulSet>(client, &ns).await, ["postgres"]);
+    assert_eq!(
+        names::<Deployment>(client, &ns).await,
+        ["erp-server-production", "erp-server-test", "erp-web-production", "erp-web-test"]
+    );
+    assert_eq!(
+        names::<Service>(client, &ns).await,
+        ["erp-server-production", "erp-server-test", "erp-web-production", "erp-web-test", "postgres"]
+    );
+    assert_eq!(names::<Ingress>(client, &ns).await, ["erp-production", "erp-test"]);
+    let claims = names::<PersistentVolumeClaim>(client, &ns).await;
+    assert_eq!(claims, ["data-postgres-0", "filestore-production", "filestore-test"]);
+    let jobs = names::<Job>(client, &ns).await;
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    assert!(jobs.iter().any(|j| j.starts_with("db-init-")));
+    assert!(jobs.iter().any(|j| j.starts_with("erp-init-production-")));
+    assert!(jobs.iter().any(|j| j.starts_with("erp-init-test-")));
+
+    // The test environment runs its own version.
+    let test_server = api::<Deployment>(client, &ns).get("erp-server-test").await.unwrap();
+    let image = test_server.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap();
+    assert_eq!(image, "tryton/tryton:7.2");
+    // Every child carries the tenant's labels and owner reference.
+    for deployment in api::<Deployment>(client, &ns).list(&ListParams::default()).await.unwrap() {
+        assert_eq!(deployment.labels()[labels::MANAGED_BY], labels::MANAGER);
+        assert_eq!(deployment.owner_references()[0].uid, tenant.uid().unwrap());
+    }
+    // Nothing secret reached the Tenant or the configuration.
+    let secret = api::<Secret>(client, &ns).get("postgres-credentials").await.unwrap();
+    let password = String::from_utf8(secret.data.unwrap()["password"].0.clone()).unwrap();
+    assert!(password.len() >= 32);
+    assert!(!serde_json::to_string(&tenant).unwrap().contains(&password));
+    for config in api::<ConfigMap>(client, &ns).list(&ListParams::default()).await.unwrap() {
+        assert!(!serde_json::to_string(&config.data).unwrap().contains(&password), "{}", config.name_any());
+    }
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn drift_is_corrected() {
+    let operator = start().await;
+    let (_, ns) = ready_tenant(&operator, "drift", false).await;
+    let client = &operator.client;
+    let services = api::<Service>(client, &ns);
+    let deleted_uid = services.get("erp-server-production").await.unwrap().uid();
+    services.delete("erp-server-production", &DeleteParams::default()).await.unwrap();
+    let deployments = api::<Deployment>(client, &ns);
+    deployments
+        .patch("erp-web-production", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 5}})))
+        .await
+        .unwrap();
+
+    until(&services, "erp-server-production", "recreated", TIMEOUT, move |s: Option<&Service>| {
+        s.is_some_and(|s| s.uid() != deleted_uid)
+    })
+    .await;
+    until(&deployments, "erp-web-production", "replicas back to 1", TIMEOUT, |d: Option<&Deployment>| {
+        d.and_then(|d| d.spec.as_ref()).is_some_and(|s| s.replicas == Some(1))
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn test_environment_removed_is_cleaned_up() {
+    let operator = start().await;
+    let (name, ns) = ready_tenant(&operator, "cleanup", true).await;
+    let client = &operator.client;
+    operator.patch_spec(&name, json!({"environments": {"test": null}})).await;
+    operator.wait_phase(&name, Phase::Ready).await;
+
+    for (kind, gone) in [
+        ("Deployment", vec!["erp-server-test", "erp-web-test"]),
+        ("Service", vec!["erp-server-test", "erp-web-test"]),
+        ("Ingress", vec!["erp-test"]),
+        ("PersistentVolumeClaim", vec!["filestore-test"]),
+    ] {
+        for object in gone {
+            match kind {
+                "Deployment" => until_deleted(&api::<Deployment>(client, &ns), object, TIMEOUT).await,
+                "Service" => until_deleted(&api::<Service>(client, &ns), object, TIMEOUT).await,
+                "Ingress" => until_deleted(&api::<Ingress>(client, &ns), object, TIMEOUT).await,
+                _ => until_deleted(&api::<PersistentVolumeClaim>(client, &ns), object, TIMEOUT).await,
+            }
+        }
+    }
+    let remaining = |names: Vec<String>| names.into_iter().filter(|n| n.contains("test")).collect::<Vec<_>>();
+    assert!(remaining(names::<ConfigMap>(client, &ns).await).is_empty());
+    assert!(remaining(names::<Job>(client, &ns).await).is_empty());
+    assert_eq!(names::<Deployment>(client, &ns).await, ["erp-server-production", "erp-web-production"]);
+    let tenant = operator.tenants().get(&name).await.unwrap();
+    assert_eq!(tenant.status.unwrap().environments.len(), 1);
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_spec_applies_nothing() {
+    let operator = start().await;
+    let client = &operator.client;
+
+    // A new Tenant with a bad spec: reported, and nothing is created.
+    let name = operator.name("invalid");
+    let mut bad = spec(false);
+    bad.erp.version = "7.x".into();
+    bad.ingress.as_mut().unwrap().host = "not a host".into();
+    bad.resources.database_storage = Some("-1Gi".into());
+    operator.create(&name, bad).await;
+    let tenant = operator.wait_phase(&name, Phase::Invalid).await;
+    let (valid, message) = condition(&tenant, "Valid");
+    assert_eq!(valid, "False");
+    assert!(message.contains("spec.erp.version: version `7.x` is not of the form A.B.C"), "{message}");
+    assert!(message.contains("spec.resources.databaseStorage must not be negative (got -1Gi)"), "{message}");
+    assert!(message.contains("spec.ingress.host: `not a host` is not a DNS name"), "{message}");
+    assert!(Api::<Namespace>::all(client.clone()).get_opt(&namespace_of(&name)).await.unwrap().is_none());
+
+    // A Ready Tenant whose spec turns invalid: reported, and nothing is changed.
+    let (name, ns) = ready_tenant(&operator, "turns-invalid", false).await;
+    let before = versions(client, &ns).await;
+    operator.patch_spec(&name, json!({"erp": {"profile": "sap"}, "suspended": true})).await;
+    let tenant = operator.wait_phase(&name, Phase::Invalid).await;
+    assert!(condition(&tenant, "Valid").1.contains("spec.erp.profile `sap` is unknown"));
+    assert_eq!(versions(client, &ns).await, before, "an invalid spec changed children");
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn development_version_refused_in_production() {
+    let operator = start().await;
+    let name = operator.name("devprod");
+    let mut dev = spec(false);
+    dev.erp.version = "7.1.0".into();
+    operator.create(&name, dev).await;
+    let tenant = operator.wait_phase(&name, Phase::Invalid).await;
+    assert_eq!(
+        condition(&tenant, "Valid").1,
+        "spec.erp.version: 7.1.0 is a development release (odd minor version 1) and is never allowed in production; \
+         run it in the test environment"
+    );
+    assert!(Api::<Namespace>::all(operator.client.clone()).get_opt(&namespace_of(&name)).await.unwrap().is_none());
+
+    // The same development version is accepted for the test environment.
+    let name = operator.name("devtest");
+    let mut dev_in_test = spec(true);
+    dev_in_test.environments.test.as_mut().unwrap().version = Some("7.1.0".into());
+    operator.create(&name, dev_in_test).await;
+    let tenant = operator.wait_phase(&name, Phase::Ready).await;
+    assert_eq!(tenant.status.unwrap().environments[1].version, "7.1.0");
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn suspend_and_resume() {
+    let operator = start().await;
+    let (name, ns) = ready_tenant(&operator, "suspend", true).await;
+    let client = &operator.client;
+    let replicas = || async {
+        let mut all: Vec<(String, i32)> = api::<Deployment>(client, &ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|d| (d.name_any(), d.spec.unwrap().replicas.unwrap()))
+            .collect();
+        let set = api::<StatefulSet>(client, &ns).get("postgres").await.unwrap();
+        all.push(("postgres".into(), set.spec.unwrap().replicas.unwrap()));
+        all
+    };
+    let claims_before = names::<PersistentVolumeClaim>(client, &ns).await;
+
+    operator.patch_spec(&name, json!({"suspended": true})).await;
+    operator.wait_phase(&name, Phase::Suspended).await;
+    assert!(replicas().await.iter().all(|(_, n)| *n == 0), "{:?}", replicas().await);
+    // Nothing is running, and no data is gone.
+    until(&api::<StatefulSet>(client, &ns), "postgres", "no ready replica", TIMEOUT, |s: Option<&StatefulSet>| {
+        s.and_then(|s| s.status.as_ref()).is_some_and(|s| s.ready_replicas.unwrap_or(0) == 0)
+    })
+    .await;
+    assert_eq!(names::<PersistentVolumeClaim>(client, &ns).await, claims_before);
+    assert_eq!(names::<Secret>(client, &ns).await.len(), 2);
+
+    operator.patch_spec(&name, json!({"suspended": false})).await;
+    operator.wait_phase(&name, Phase::Ready).await;
+    assert!(replicas().await.iter().all(|(_, n)| *n == 1), "{:?}", replicas().await);
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn delete_with_retain_keeps_data() {
+    let operator = start().await;
+    let (name, ns) = ready_tenant(&operator, "retain", false).await;
+    let client = &operator.client;
+    let secrets = api::<Secret>(client, &ns);
+    let password_before = secrets.get("postgres-credentials").await.unwrap().data.unwrap()["password"].clone();
+
+    operator.tenants().delete(&name, &DeleteParams::default()).await.unwrap();
+    until_deleted(&operator.tenants(), &name, TIMEOUT).await;
+
+    // The workloads go (garbage collector), the data stays, out of any owner chain.
+    until_deleted(&api::<Deployment>(client, &ns), "erp-server-production", TIMEOUT).await;
+    let namespace = Api::<Namespace>::all(client.clone()).get(&ns).await.unwrap();
+    assert!(namespace.metadata.deletion_timestamp.is_none());
+    assert_eq!(namespace.labels()[labels::RETAINED], "true");
+    assert!(namespace.owner_references().is_empty());
+    for secret in ["postgres-credentials", "erp-master-password"] {
+        assert!(secrets.get(secret).await.unwrap().owner_references().is_empty(), "{secret}");
+    }
+    let claims = api::<PersistentVolumeClaim>(client, &ns);
+    for claim in ["data-postgres-0", "filestore-production"] {
+        let claim = claims.get(claim).await.unwrap();
+        assert!(claim.owner_references().is_empty() && claim.metadata.deletion_timestamp.is_none());
+    }
+
+    // A Tenant of the same name takes the data back: the same credentials, no new secret.
+    operator.create(&name, spec(false)).await;
+    operator.wait_phase(&name, Phase::Ready).await;
+    let password_after = secrets.get("postgres-credentials").await.unwrap().data.unwrap()["password"].clone();
+    assert_eq!(password_before, password_after);
+    let namespace = Api::<Namespace>::all(client.clone()).get(&ns).await.unwrap();
+    assert!(!namespace.labels().contains_key(labels::RETAINED));
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn delete_with_delete_removes_namespace() {
+    let operator = start().await;
+    let name = operator.name("delete");
+    let mut spec = spec(false);
+    spec.deletion_policy = tenant_operator::api::DeletionPolicy::Delete;
+    operator.create(&name, spec).await;
+    operator.wait_phase(&name, Phase::Ready).await;
+    operator.tenants().delete(&name, &DeleteParams::default()).await.unwrap();
+    until_deleted(&operator.tenants(), &name, TIMEOUT).await;
+    until_deleted(&Api::<Namespace>::all(operator.client.clone()), &namespace_of(&name), TIMEOUT).await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_tenant_does_not_block_others() {
+    let operator = start().await;
+    // Everything wrong at once, and a name that is a valid object name but not a DNS label.
+    let bad_name = format!("{}.bad", operator.name("malformed"));
+    let mut malformed = spec(true);
+    malformed.erp.profile = "nonsense".into();
+    malformed.erp.version = "latest".into();
+    malformed.seats = -1;
+    malformed.environments.test.as_mut().unwrap().version = Some("x.y.z".into());
+    malformed.erp.config.insert("=".into(), "\n".into());
+    operator.create(&bad_name, malformed).await;
+    let good = operator.name("wellformed");
+    operator.create(&good, spec(false)).await;
+
+    operator.wait_phase(&good, Phase::Ready).await;
+    let bad = operator.wait_phase(&bad_name, Phase::Invalid).await;
+    let message = condition(&bad, "Valid").1;
+    assert!(message.starts_with(&format!("metadata.name: `{bad_name}` is not a DNS label")), "{message}");
+    assert!(message.contains("spec.erp.profile `nonsense` is unknown"), "{message}");
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn noop_reconcile_writes_nothing() {
+    let operator = start().await;
+    let (name, ns) = ready_tenant(&operator, "noop", true).await;
+    let client = &operator.client;
+    let writes = "tenantry_operator_api_writes_total";
+    // Reconciles of one Tenant never overlap: once a reconcile that started after this poke has
+    // finished, so has the one that made it Ready (and published its event).
+    operator.poke(&name, "1").await;
+    let before_versions = versions(client, &ns).await;
+    let before_writes = operator.metric(writes);
+    operator.poke(&name, "2").await;
+    assert_eq!(operator.metric(writes), before_writes, "a no-op reconcile wrote to the API");
+    assert_eq!(versions(client, &ns).await, before_versions);
+    operator.stop().await;
+}
