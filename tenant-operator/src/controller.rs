@@ -16,12 +16,12 @@ use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::api::{Tenant, labels};
 use crate::build::managed_kinds;
+use crate::events::EventPublisher;
 use crate::http::Readiness;
 use crate::metrics::Metrics;
 use crate::profile::ImageDefaults;
@@ -94,14 +94,11 @@ pub async fn run(
         }
     };
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter { controller: config.reporter.clone(), instance: Some(config.instance.clone()) },
-    );
+    let events = EventPublisher::new(client.clone(), config.reporter.clone(), config.instance.clone());
     let context = Arc::new(Context::new(
         client,
         metrics,
-        recorder,
+        events,
         config.images.clone(),
         config.ingress_controller_namespace.clone(),
     ));

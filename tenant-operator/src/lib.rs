@@ -9,6 +9,7 @@ pub mod apply;
 pub mod build;
 pub mod controller;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;

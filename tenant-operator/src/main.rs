@@ -15,6 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
 #[command(about = "Tenantry's tenant operator: one ERP server, web client and PostgreSQL per Tenant")]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -25,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Reconcile Tenants (the default).
-    Run,
+    Run(Box<RunArgs>),
     /// Print the Tenant CRD (YAML), generated from the Rust types.
     Crd,
 }
@@ -76,14 +77,14 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
+    match cli.command.unwrap_or(Command::Run(Box::new(cli.run))) {
         Command::Crd => {
             print!("{}", crd_yaml());
             ExitCode::SUCCESS
         }
-        Command::Run => {
-            telemetry::init(matches!(cli.run.log_format, LogFormat::Json));
-            match run(cli.run).await {
+        Command::Run(args) => {
+            telemetry::init(matches!(args.log_format, LogFormat::Json));
+            match run(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     tracing::error!(error = %message, "the operator stopped");
@@ -108,8 +109,14 @@ async fn run(args: RunArgs) -> Result<(), String> {
         ingress_controller_namespace,
         ..OperatorConfig::default()
     };
-    let client = kube::Client::try_default().await.map_err(|e| format!("connecting to Kubernetes: {e}"))?;
     let metrics = Metrics::new();
+    // Every request the operator sends (reads and watches too) is counted in
+    // tenantry_operator_api_requests_total.
+    let kube_config = kube::Config::infer().await.map_err(|e| format!("connecting to Kubernetes: {e}"))?;
+    let client = kube::client::ClientBuilder::try_from(kube_config)
+        .map_err(|e| format!("connecting to Kubernetes: {e}"))?
+        .with_layer(&metrics.count_requests())
+        .build();
     let readiness = Readiness::new();
     let listener =
         std::net::TcpListener::bind(args.listen).map_err(|e| format!("listening on {}: {e}", args.listen))?;

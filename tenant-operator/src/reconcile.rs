@@ -11,7 +11,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -20,6 +19,7 @@ use crate::api::{DeletionPolicy, Phase, Tenant, TenantStatus, labels, namespace_
 use crate::apply::{Applier, FIELD_MANAGER};
 use crate::build::{self, BuildContext, Child, GeneratedSecrets};
 use crate::error::{Error, Result};
+use crate::events::{EventPublisher, Severity};
 use crate::metrics::Metrics;
 use crate::model::TenantModel;
 use crate::profile::ImageDefaults;
@@ -35,7 +35,7 @@ const RESYNC: Duration = Duration::from_secs(600);
 pub struct Context {
     pub client: Client,
     pub metrics: Metrics,
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     pub images: ImageDefaults,
     pub ingress_controller_namespace: BTreeMap<String, String>,
     /// (uid, generation) whose orphans were already collected by this process: orphans appear
@@ -47,11 +47,11 @@ impl Context {
     pub fn new(
         client: Client,
         metrics: Metrics,
-        recorder: Recorder,
+        events: EventPublisher,
         images: ImageDefaults,
         ingress_controller_namespace: BTreeMap<String, String>,
     ) -> Self {
-        Self { client, metrics, recorder, images, ingress_controller_namespace, collected: Mutex::default() }
+        Self { client, metrics, events, images, ingress_controller_namespace, collected: Mutex::default() }
     }
 }
 
@@ -72,19 +72,10 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
 pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_error(error.reason());
     tracing::warn!(tenant = %tenant.name_any(), reason = error.reason(), error = %error, "reconcile failed");
-    let recorder = ctx.recorder.clone();
-    let reference = tenant.object_ref(&());
     let note = error.to_string();
     let reason = error.reason();
     tokio::spawn(async move {
-        let event = KubeEvent {
-            type_: EventType::Warning,
-            reason: reason.into(),
-            note: Some(truncate(&note, 1000)),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        let _ = recorder.publish(&event, &reference).await;
+        publish(&ctx, &tenant, Severity::Warning, reason, &note).await;
     });
     Action::requeue(Duration::from_secs(15))
 }
@@ -389,7 +380,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
             }
         }
     }
-    publish(ctx, tenant, EventType::Normal, "Deleted", &message).await;
+    publish(ctx, tenant, Severity::Normal, "Deleted", &message).await;
     Ok(Action::await_change())
 }
 
@@ -415,23 +406,16 @@ async fn write_status(tenant: &Tenant, previous: &TenantStatus, status: TenantSt
             .find(|c| c.type_ == if phase == Phase::Invalid { "Valid" } else { "Ready" })
             .map(|c| c.message.clone())
             .unwrap_or_default();
-        let type_ =
-            if matches!(phase, Phase::Invalid | Phase::Degraded) { EventType::Warning } else { EventType::Normal };
-        publish(ctx, tenant, type_, &phase.to_string(), &message).await;
+        let severity =
+            if matches!(phase, Phase::Invalid | Phase::Degraded) { Severity::Warning } else { Severity::Normal };
+        publish(ctx, tenant, severity, &phase.to_string(), &message).await;
     }
     Ok(())
 }
 
-async fn publish(ctx: &Context, tenant: &Tenant, type_: EventType, reason: &str, note: &str) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.to_string(),
-        note: Some(truncate(note, 1000)),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
+async fn publish(ctx: &Context, tenant: &Tenant, severity: Severity, reason: &str, note: &str) {
     ctx.metrics.api_write("Event", "create");
-    if let Err(e) = ctx.recorder.publish(&event, &tenant.object_ref(&())).await {
+    if let Err(e) = ctx.events.publish(tenant, severity, reason, note).await {
         tracing::warn!(tenant = %tenant.name_any(), error = %e, "could not publish an event");
     }
 }
@@ -449,15 +433,4 @@ fn owner_reference(tenant: &Tenant) -> OwnerReference {
 
 fn now() -> String {
     Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap_or_else(|_| Timestamp::now()).to_string()
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }

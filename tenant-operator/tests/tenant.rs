@@ -123,6 +123,27 @@ async fn tenant_reaches_ready() {
         assert_eq!(deployment.labels()[labels::MANAGED_BY], labels::MANAGER);
         assert_eq!(deployment.owner_references()[0].uid, tenant.uid().unwrap());
     }
+    // The phase changes were announced as Events on the Tenant.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let selector = format!("involvedObject.kind=Tenant,involvedObject.name={name}");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        let reasons: Vec<String> = events
+            .list(&ListParams::default().fields(&selector))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect();
+        if reasons.iter().any(|r| r == "Ready") && reasons.iter().any(|r| r == "Provisioning") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no Provisioning and Ready events: {reasons:?}");
+        tick.tick().await;
+    }
+
     // Nothing secret reached the Tenant or the configuration.
     let secret = api::<Secret>(client, &ns).get("postgres-credentials").await.unwrap();
     let password = String::from_utf8(secret.data.unwrap()["password"].0.clone()).unwrap();
