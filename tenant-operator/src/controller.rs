@@ -68,6 +68,7 @@ pub async fn run(
     readiness: Readiness,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    readiness.set_not_ready("syncing the Tenant cache");
     let tenants: Api<Tenant> = Api::all(client.clone());
     let mut tenant_watch = watcher::Config::default().any_semantic();
     if let Some(selector) = &config.tenant_selector {

@@ -140,7 +140,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
             }
         };
         let leader_task = tokio::spawn(leader_metric);
-        readiness.set_not_ready("waiting to become the leader");
+        // A standby is healthy and ready to take over: reporting it unready would stall the
+        // rollouts of a two-replica Deployment. The leader turns unready only until its cache
+        // is synced.
+        readiness.set_ready();
         tracing::info!(identity = election.identity(), lease = %args.lease_name, "waiting for leadership");
         let outcome = election.run_until(controller, shutdown_signal()).await;
         leader_task.abort();

@@ -51,7 +51,7 @@ pub async fn start() -> Operator {
     Operator { client, metrics, run_id, shutdown: Some(shutdown), task }
 }
 
-async fn install_crd(client: &Client) {
+pub async fn install_crd(client: &Client) {
     static INSTALLED: OnceCell<()> = OnceCell::const_new();
     INSTALLED
         .get_or_init(|| async {
