@@ -2,7 +2,7 @@
 //! garbage → observe → status. Only apply, garbage collection and the status write talk to the
 //! cluster, and each writes only what differs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,9 +38,9 @@ pub struct Context {
     pub events: EventPublisher,
     pub images: ImageDefaults,
     pub ingress_controller_namespace: BTreeMap<String, String>,
-    /// (uid, generation) whose orphans were already collected by this process: orphans appear
-    /// only when the spec changes, so listing every kind on every reconcile would be waste.
-    collected: Mutex<HashSet<(String, i64)>>,
+    /// Per Tenant uid, the spec generation whose orphans this process has collected: orphans
+    /// appear only when the spec changes, so listing every kind on every reconcile would be waste.
+    collected: Mutex<HashMap<String, i64>>,
 }
 
 impl Context {
@@ -141,11 +141,11 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
 
     // 4. Collect orphans (found by label) once per spec generation.
     if apply_error.is_none() {
-        let key = (tenant.uid().unwrap_or_default(), generation);
-        let done = ctx.collected.lock().unwrap_or_else(|e| e.into_inner()).contains(&key);
+        let uid = tenant.uid().unwrap_or_default();
+        let done = ctx.collected.lock().unwrap_or_else(|e| e.into_inner()).get(&uid) == Some(&generation);
         if !done {
             collect_orphans(&model, &desired, ctx).await?;
-            ctx.collected.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+            ctx.collected.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, generation);
         }
     }
 
@@ -333,6 +333,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     write_status(tenant, &previous, status::with_phase(Phase::Deleting, &message, &previous, generation, &now()), ctx)
         .await?;
 
+    ctx.collected.lock().unwrap_or_else(|e| e.into_inner()).remove(&tenant.uid().unwrap_or_default());
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     match tenant.spec.deletion_policy {
         DeletionPolicy::Delete => {
