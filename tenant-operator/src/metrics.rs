@@ -3,9 +3,13 @@
 //!
 //! Label values must come from small fixed sets (error reasons, kinds, verbs, phases), never from
 //! tenant names or error messages, so the number of series stays bounded.
+//!
+//! [`CountRequestsLayer`] counts every request a kube client sends (reads and watches included),
+//! when layered onto the client with `ClientBuilder::with_layer`.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -34,6 +38,11 @@ struct WriteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    verb: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     phase: String,
 }
@@ -51,6 +60,7 @@ struct Inner {
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
     api_writes: Family<WriteLabels, Counter>,
+    api_requests: Family<RequestLabels, Counter>,
     leader: Gauge,
     tenants: Family<PhaseLabels, Gauge>,
     /// Phases `tenants` has a series for, so that phases no longer reported drop to zero.
@@ -76,6 +86,7 @@ impl Metrics {
         let reconcile_errors = Family::<ReasonLabels, Counter>::default();
         let reconcile_duration = Histogram::new(DURATION_BUCKETS);
         let api_writes = Family::<WriteLabels, Counter>::default();
+        let api_requests = Family::<RequestLabels, Counter>::default();
         let leader = Gauge::default();
         let tenants = Family::<PhaseLabels, Gauge>::default();
         // Counters get their `_total` suffix from the encoder.
@@ -95,6 +106,11 @@ impl Metrics {
             "Writes to the Kubernetes API, by object kind and verb",
             api_writes.clone(),
         );
+        registry.register(
+            "tenantry_operator_api_requests",
+            "Requests sent to the Kubernetes API, by verb (get, create, update, patch, delete, watch)",
+            api_requests.clone(),
+        );
         registry.register("tenantry_operator_leader", "1 while this replica holds the leader lease", leader.clone());
         registry.register("tenantry_operator_tenants", "Tenants by status phase", tenants.clone());
         let inner = Inner {
@@ -103,6 +119,7 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             api_writes,
+            api_requests,
             leader,
             tenants,
             tenant_phases: Mutex::new(BTreeSet::new()),
@@ -132,6 +149,17 @@ impl Metrics {
     pub fn api_write(&self, kind: &str, verb: &str) {
         let labels = WriteLabels { kind: kind.to_string(), verb: verb.to_string() };
         self.inner.api_writes.get_or_create(&labels).inc();
+    }
+
+    /// Counts one request sent to the Kubernetes API; `verb` is one of [`request_verb`]'s.
+    pub fn api_request(&self, verb: &str) {
+        self.inner.api_requests.get_or_create(&RequestLabels { verb: verb.to_string() }).inc();
+    }
+
+    /// A layer for `kube::client::ClientBuilder::with_layer` that counts every request of the
+    /// client in `tenantry_operator_api_requests_total`.
+    pub fn count_requests(&self) -> CountRequestsLayer {
+        CountRequestsLayer { metrics: self.clone() }
     }
 
     pub fn set_leader(&self, leader: bool) {
@@ -182,6 +210,64 @@ pub struct ReconcileTimer {
 impl Drop for ReconcileTimer {
     fn drop(&mut self) {
         self.metrics.observe_reconcile(self.started.elapsed());
+    }
+}
+
+/// The verb of a request to the Kubernetes API, from its HTTP method: `get` (also lists),
+/// `create`, `update`, `patch`, `delete` (also collections), or `watch` (a GET with
+/// `watch=true`/`watch=1`).
+pub fn request_verb(method: &http::Method, uri: &http::Uri) -> &'static str {
+    match *method {
+        http::Method::GET => {
+            let watching =
+                uri.query().is_some_and(|query| query.split('&').any(|pair| matches!(pair, "watch=true" | "watch=1")));
+            if watching { "watch" } else { "get" }
+        }
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
+/// See [`Metrics::count_requests`].
+#[derive(Clone, Debug)]
+pub struct CountRequestsLayer {
+    metrics: Metrics,
+}
+
+impl<S> tower_layer::Layer<S> for CountRequestsLayer {
+    type Service = CountRequests<S>;
+
+    fn layer(&self, inner: S) -> CountRequests<S> {
+        CountRequests { inner, metrics: self.metrics.clone() }
+    }
+}
+
+/// Counts each request, then passes it on unchanged. It sits outside kube's own retry layer, so a
+/// request retried after a 429 counts once.
+#[derive(Clone, Debug)]
+pub struct CountRequests<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for CountRequests<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.metrics.api_request(request_verb(request.method(), request.uri()));
+        self.inner.call(request)
     }
 }
 
@@ -248,5 +334,45 @@ mod tests {
 
         metrics.set_leader(false);
         assert_eq!(line(&metrics.encode(), "tenantry_operator_leader "), "tenantry_operator_leader 0");
+    }
+
+    #[test]
+    fn verbs_come_from_the_method_and_the_watch_parameter() {
+        let verb = |method: http::Method, uri: &str| request_verb(&method, &uri.parse().unwrap());
+        assert_eq!(verb(http::Method::GET, "/api/v1/namespaces/a/pods/b"), "get");
+        assert_eq!(verb(http::Method::GET, "/api/v1/pods?labelSelector=a%3Db"), "get");
+        assert_eq!(verb(http::Method::GET, "/api/v1/pods?watch=true&resourceVersion=1"), "watch");
+        assert_eq!(verb(http::Method::GET, "/api/v1/pods?resourceVersion=1&watch=1"), "watch");
+        assert_eq!(verb(http::Method::GET, "/api/v1/pods?watch=false"), "get");
+        assert_eq!(verb(http::Method::GET, "/api/v1/pods?allowWatchBookmarks=true"), "get");
+        assert_eq!(verb(http::Method::POST, "/api/v1/namespaces"), "create");
+        assert_eq!(verb(http::Method::PUT, "/api/v1/namespaces/a"), "update");
+        assert_eq!(verb(http::Method::PATCH, "/api/v1/namespaces/a?fieldManager=x"), "patch");
+        assert_eq!(verb(http::Method::DELETE, "/api/v1/namespaces/a"), "delete");
+        assert_eq!(verb(http::Method::OPTIONS, "/"), "other");
+    }
+
+    /// Through a real kube client: every request is counted once, whether or not it reached a
+    /// server (nothing listens on the port).
+    #[tokio::test]
+    async fn a_kube_client_with_the_layer_counts_its_requests() {
+        use k8s_openapi::api::core::v1::Namespace;
+        use kube::api::{Api, PostParams, WatchParams};
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let metrics = Metrics::new();
+        let client =
+            kube::client::ClientBuilder::try_from(config).unwrap().with_layer(&metrics.count_requests()).build();
+        let namespaces: Api<Namespace> = Api::all(client);
+        assert!(namespaces.get_opt("a").await.is_err());
+        assert!(namespaces.list(&Default::default()).await.is_err());
+        assert!(namespaces.create(&PostParams::default(), &Namespace::default()).await.is_err());
+        assert!(namespaces.watch(&WatchParams::default(), "0").await.is_err());
+
+        let text = metrics.encode();
+        assert_eq!(line(&text, "tenantry_operator_api_requests_total{verb=\"get\"}").split(' ').nth(1), Some("2"));
+        assert_eq!(line(&text, "tenantry_operator_api_requests_total{verb=\"create\"}").split(' ').nth(1), Some("1"));
+        assert_eq!(line(&text, "tenantry_operator_api_requests_total{verb=\"watch\"}").split(' ').nth(1), Some("1"));
     }
 }
