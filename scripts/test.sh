@@ -7,6 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 started=$(date +%s)
+# Only what this run starts is its business: environments from before it (a `testenv up` of
+# someone's) are left alone by the leftover check at the end.
+run_marker=$(mktemp)
+trap 'rm -f "$run_marker"' EXIT
 step() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - started ))" "$*" >&2; }
 
 for tool in cargo rustfmt cargo-clippy; do
@@ -36,25 +40,35 @@ cargo build --locked --workspace --all-targets
 "$testenv" exec -- "${runner[@]}"
 
 step "nothing left behind"
-# Every process the environment starts runs inside its work directory, so a process whose
-# working directory is (or was) one of them is a leftover.
+# Every process an environment starts runs inside its work directory
+# (${TMPDIR:-/tmp}/tenantry-*, holding a .pids file); what this run made is newer than its marker.
+ours() {
+  local dir=${1% (deleted)}
+  [ ! -e "$dir" ] || [ "$dir" -nt "$run_marker" ]
+}
 leftovers() {
   local proc cwd
   for proc in /proc/[0-9]*; do
     cwd=$(readlink "$proc/cwd" 2>/dev/null) || continue
     case "$cwd" in
-      "${TMPDIR:-/tmp}"/tenantry-*) echo "  pid ${proc#/proc/} in $cwd: $(tr '\0' ' ' <"$proc/cmdline" | cut -c1-120)" ;;
+      "${TMPDIR:-/tmp}"/tenantry-*) ours "$cwd" && echo "  pid ${proc#/proc/} in $cwd: $(tr '\0' ' ' <"$proc/cmdline" | cut -c1-120)" ;;
     esac
+  done
+}
+leftover_dirs() {
+  local dir
+  for dir in "${TMPDIR:-/tmp}"/tenantry-*/; do
+    [ -f "$dir.pids" ] && ours "${dir%/}" && echo "$dir"
   done
 }
 for _ in $(seq 100); do [ -z "$(leftovers)" ] && break; sleep 0.1; done
 if [ -n "$(leftovers)" ]; then
-  echo "processes of a test environment are still running (a 'testenv up' of your own counts too):" >&2
+  echo "processes started by this run are still running:" >&2
   leftovers >&2
   exit 1
 fi
-if [ -z "${TENANTRY_KEEP_WORKDIR:-}" ] && compgen -G "${TMPDIR:-/tmp}/tenantry-*" >/dev/null; then
-  echo "work directories left behind: $(echo "${TMPDIR:-/tmp}"/tenantry-*)" >&2
+if [ -z "${TENANTRY_KEEP_WORKDIR:-}" ] && [ -n "$(leftover_dirs)" ]; then
+  echo "work directories left behind: $(leftover_dirs | tr '\n' ' ')" >&2
   exit 1
 fi
 
