@@ -7,10 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 started=$(date +%s)
-# Only what this run starts is its business: environments from before it (a `testenv up` of
-# someone's) are left alone by the leftover check at the end.
-run_marker=$(mktemp)
-trap 'rm -f "$run_marker"' EXIT
+# Only what this run starts is its business: every process it starts inherits this variable,
+# and every work directory it makes records it, so the leftover check at the end ignores other
+# environments on the machine (a `testenv up` of someone's).
+TENANTRY_RUN_ID="test-$$-$(date +%s%N)"
+export TENANTRY_RUN_ID
 step() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - started ))" "$*" >&2; }
 
 for tool in cargo rustfmt cargo-clippy; do
@@ -40,25 +41,20 @@ cargo build --locked --workspace --all-targets
 "$testenv" exec -- "${runner[@]}"
 
 step "nothing left behind"
-# Every process an environment starts runs inside its work directory
-# (${TMPDIR:-/tmp}/tenantry-*, holding a .pids file); what this run made is newer than its marker.
-ours() {
-  local dir=${1% (deleted)}
-  [ ! -e "$dir" ] || [ "$dir" -nt "$run_marker" ]
-}
 leftovers() {
-  local proc cwd
+  local proc
   for proc in /proc/[0-9]*; do
-    cwd=$(readlink "$proc/cwd" 2>/dev/null) || continue
-    case "$cwd" in
-      "${TMPDIR:-/tmp}"/tenantry-*) ours "$cwd" && echo "  pid ${proc#/proc/} in $cwd: $(tr '\0' ' ' <"$proc/cmdline" | cut -c1-120)" ;;
-    esac
+    if { tr '\0' '\n' <"$proc/environ"; } 2>/dev/null | grep -qx "TENANTRY_RUN_ID=$TENANTRY_RUN_ID"; then
+      # This script and the tools its check runs carry the variable too.
+      case "$(cat "$proc/comm" 2>/dev/null)" in bash | tr | grep | cut | cat | seq | sleep) continue ;; esac
+      echo "  pid ${proc#/proc/}: $(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | cut -c1-120)"
+    fi
   done
 }
 leftover_dirs() {
   local dir
   for dir in "${TMPDIR:-/tmp}"/tenantry-*/; do
-    [ -f "$dir.pids" ] && ours "${dir%/}" && echo "$dir"
+    [ "$(cat "$dir.run-id" 2>/dev/null)" = "$TENANTRY_RUN_ID" ] && echo "$dir"
   done
 }
 for _ in $(seq 100); do [ -z "$(leftovers)" ] && break; sleep 0.1; done

@@ -51,6 +51,11 @@ impl WorkDir {
             .append(true)
             .open(&pids_path)
             .context(|| format!("creating {}", pids_path.display()))?;
+        // Lets the test command tell its own leftovers from another run's environment.
+        if let Some(run) = std::env::var_os("TENANTRY_RUN_ID") {
+            let file = path.join(".run-id");
+            fs::write(&file, run.as_encoded_bytes()).context(|| format!("writing {}", file.display()))?;
+        }
         let reaper = spawn_reaper(&path, keep)?;
         Ok(Arc::new(Self { path, pids: Mutex::new(pids), reaper: Mutex::new(Some(reaper)), keep }))
     }

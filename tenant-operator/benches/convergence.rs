@@ -20,12 +20,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use e2e::TestEnv;
 use e2e::kubelet::{NODE_LABEL, NodeCapacity, SimulatedKubelet};
+use e2e::process::{Spec, Supervised, WorkDir};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -40,6 +41,7 @@ use tenant_operator::controller::OperatorConfig;
 use tenant_operator::profile::ImageDefaults;
 use tenant_operator::validate::validate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 /// The label that selects one run's Tenants (the operator's `--tenant-selector`).
@@ -88,13 +90,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
-    // Ctrl-C drops `run`, and with it the operator's process guard, which kills the operator.
-    let outcome = tokio::select! {
-        outcome = run(args) => outcome,
-        _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
-    };
-    match outcome {
+    match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("convergence: {message}");
@@ -103,9 +99,85 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// What the measurements run against.
+struct Bench {
+    client: Client,
+    attached: bool,
+    nodes: usize,
+    /// Simulated nodes this run registered (removed at the end).
+    added_nodes: Vec<String>,
+    kubelet: AbortOnDrop,
+    operator: OperatorProcess,
+    objects_per_tenant: usize,
+    needs: PodNeeds,
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let n = args.tenants as usize;
     let run_id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let spec = tenant_spec(args.with_test_env);
+    // Interrupted while setting up, the operator (if started) is stopped as `set_up` is dropped.
+    let bench = tokio::select! {
+        bench = set_up(&args, &run_id, &spec) => bench?,
+        _ = interrupted() => return Err("interrupted".into()),
+    };
+
+    let measured = tokio::select! {
+        measured = measure(&bench, &args, &run_id, &spec) => Some(measured),
+        _ = interrupted() => {
+            progress("interrupted: cleaning up (interrupt again to leave everything as it is)");
+            None
+        }
+    };
+
+    progress("cleaning up");
+    let cleaned = tokio::select! {
+        cleaned = clean_up(&bench, &run_id, n) => cleaned,
+        _ = interrupted() => Err(format!("interrupted while cleaning up: run {run_id}'s objects are left")),
+    };
+    // The operator is stopped by now; its figures were taken while it ran.
+    let log = bench.operator.keep_log();
+
+    let outcome = match measured {
+        Some(Ok((operator, baseline))) => {
+            let report = Report {
+                run_id,
+                attached: bench.attached,
+                nodes: bench.nodes,
+                tenants: n,
+                objects_per_tenant: bench.objects_per_tenant,
+                concurrency: args.concurrency,
+                quiet_secs: args.quiet_secs,
+                needs: bench.needs,
+                operator,
+                baseline,
+                log,
+            };
+            report.print();
+            Ok(())
+        }
+        Some(Err(e)) => Err(format!("{e} (operator log: {})", log.display())),
+        None => Err("interrupted".into()),
+    };
+    if let Err(e) = cleaned {
+        eprintln!("convergence: clean-up incomplete: {e}");
+    }
+    outcome
+}
+
+/// Attaches to (or starts) the local control plane, installs the CRD, adds simulated nodes for
+/// every Tenant's pods, and starts the operator.
+async fn set_up(args: &Args, run_id: &str, spec: &TenantSpec) -> Result<Bench, String> {
+    let n = args.tenants as usize;
     let attached = std::env::var_os("TENANTRY_TESTENV").is_some();
     progress(if attached { "attaching to the running environment" } else { "starting the local control plane" });
     let env = TestEnv::shared().await;
@@ -114,12 +186,12 @@ async fn run(args: Args) -> Result<(), String> {
     install_crd(&client).await?;
     warn_about_leftovers(&client).await?;
 
-    let spec = tenant_spec(args.with_test_env);
-    let template = tenant_children(&format!("bt-{run_id}-0000"), &spec, dummy_owner(), &GeneratedSecrets::generate());
+    let template = tenant_children(&format!("bt-{run_id}-0000"), spec, dummy_owner(), &GeneratedSecrets::generate());
     let objects_per_tenant = template.len();
     let needs = pod_needs(&template);
 
-    // Enough simulated nodes for every Tenant's pods: the environment's two hold about 70.
+    // The environment's two nodes hold the pods of about 70 Tenants; the simulated kubelet of this
+    // run drives those two as well as the ones it adds.
     let nodes = args.nodes.unwrap_or_else(|| needs.nodes_for(n)).max(2);
     let nodes_api: Api<Node> = Api::all(client.clone());
     let nodes_before: BTreeSet<String> = nodes_api
@@ -138,46 +210,34 @@ async fn run(args: Args) -> Result<(), String> {
     let added_nodes: Vec<String> =
         kubelet.node_names().iter().filter(|n| !nodes_before.contains(*n)).cloned().collect();
     kubelet.register_nodes().await.map_err(|e| format!("registering simulated nodes: {e}"))?;
-    let kubelet_task = tokio::spawn(async move {
+    let kubelet = AbortOnDrop(tokio::spawn(async move {
         if let Err(e) = kubelet.run().await {
             eprintln!("convergence: the bench's simulated kubelet stopped: {e}");
         }
-    });
+    }));
 
-    let mut operator = OperatorProcess::start(&kubeconfig, &run_id, args.concurrency)?;
+    let operator = OperatorProcess::start(&kubeconfig, run_id, args.concurrency)?;
     operator.wait_ready(Duration::from_secs(120)).await?;
+    Ok(Bench { client, attached, nodes, added_nodes, kubelet, operator, objects_per_tenant, needs })
+}
 
-    let operator_figures = measure_operator(&client, &args, &run_id, &spec, &mut operator).await;
-    let baseline = match &operator_figures {
-        Ok(_) => Some(measure_baseline(&client, &args, &run_id, &spec).await),
-        Err(_) => None,
-    };
+/// The operator first, then the baseline.
+async fn measure(
+    bench: &Bench,
+    args: &Args,
+    run_id: &str,
+    spec: &TenantSpec,
+) -> Result<(OperatorFigures, Baseline), String> {
+    let operator = measure_operator(&bench.client, args, run_id, spec, &bench.operator).await?;
+    let baseline = measure_baseline(&bench.client, args, run_id, spec).await?;
+    Ok((operator, baseline))
+}
 
-    progress("cleaning up");
-    let cleanup = cleanup(&client, &run_id, n, &mut operator).await;
-    kubelet_task.abort();
-    let _ = kubelet_task.await;
-    let node_cleanup = remove_nodes(&client, &added_nodes, &run_id).await;
-
-    let operator_figures = operator_figures?;
-    let report = Report {
-        run_id,
-        attached,
-        nodes,
-        tenants: n,
-        objects_per_tenant,
-        concurrency: args.concurrency,
-        quiet_secs: args.quiet_secs,
-        needs,
-        operator: operator_figures,
-        baseline: baseline.expect("measured after the operator")?,
-        log: operator.log.clone(),
-    };
-    report.print();
-    if let Err(e) = cleanup.and(node_cleanup) {
-        eprintln!("convergence: clean-up incomplete: {e}");
-    }
-    Ok(())
+async fn clean_up(bench: &Bench, run_id: &str, n: usize) -> Result<(), String> {
+    let cleaned = delete_run(&bench.client, run_id, n, &bench.operator).await;
+    bench.kubelet.0.abort();
+    let nodes = remove_nodes(&bench.client, &bench.added_nodes, run_id).await;
+    cleaned.and(nodes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,7 +291,7 @@ async fn measure_operator(
     args: &Args,
     run_id: &str,
     spec: &TenantSpec,
-    operator: &mut OperatorProcess,
+    operator: &OperatorProcess,
 ) -> Result<OperatorFigures, String> {
     let n = args.tenants as usize;
     let timeout = Duration::from_secs(args.timeout_secs);
@@ -303,7 +363,7 @@ async fn watch_converged(
     tenants: &Api<Tenant>,
     names: &[String],
     args: &Args,
-    operator: &mut OperatorProcess,
+    operator: &OperatorProcess,
 ) -> Result<Converged, String> {
     // The watch sees a Tenant Ready as soon as its status is written, while its reconcile may
     // still be publishing the phase's event: the quiet window starts once reconciles stop.
@@ -404,7 +464,7 @@ fn is_ready(tenant: &Tenant) -> bool {
 
 async fn wait_all(
     progress: &mut watch::Receiver<TenantProgress>,
-    operator: &mut OperatorProcess,
+    operator: &OperatorProcess,
     started: Instant,
     limits: (Duration, Duration),
     n: usize,
@@ -429,7 +489,7 @@ async fn wait_all(
         if reached >= n {
             break;
         }
-        let complaint = || last_complaint(&operator.log).unwrap_or_else(|| "none".into());
+        let complaint = || last_complaint(operator.log()).unwrap_or_else(|| "none".into());
         if last_change.elapsed() >= stall {
             gave_up = Some(format!(
                 "no Tenant made progress for {} s; the operator's last complaint: {}",
@@ -472,7 +532,7 @@ async fn wait_all(
 }
 
 /// Waits until no reconcile has finished for 3 s (at most 60 s), then returns the metrics.
-async fn settle(operator: &mut OperatorProcess) -> Result<Scrape, String> {
+async fn settle(operator: &OperatorProcess) -> Result<Scrape, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = operator.scrape().await?;
     let mut since = Instant::now();
@@ -711,11 +771,13 @@ fn pod_needs(children: &[Child]) -> PodNeeds {
 // ---------------------------------------------------------------------------------------------
 // The operator's process
 
-/// The operator binary, killed when dropped (also on a panic or Ctrl-C).
+/// The operator binary. A supervised child of the e2e crate: stopped when dropped, and by the
+/// work directory's reaper if this process dies without dropping it (a signal, a crash).
 struct OperatorProcess {
-    process: std::process::Child,
+    process: Supervised,
     port: u16,
-    log: PathBuf,
+    /// Where the log is copied when the operator stops (the work directory is removed).
+    kept_log: PathBuf,
 }
 
 impl OperatorProcess {
@@ -724,25 +786,24 @@ impl OperatorProcess {
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("finding a free port: {e}"))?
             .port();
-        let log = std::env::temp_dir().join(format!("tenantry-bench-{run_id}-operator.log"));
-        let file = std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-        let stderr = file.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
-        let process = Command::new(env!("CARGO_BIN_EXE_tenant-operator"))
+        let workdir = WorkDir::create("bench").map_err(|e| e.to_string())?;
+        let spec = Spec::new("tenant-operator", env!("CARGO_BIN_EXE_tenant-operator"))
             .args(["--leader-election=false", "--log-format", "text"])
             .arg(format!("--tenant-selector={RUN_LABEL}={run_id}"))
             .arg(format!("--listen=127.0.0.1:{port}"))
             .arg(format!("--concurrency={concurrency}"))
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("starting the operator: {e}"))?;
-        Ok(Self { process, port, log })
+            .env("KUBECONFIG", kubeconfig.display().to_string())
+            .env("RUST_LOG", "warn");
+        let process = Supervised::spawn(&workdir, spec).map_err(|e| format!("starting the operator: {e}"))?;
+        let kept_log = std::env::temp_dir().join(format!("tenantry-bench-{run_id}-operator.log"));
+        Ok(Self { process, port, kept_log })
     }
 
-    async fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+    fn log(&self) -> &Path {
+        self.process.log_path()
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
             self.check_alive()?;
@@ -750,21 +811,17 @@ impl OperatorProcess {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("the operator was not ready within {timeout:?}; log: {}", self.log.display()));
+                return Err(format!("the operator was not ready within {timeout:?}:\n{}", self.process.log_tail()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    fn check_alive(&mut self) -> Result<(), String> {
-        match self.process.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!("the operator exited ({status}); its log:\n{}", log_tail(&self.log))),
-            Err(e) => Err(format!("checking the operator: {e}")),
-        }
+    fn check_alive(&self) -> Result<(), String> {
+        self.process.check_alive().map_err(|e| e.to_string())
     }
 
-    async fn scrape(&mut self) -> Result<Scrape, String> {
+    async fn scrape(&self) -> Result<Scrape, String> {
         self.check_alive()?;
         let (status, body) = http_get(self.port, "/metrics").await?;
         if status != 200 {
@@ -775,7 +832,7 @@ impl OperatorProcess {
 
     /// (VmHWM, VmRSS) in KiB: the peak and the current resident set.
     fn memory(&self) -> Result<(u64, u64), String> {
-        let path = format!("/proc/{}/status", self.process.id());
+        let path = format!("/proc/{}/status", self.process.pid());
         let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
         let field = |name: &str| {
             text.lines()
@@ -786,15 +843,17 @@ impl OperatorProcess {
         Ok((field("VmHWM:")?, field("VmRSS:")?))
     }
 
-    fn stop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+    /// SIGTERM, then SIGKILL after 10 s.
+    fn stop(&self) {
+        self.process.stop(Duration::from_secs(10));
     }
-}
 
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        self.stop();
+    /// Copies the log out of the work directory; returns where it is.
+    fn keep_log(&self) -> PathBuf {
+        match std::fs::copy(self.log(), &self.kept_log) {
+            Ok(_) => self.kept_log.clone(),
+            Err(_) => self.log().to_path_buf(),
+        }
     }
 }
 
@@ -818,12 +877,6 @@ fn last_complaint(path: &Path) -> Option<String> {
         .find(|l| l.contains("reconcile failed"))
         .or_else(|| lines.iter().rev().find(|l| l.contains("WARN") || l.contains("ERROR")))?;
     Some(line.chars().take(600).collect())
-}
-
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 /// A plain HTTP/1.0 GET on 127.0.0.1 (the operator's /metrics and /readyz).
@@ -961,7 +1014,7 @@ async fn warn_about_leftovers(client: &Client) -> Result<(), String> {
 
 /// Deletes this run's Tenants (the operator deletes their namespaces) and the baseline's
 /// namespaces, then stops the operator. Namespaces finish terminating in the background.
-async fn cleanup(client: &Client, run_id: &str, n: usize, operator: &mut OperatorProcess) -> Result<(), String> {
+async fn delete_run(client: &Client, run_id: &str, n: usize, operator: &OperatorProcess) -> Result<(), String> {
     let tenants: Api<Tenant> = Api::all(client.clone());
     let selector = format!("{RUN_LABEL}={run_id}");
     let mut outcome = Ok(());
