@@ -56,9 +56,8 @@ pub async fn install_crd(client: &Client) {
     INSTALLED
         .get_or_init(|| async {
             let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-            // Create or replace rather than server-side apply: a v1.20 apiserver applies a new
-            // CRD without the v1 defaults (preserveUnknownFields stays true) and then refuses
-            // a schema with defaults.
+            // Create or replace, as `kubectl create`/`replace` would: one test process creates
+            // it, the others find it (or lose the race to create it, which is as good).
             let mut crd = Tenant::crd();
             let name = crd.name_any();
             match crds.get_opt(&name).await.unwrap() {
