@@ -14,7 +14,8 @@ use crate::process::{Spec, Supervised, WorkDir, free_port, run_async};
 
 /// The admin identity in the token file: a member of `system:masters`.
 const ADMIN_USER: &str = "admin";
-const SERVICE_CIDR: &str = "10.0.0.0/24";
+// Two Services per environment per tenant: a /24 fills up at about 55 tenants.
+const SERVICE_CIDR: &str = "10.0.0.0/16";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct Cluster {

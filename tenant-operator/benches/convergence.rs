@@ -19,6 +19,7 @@
 //! slow the operator's Tenants on their way to Ready.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ use e2e::TestEnv;
 use e2e::kubelet::{NODE_LABEL, NodeCapacity, SimulatedKubelet};
 use e2e::process::{Spec, Supervised, WorkDir};
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -189,6 +190,12 @@ async fn set_up(args: &Args, run_id: &str, spec: &TenantSpec) -> Result<Bench, S
     let template = tenant_children(&format!("bt-{run_id}-0000"), spec, dummy_owner(), &GeneratedSecrets::generate());
     let objects_per_tenant = template.len();
     let needs = pod_needs(&template);
+    // The operator's Tenants and the baseline's exist at the same time.
+    let cluster_ips = template
+        .iter()
+        .filter(|c| c.resource.kind == "Service" && c.body["spec"]["clusterIP"].as_str() != Some("None"))
+        .count();
+    check_service_range(&client, run_id, 2 * n * cluster_ips).await?;
 
     // The environment's two nodes hold the pods of about 70 Tenants; the simulated kubelet of this
     // run drives those two as well as the ones it adds.
@@ -988,6 +995,38 @@ async fn install_crd(client: &Client) -> Result<(), String> {
     }
 }
 
+/// Fails early when the cluster's Service IP range cannot hold `needed` more ClusterIPs (the
+/// reconciles would otherwise stall on "range is full"): creates, then deletes, a Service with
+/// the address `needed` places after the first one. The range is not readable through the API,
+/// and a dry run does not check it.
+async fn check_service_range(client: &Client, run_id: &str, needed: usize) -> Result<(), String> {
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let first = services.get("kubernetes").await.map_err(kube_error)?.spec.and_then(|s| s.cluster_ip);
+    let Some(first) = first.and_then(|ip| ip.parse::<Ipv4Addr>().ok()) else { return Ok(()) };
+    // Some room for what else the cluster runs.
+    let Some(probe) = u32::from(first).checked_add(needed as u32 + 16).map(Ipv4Addr::from) else { return Ok(()) };
+    let name = format!("bench-range-probe-{run_id}");
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"clusterIP": probe.to_string(), "ports": [{"port": 80}]},
+    }))
+    .expect("a well-formed Service");
+    match services.create(&PostParams::default(), &service).await {
+        Ok(_) => {
+            services.delete(&name, &DeleteParams::default()).await.map_err(kube_error)?;
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.message.contains("not in the valid range") => Err(format!(
+            "this run needs about {needed} ClusterIPs (its Tenants and the baseline's), more than the cluster's \
+             Service range holds: {} (the e2e environment's range is set in e2e/src/cluster.rs, SERVICE_CIDR; \
+             see docs/benchmarks.md)",
+            status.message
+        )),
+        // E.g. the address is taken: it is in the range.
+        Err(_) => Ok(()),
+    }
+}
+
 /// Namespaces of earlier runs still being deleted keep the controller-manager busy, which slows
 /// this run's Tenants on their way to Ready: say so.
 async fn warn_about_leftovers(client: &Client) -> Result<(), String> {
@@ -1225,9 +1264,11 @@ impl Report {
         );
         println!();
 
-        let ratio = operator_rate.map(|rate| rate / baseline_rate);
+        let baseline_complete = self.baseline.errors == 0;
+        let ratio = operator_rate.filter(|_| baseline_complete).map(|rate| rate / baseline_rate);
         match ratio {
             Some(ratio) => println!("ratio operator / baseline objects/s   {ratio:.2}"),
+            None if !baseline_complete => println!("ratio operator / baseline objects/s   none (the baseline failed)"),
             None => println!("ratio operator / baseline objects/s   none (not every Tenant had its children applied)"),
         }
         println!();
@@ -1237,6 +1278,7 @@ impl Report {
             Some(ratio) => {
                 println!("  convergence >= 0.7x baseline throughput   {} ({ratio:.2}x)", verdict(ratio >= 0.7))
             }
+            None if !baseline_complete => println!("  convergence >= 0.7x baseline throughput   not measured"),
             None => println!("  convergence >= 0.7x baseline throughput   NOT met (did not converge)"),
         }
         match converged_writes {
