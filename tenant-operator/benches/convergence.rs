@@ -18,6 +18,9 @@
 //! The operator goes first so that the controllers' work on the baseline's workloads does not
 //! slow the operator's Tenants on their way to Ready.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -36,7 +39,7 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch
 use kube::runtime::{WatchStreamExt, conditions, watcher};
 use kube::{Client, CustomResourceExt, ResourceExt};
 use serde_json::{Value, json};
-use tenant_operator::api::{Phase, Tenant, TenantSpec, labels};
+use tenant_operator::api::{DeletionPolicy, Phase, Tenant, TenantSpec, labels};
 use tenant_operator::build::{self, BuildContext, Child, GeneratedSecrets};
 use tenant_operator::controller::OperatorConfig;
 use tenant_operator::profile::ImageDefaults;
@@ -674,24 +677,9 @@ fn relabel(value: &mut Value) {
 // ---------------------------------------------------------------------------------------------
 // What a Tenant is made of
 
-/// tests/common/mod.rs's Tenant, deleted with its namespace.
+/// The integration tests' Tenant, deleted with its namespace.
 fn tenant_spec(with_test: bool) -> TenantSpec {
-    serde_json::from_value(json!({
-        "displayName": "Acme Corp",
-        "plan": "business",
-        "seats": 12,
-        "erp": {"profile": "tryton", "version": "7.0.59", "modules": ["party"]},
-        "resources": {
-            "server": {"cpuRequest": "250m", "memoryRequest": "512Mi", "cpuLimit": "2", "memoryLimit": "2Gi"},
-            "databaseStorage": "20Gi",
-            "filestoreStorage": "5Gi",
-            "quota": {"cpu": "8", "memory": "16Gi", "storage": "100Gi", "pods": 30}
-        },
-        "environments": if with_test { json!({"production": {}, "test": {"version": "7.2.3"}}) } else { json!({"production": {}}) },
-        "ingress": {"host": "acme.example.com", "className": "nginx", "tlsIssuer": "letsencrypt"},
-        "deletionPolicy": "Delete",
-    }))
-    .expect("a well-formed TenantSpec")
+    TenantSpec { deletion_policy: DeletionPolicy::Delete, ..common::spec(with_test) }
 }
 
 /// What the operator creates for a Tenant, in its order: the namespace, the generated secrets,
