@@ -266,6 +266,9 @@ struct OperatorFigures {
     converged: Option<Converged>,
     verified: Verified,
     peak_rss_kib: u64,
+    /// The operator's CPU time (user + system) from the creation of the Tenants.
+    cpu_to_applied: Duration,
+    cpu_to_ready: Duration,
     rss_kib: u64,
 }
 
@@ -315,6 +318,7 @@ async fn measure_operator(
     watch_progress.wait_for(|p| p.synced).await.map_err(|_| "the Tenant watch stopped".to_string())?;
 
     let at_start = operator.scrape().await?;
+    let cpu_at_start = operator.cpu_time()?;
     let names: Vec<String> = (0..n).map(|i| format!("bt-{run_id}-{i:04}")).collect();
     progress(&format!("creating {n} Tenants"));
     let started = Instant::now();
@@ -337,6 +341,7 @@ async fn measure_operator(
     let limits = (timeout, Duration::from_secs(args.stall_secs));
     let applied = wait_all(&mut watch_progress, operator, started, limits, n, |p| &p.applied).await?;
     let at_applied = operator.scrape().await?;
+    let cpu_to_applied = operator.cpu_time()? - cpu_at_start;
     let ready = if applied.gave_up.is_none() {
         progress("waiting until every Tenant is Ready");
         wait_all(&mut watch_progress, operator, started, limits, n, |p| &p.ready).await?
@@ -344,6 +349,7 @@ async fn measure_operator(
         Waited { reached: watch_progress.borrow().ready.len(), all_after: None, median: None, gave_up: None }
     };
     let at_ready = operator.scrape().await?;
+    let cpu_to_ready = operator.cpu_time()? - cpu_at_start;
 
     progress("counting the children by label");
     let verified = verify_children(client, &names, spec).await?;
@@ -364,6 +370,8 @@ async fn measure_operator(
         verified,
         peak_rss_kib,
         rss_kib,
+        cpu_to_applied,
+        cpu_to_ready,
     })
 }
 
@@ -838,6 +846,20 @@ impl OperatorProcess {
         Ok((field("VmHWM:")?, field("VmRSS:")?))
     }
 
+    /// CPU time (user + system) the operator has used so far.
+    fn cpu_time(&self) -> Result<Duration, String> {
+        let path = format!("/proc/{}/stat", self.process.pid());
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+        // Fields after the command (which may hold spaces) start at the state, field 3; utime
+        // and stime are fields 14 and 15, in clock ticks of 1/100 s (USER_HZ on Linux).
+        let fields: Vec<&str> =
+            text.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| format!("no field {i} in {path}"))
+        };
+        Ok(Duration::from_millis((ticks(14)? + ticks(15)?) * 10))
+    }
+
     /// SIGTERM, then SIGKILL after 10 s.
     fn stop(&self) {
         self.process.stop(Duration::from_secs(10));
@@ -926,24 +948,30 @@ impl Scrape {
         self.0.iter().filter(|(n, l, _)| n == name && labels(l)).map(|(_, _, v)| v).sum()
     }
 
-    fn requests_by_verb(&self) -> BTreeMap<String, f64> {
-        let mut verbs = BTreeMap::new();
+    /// Request counts summed by one label, over the series `filter` accepts.
+    fn requests_by(&self, by: &str, filter: impl Fn(&str) -> bool) -> BTreeMap<String, f64> {
+        let mut sums = BTreeMap::new();
         for (name, labels, value) in &self.0 {
             if name == REQUESTS
-                && let Some(verb) = labels.strip_prefix("verb=\"").and_then(|v| v.strip_suffix('"'))
+                && filter(labels)
+                && let Some(key) = label(labels, by)
             {
-                *verbs.entry(verb.to_string()).or_insert(0.0) += value;
+                *sums.entry(key.to_string()).or_insert(0.0) += value;
             }
         }
-        verbs
+        sums
     }
 
     fn requests(&self) -> f64 {
         self.sum(REQUESTS, |_| true)
     }
 
+    fn reads(&self) -> f64 {
+        self.sum(REQUESTS, |labels| label(labels, "verb") == Some("get"))
+    }
+
     fn writes(&self) -> f64 {
-        self.sum(REQUESTS, |labels| WRITE_VERBS.iter().any(|verb| labels == format!("verb=\"{verb}\"")))
+        self.sum(REQUESTS, |labels| label(labels, "verb").is_some_and(|verb| WRITE_VERBS.contains(&verb)))
     }
 
     fn reconciles(&self) -> f64 {
@@ -1197,6 +1225,11 @@ impl Report {
             per(to_ready),
             verbs(&op.at_start, &op.at_ready, n)
         );
+        println!(
+            "  reads per Tenant             {:>8.1} until Ready   ({})",
+            per(op.at_ready.reads() - op.at_start.reads()),
+            reads(&op.at_start, &op.at_ready, n)
+        );
         let settled = op.converged.as_ref().map_or(&op.at_ready, |c| &c.settled);
         println!(
             "  API writes per Tenant        {:>8.1} until applied, {:.1} until settled   ({})",
@@ -1232,6 +1265,12 @@ impl Report {
         if converged_writes.is_none() {
             println!("  writes once converged        not measured (not every Tenant got Ready)");
         }
+        println!(
+            "  operator CPU time            {:>8.1} s until applied, {:.1} s until Ready   ({:.1} ms per Tenant)",
+            op.cpu_to_applied.as_secs_f64(),
+            op.cpu_to_ready.as_secs_f64(),
+            op.cpu_to_ready.as_secs_f64() * 1000.0 / n as f64
+        );
         println!(
             "  peak RSS (VmHWM)             {:>8.1} MiB   (now {:.1} MiB)",
             op.peak_rss_kib as f64 / 1024.0,
@@ -1325,13 +1364,27 @@ fn write_groups(from: &Scrape, to: &Scrape, n: usize) -> String {
     )
 }
 
+/// The value of one label in a series' label text (`verb="get",resource="pods"`).
+fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    labels.split(',').find_map(|pair| pair.strip_prefix(name)?.strip_prefix("=\"")?.strip_suffix('"'))
+}
+
 fn verbs(from: &Scrape, to: &Scrape, n: usize) -> String {
-    let before = from.requests_by_verb();
-    to.requests_by_verb()
+    per_key(from.requests_by("verb", |_| true), to.requests_by("verb", |_| true), n)
+}
+
+/// Reads (GETs that are not watches) per Tenant, by resource.
+fn reads(from: &Scrape, to: &Scrape, n: usize) -> String {
+    let gets = |labels: &str| label(labels, "verb") == Some("get");
+    per_key(from.requests_by("resource", gets), to.requests_by("resource", gets), n)
+}
+
+fn per_key(before: BTreeMap<String, f64>, after: BTreeMap<String, f64>, n: usize) -> String {
+    after
         .into_iter()
-        .map(|(verb, value)| (verb.clone(), value - before.get(&verb).copied().unwrap_or(0.0)))
+        .map(|(key, value)| (key.clone(), value - before.get(&key).copied().unwrap_or(0.0)))
         .filter(|(_, delta)| *delta > 0.0)
-        .map(|(verb, delta)| format!("{verb} {:.1}", delta / n as f64))
+        .map(|(key, delta)| format!("{key} {:.1}", delta / n as f64))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -1,7 +1,9 @@
 //! Applying children with server-side apply, without writing when nothing would change.
 //!
-//! A server-side apply is a write even when it changes nothing, so each child is first read and
-//! compared with what we want: every field we set must be present with the same value (the
+//! A server-side apply is a write even when it changes nothing. A child that the cache of
+//! children ([`crate::children`]) shows unchanged since this process wrote it is left alone; a
+//! child the cache shows absent is written straight away; any other is first read and compared
+//! with what we want: every field we set must be present with the same value (the
 //! apiserver adds defaults and canonicalises quantities, so equality of whole objects would
 //! never hold). Only a child that differs — missing, or edited out of band — is applied.
 
@@ -10,6 +12,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use crate::build::Child;
+use crate::children::{ChildCache, ChildKey, Knowledge, body_digest};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::quantity;
@@ -20,6 +23,7 @@ pub const FIELD_MANAGER: &str = "tenantry-operator";
 pub struct Applier<'a> {
     pub client: &'a Client,
     pub metrics: &'a Metrics,
+    pub cache: &'a ChildCache,
 }
 
 impl Applier<'_> {
@@ -30,30 +34,83 @@ impl Applier<'_> {
         }
     }
 
-    /// Makes `child` exist as wanted; returns the object as the cluster has it now.
-    pub async fn ensure(&self, child: &Child) -> Result<DynamicObject> {
+    /// Makes `child` exist as wanted. Returns the object as the cluster has it now when it had to
+    /// be read or written, `None` when the cache shows it unchanged since this process last wrote
+    /// or verified it (then nothing was sent).
+    pub async fn ensure(&self, child: &Child) -> Result<Option<DynamicObject>> {
+        let namespace = child.namespace.as_deref().unwrap_or_default();
+        let key = ChildKey { kind: child.resource.kind.clone(), name: child.name.clone() };
+        let body = body_digest(&child.body);
         let api = self.api(child);
+        let object = match self.cache.knowledge(namespace, &key, body) {
+            Knowledge::Unchanged => return Ok(None),
+            // Never updated, so existing is all that matters.
+            Knowledge::Exists | Knowledge::Written if child.create_only => return Ok(None),
+            Knowledge::Absent => match self.create(&api, child).await? {
+                Some(created) => created,
+                None => self.read_and_update(&api, child).await?,
+            },
+            Knowledge::Exists | Knowledge::Written | Knowledge::Unknown => self.read_and_update(&api, child).await?,
+        };
+        self.cache.record(namespace, key, body, &object.metadata);
+        Ok(Some(object))
+    }
+
+    /// Reads the child and updates it if it differs from what is wanted (creates it if missing).
+    async fn read_and_update(&self, api: &Api<DynamicObject>, child: &Child) -> Result<DynamicObject> {
         let existing = api.get_opt(&child.name).await.map_err(|e| Error::kube(&child.name, e))?;
         match existing {
-            Some(existing) if child.create_only || contains(&serde_json::to_value(&existing)?, &child.body) => {
-                Ok(existing)
+            Some(existing) if child.create_only => Ok(existing),
+            Some(existing) if contains(&serde_json::to_value(&existing)?, &child.body) => Ok(existing),
+            Some(existing) => {
+                self.adopt_created_fields(api, child, &existing).await?;
+                self.apply(api, child).await
             }
-            Some(_) => self.apply(&api, child).await,
-            None if child.create_only => {
-                let object: DynamicObject = serde_json::from_value(child.body.clone())?;
-                let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-                self.metrics.api_write(&child.resource.kind, "create");
-                match api.create(&params, &object).await {
-                    Ok(created) => Ok(created),
-                    // Created meanwhile (another reconcile): the first one wins, never overwritten.
-                    Err(kube::Error::Api(status)) if status.code == 409 => {
-                        api.get(&child.name).await.map_err(|e| Error::kube(&child.name, e))
-                    }
-                    Err(e) => Err(Error::kube(&child.name, e)),
-                }
-            }
-            None => self.apply(&api, child).await,
+            None => match self.create(api, child).await? {
+                Some(created) => Ok(created),
+                // Created meanwhile: one more look settles it.
+                None => Box::pin(self.read_and_update(api, child)).await,
+            },
         }
+    }
+
+    /// Creates the child; `None` when it exists already (then it is never overwritten here).
+    ///
+    /// A create costs the apiserver far less than a server-side apply that creates (which first
+    /// reads the object from storage), so children are created with a plain POST under the
+    /// operator's field manager and server-side applied only when they later need a change; see
+    /// [`Self::adopt_created_fields`].
+    async fn create(&self, api: &Api<DynamicObject>, child: &Child) -> Result<Option<DynamicObject>> {
+        let object: DynamicObject = serde_json::from_value(child.body.clone())?;
+        let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        self.metrics.api_write(&child.resource.kind, "create");
+        match api.create(&params, &object).await {
+            Ok(created) => Ok(Some(created)),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+            Err(e) => Err(Error::kube(&child.name, e)),
+        }
+    }
+
+    /// Turns the fields the operator's create set into fields it applied, before its first
+    /// server-side apply to the child.
+    ///
+    /// A create records its fields under the operator's manager with operation `Update`, a
+    /// server-side apply under operation `Apply`: two owners, as far as the apiserver is
+    /// concerned. A field the operator no longer wants would then stay, owned by the create. So
+    /// the create's entry becomes an `Apply` entry (what client-go's `csaupgrade` does), guarded
+    /// by the resource version so that nothing written meanwhile is lost.
+    async fn adopt_created_fields(
+        &self,
+        api: &Api<DynamicObject>,
+        child: &Child,
+        existing: &DynamicObject,
+    ) -> Result<()> {
+        let Some(patch) = ownership_upgrade(existing) else { return Ok(()) };
+        self.metrics.api_write(&child.resource.kind, "patch");
+        api.patch(&child.name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+            .map_err(|e| Error::kube(&child.name, e))?;
+        Ok(())
     }
 
     async fn apply(&self, api: &Api<DynamicObject>, child: &Child) -> Result<DynamicObject> {
@@ -66,6 +123,27 @@ impl Applier<'_> {
         tracing::debug!(kind = %child.resource.kind, name = %applied.name_any(), "applied");
         Ok(applied)
     }
+}
+
+/// The JSON patch that turns the operator's create-time (`Update`) managed-fields entry into an
+/// `Apply` entry, if the object has one and no `Apply` entry of the operator yet.
+pub fn ownership_upgrade(object: &DynamicObject) -> Option<json_patch::Patch> {
+    let entries = object.metadata.managed_fields.as_ref()?;
+    let ours = |operation: &str| {
+        entries
+            .iter()
+            .position(|e| e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some(operation))
+    };
+    if ours("Apply").is_some() {
+        return None;
+    }
+    let index = ours("Update")?;
+    let patch = serde_json::json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": object.metadata.resource_version},
+        {"op": "test", "path": format!("/metadata/managedFields/{index}/manager"), "value": FIELD_MANAGER},
+        {"op": "replace", "path": format!("/metadata/managedFields/{index}/operation"), "value": "Apply"},
+    ]);
+    serde_json::from_value(patch).ok()
 }
 
 /// Whether `actual` holds every field of `desired` with the same value.
@@ -102,6 +180,28 @@ fn is_empty(value: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_create_entry_of_the_operator_becomes_an_apply_entry_once() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let entry = |manager: &str, operation: &str| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            ..Default::default()
+        };
+        let mut object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "resourceVersion": "42"}
+        }))
+        .unwrap();
+        assert!(ownership_upgrade(&object).is_none());
+        object.metadata.managed_fields =
+            Some(vec![entry("kube-controller-manager", "Update"), entry(FIELD_MANAGER, "Update")]);
+        let patch = serde_json::to_value(ownership_upgrade(&object).unwrap()).unwrap();
+        assert_eq!(patch[0], json!({"op": "test", "path": "/metadata/resourceVersion", "value": "42"}));
+        assert_eq!(patch[2], json!({"op": "replace", "path": "/metadata/managedFields/1/operation", "value": "Apply"}));
+        object.metadata.managed_fields.as_mut().unwrap().push(entry(FIELD_MANAGER, "Apply"));
+        assert!(ownership_upgrade(&object).is_none());
+    }
 
     #[test]
     fn defaults_added_by_the_server_do_not_count_as_drift() {

@@ -1,31 +1,35 @@
 //! The controller: which Tenants this operator serves, what wakes a reconcile, how many run at
 //! once.
 //!
-//! Children are watched as metadata only (names, labels, resource versions), which is all a
-//! trigger needs, so the operator's memory grows with the number of Tenants, not with the size
-//! of every Deployment it manages. A child maps to its Tenant through the `tenantry.dev/tenant`
+//! Children are watched as metadata only (names, labels, resource versions), except the
+//! workloads, whose readiness is needed; the watches feed a compact cache of children
+//! ([`crate::children`]) and keep no whole objects, so the operator's memory grows with the
+//! number of Tenants, not with the size of every Deployment it manages. A child maps to its Tenant through the `tenantry.dev/tenant`
 //! label rather than its owner reference, which also covers the Namespace and children whose
 //! owner reference was edited away.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
 
 use crate::api::{Tenant, labels};
 use crate::build::managed_kinds;
+use crate::children::{self, ChildCache};
 use crate::events::EventPublisher;
 use crate::http::Readiness;
 use crate::metrics::Metrics;
 use crate::profile::ImageDefaults;
 use crate::reconcile::{Context, error_policy, reconcile};
+use crate::status::Readiness as ChildReadiness;
 
 /// How this operator instance runs.
 #[derive(Debug, Clone)]
@@ -34,6 +38,8 @@ pub struct OperatorConfig {
     pub tenant_selector: Option<String>,
     /// Reconciles running at once (each Tenant is reconciled by one at a time regardless).
     pub concurrency: u16,
+    /// Trailing-edge debounce of reconcile requests (zero: none).
+    pub debounce: std::time::Duration,
     pub images: ImageDefaults,
     /// Labels of the namespace(s) whose ingress controller may reach the web clients.
     pub ingress_controller_namespace: BTreeMap<String, String>,
@@ -48,6 +54,7 @@ impl Default for OperatorConfig {
         Self {
             tenant_selector: None,
             concurrency: 16,
+            debounce: std::time::Duration::ZERO,
             images: ImageDefaults::default(),
             ingress_controller_namespace: BTreeMap::from([(
                 "app.kubernetes.io/name".to_string(),
@@ -75,15 +82,23 @@ pub async fn run(
         tenant_watch = tenant_watch.labels(selector);
     }
     let mut controller = Controller::new(tenants, tenant_watch)
-        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .with_config(ControllerConfig::default().concurrency(config.concurrency).debounce(config.debounce))
         .graceful_shutdown_on(shutdown);
 
+    // Workloads are watched in full for their readiness; everything else as metadata only.
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
-    for resource in managed_kinds() {
-        controller = watch_children(controller, &client, &resource, &managed);
+    let cache = ChildCache::new();
+    let mut kinds = managed_kinds();
+    kinds.push(ApiResource::erase::<Namespace>(&()));
+    for resource in kinds {
+        controller = if children::watched_in_full(&resource.kind) {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            watch_children(controller, api, &resource, &managed, &cache, children::summarize)
+        } else {
+            let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &resource);
+            watch_children(controller, api, &resource, &managed, &cache, |_, _| None)
+        };
     }
-    let namespace = ApiResource::erase::<Namespace>(&());
-    controller = watch_children(controller, &client, &namespace, &managed);
 
     let reader = controller.store();
     let synced = {
@@ -102,6 +117,7 @@ pub async fn run(
         events,
         config.images.clone(),
         config.ingress_controller_namespace.clone(),
+        cache,
     ));
     let reconciles = controller.run(reconcile, error_policy, context).for_each(|result| async move {
         if let Err(e) = result {
@@ -113,24 +129,30 @@ pub async fn run(
     readiness.set_not_ready("the controller has stopped");
 }
 
-fn watch_children(
+/// Watches one kind of child: every event updates the cache of children, and a touched child
+/// wakes its Tenant's reconcile.
+fn watch_children<K>(
     controller: Controller<Tenant>,
-    client: &Client,
+    api: Api<K>,
     resource: &ApiResource,
     selector: &str,
-) -> Controller<Tenant> {
-    let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), resource);
-    let stream =
-        watcher(api, watcher::Config::default().labels(selector).any_semantic()).default_backoff().touched_objects();
+    cache: &ChildCache,
+    summarize: fn(&str, &K) -> Option<ChildReadiness>,
+) -> Controller<Tenant>
+where
+    K: Resource<DynamicType = ApiResource> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    cache.expect_kind(&resource.kind);
+    let cache = cache.clone();
+    let kind = resource.kind.clone();
+    let stream = watcher(api, watcher::Config::default().labels(selector).any_semantic())
+        .default_backoff()
+        .inspect_ok(move |event| cache.observe(&kind, event, |object| summarize(&kind, object)))
+        .touched_objects();
     controller.watches_stream_with(
         stream,
-        |child: PartialObjectMeta<DynamicObject>| {
-            child
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(labels::TENANT))
-                .map(|name| ObjectRef::<Tenant>::new(name))
+        |child: K| {
+            child.meta().labels.as_ref().and_then(|l| l.get(labels::TENANT)).map(|name| ObjectRef::<Tenant>::new(name))
         },
         resource.clone(),
     )

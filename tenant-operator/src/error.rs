@@ -16,6 +16,9 @@ pub enum Error {
 
     #[error("the Tenant has no name")]
     Unnamed,
+
+    #[error("the watches of the Tenants' children have not listed them yet")]
+    CacheNotSynced,
 }
 
 impl Error {
@@ -33,6 +36,7 @@ impl Error {
             Self::Finalizer(_) => "Finalizer",
             Self::Serialize(_) => "Serialize",
             Self::Unnamed => "Unnamed",
+            Self::CacheNotSynced => "CacheNotSynced",
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod apply;
 pub mod build;
+pub mod children;
 pub mod controller;
 pub mod error;
 pub mod events;

@@ -39,6 +39,10 @@ struct RunArgs {
     /// Reconciles running at once.
     #[arg(long, env = "TENANTRY_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// How long a Tenant's reconcile waits for more changes after one arrives (milliseconds),
+    /// so that a burst of child events costs one reconcile.
+    #[arg(long, env = "TENANTRY_DEBOUNCE_MS", default_value_t = 0)]
+    debounce_ms: u64,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "TENANTRY_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -100,6 +104,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let config = OperatorConfig {
         tenant_selector: args.tenant_selector,
         concurrency: args.concurrency,
+        debounce: std::time::Duration::from_millis(args.debounce_ms),
         images: ImageDefaults {
             tryton: args.tryton_image,
             odoo: args.odoo_image,

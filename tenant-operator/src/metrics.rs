@@ -40,6 +40,7 @@ struct WriteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     verb: String,
+    resource: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -108,7 +109,7 @@ impl Metrics {
         );
         registry.register(
             "tenantry_operator_api_requests",
-            "Requests sent to the Kubernetes API, by verb (get, create, update, patch, delete, watch)",
+            "Requests sent to the Kubernetes API, by verb (get, create, update, patch, delete, watch) and resource",
             api_requests.clone(),
         );
         registry.register("tenantry_operator_leader", "1 while this replica holds the leader lease", leader.clone());
@@ -151,9 +152,11 @@ impl Metrics {
         self.inner.api_writes.get_or_create(&labels).inc();
     }
 
-    /// Counts one request sent to the Kubernetes API; `verb` is one of [`request_verb`]'s.
-    pub fn api_request(&self, verb: &str) {
-        self.inner.api_requests.get_or_create(&RequestLabels { verb: verb.to_string() }).inc();
+    /// Counts one request sent to the Kubernetes API; `verb` is one of [`request_verb`]'s,
+    /// `resource` one of [`request_resource`]'s.
+    pub fn api_request(&self, verb: &str, resource: &str) {
+        let labels = RequestLabels { verb: verb.to_string(), resource: resource.to_string() };
+        self.inner.api_requests.get_or_create(&labels).inc();
     }
 
     /// A layer for `kube::client::ClientBuilder::with_layer` that counts every request of the
@@ -231,6 +234,23 @@ pub fn request_verb(method: &http::Method, uri: &http::Uri) -> &'static str {
     }
 }
 
+/// The resource (plural) a request to the Kubernetes API is about, from its path:
+/// `/api/v1/namespaces/a/secrets/b` → `secrets`, `/apis/apps/v1/deployments` → `deployments`,
+/// `/api/v1/namespaces/a` → `namespaces`; `other` for paths outside the resource API.
+pub fn request_resource(uri: &http::Uri) -> String {
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let rest = match segments.as_slice() {
+        ["api", _version, rest @ ..] => rest,
+        ["apis", _group, _version, rest @ ..] => rest,
+        _ => return "other".into(),
+    };
+    match rest {
+        ["namespaces", _namespace, resource, ..] => resource.to_string(),
+        [resource, ..] if !resource.is_empty() => resource.to_string(),
+        _ => "other".into(),
+    }
+}
+
 /// See [`Metrics::count_requests`].
 #[derive(Clone, Debug)]
 pub struct CountRequestsLayer {
@@ -266,7 +286,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        self.metrics.api_request(request_verb(request.method(), request.uri()));
+        self.metrics.api_request(request_verb(request.method(), request.uri()), &request_resource(request.uri()));
         self.inner.call(request)
     }
 }
@@ -352,6 +372,20 @@ mod tests {
         assert_eq!(verb(http::Method::OPTIONS, "/"), "other");
     }
 
+    #[test]
+    fn resources_come_from_the_path() {
+        let resource = |uri: &str| request_resource(&uri.parse().unwrap());
+        assert_eq!(resource("/api/v1/namespaces/a/secrets/b"), "secrets");
+        assert_eq!(resource("/api/v1/namespaces/a/pods?watch=true"), "pods");
+        assert_eq!(resource("/api/v1/namespaces/a"), "namespaces");
+        assert_eq!(resource("/api/v1/namespaces"), "namespaces");
+        assert_eq!(resource("/apis/apps/v1/namespaces/t/deployments/erp/status"), "deployments");
+        assert_eq!(resource("/apis/tenantry.dev/v1alpha1/tenants/a/status"), "tenants");
+        assert_eq!(resource("/apis/coordination.k8s.io/v1/namespaces/x/leases/y"), "leases");
+        assert_eq!(resource("/version"), "other");
+        assert_eq!(resource("/apis"), "other");
+    }
+
     /// Through a real kube client: every request is counted once, whether or not it reached a
     /// server (nothing listens on the port).
     #[tokio::test]
@@ -371,8 +405,21 @@ mod tests {
         assert!(namespaces.watch(&WatchParams::default(), "0").await.is_err());
 
         let text = metrics.encode();
-        assert_eq!(line(&text, "tenantry_operator_api_requests_total{verb=\"get\"}").split(' ').nth(1), Some("2"));
-        assert_eq!(line(&text, "tenantry_operator_api_requests_total{verb=\"create\"}").split(' ').nth(1), Some("1"));
-        assert_eq!(line(&text, "tenantry_operator_api_requests_total{verb=\"watch\"}").split(' ').nth(1), Some("1"));
+        assert_eq!(
+            line(&text, "tenantry_operator_api_requests_total{verb=\"get\",resource=\"namespaces\"}").split(' ').nth(1),
+            Some("2")
+        );
+        assert_eq!(
+            line(&text, "tenantry_operator_api_requests_total{verb=\"create\",resource=\"namespaces\"}")
+                .split(' ')
+                .nth(1),
+            Some("1")
+        );
+        assert_eq!(
+            line(&text, "tenantry_operator_api_requests_total{verb=\"watch\",resource=\"namespaces\"}")
+                .split(' ')
+                .nth(1),
+            Some("1")
+        );
     }
 }

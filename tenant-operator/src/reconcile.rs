@@ -2,14 +2,14 @@
 //! garbage → observe → status. Only apply, garbage collection and the status write talk to the
 //! cluster, and each writes only what differs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Client, Resource, ResourceExt};
@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::api::{DeletionPolicy, Phase, Tenant, TenantStatus, labels, namespace_of};
 use crate::apply::{Applier, FIELD_MANAGER};
 use crate::build::{self, BuildContext, Child, GeneratedSecrets};
+use crate::children::{self, ChildCache, ChildKey};
 use crate::error::{Error, Result};
 use crate::events::{EventPublisher, Severity};
 use crate::metrics::Metrics;
@@ -30,6 +31,8 @@ pub const FINALIZER: &str = "tenantry.dev/cleanup";
 /// Even with nothing changing, look again this often (watches can miss what happens while the
 /// operator is down).
 const RESYNC: Duration = Duration::from_secs(600);
+/// How long a reconcile waits for the children's watches to list everything once.
+const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What every reconcile shares.
 pub struct Context {
@@ -38,9 +41,8 @@ pub struct Context {
     pub events: EventPublisher,
     pub images: ImageDefaults,
     pub ingress_controller_namespace: BTreeMap<String, String>,
-    /// Per Tenant uid, the spec generation whose orphans this process has collected: orphans
-    /// appear only when the spec changes, so listing every kind on every reconcile would be waste.
-    collected: Mutex<HashMap<String, i64>>,
+    /// The children as the watches report them, and what this process wrote.
+    pub children: ChildCache,
 }
 
 impl Context {
@@ -50,8 +52,9 @@ impl Context {
         events: EventPublisher,
         images: ImageDefaults,
         ingress_controller_namespace: BTreeMap<String, String>,
+        children: ChildCache,
     ) -> Self {
-        Self { client, metrics, events, images, ingress_controller_namespace, collected: Mutex::default() }
+        Self { client, metrics, events, images, ingress_controller_namespace, children }
     }
 }
 
@@ -96,11 +99,14 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         }
     };
 
+    // Children are compared with what the watches report, so these must have listed them once.
+    if !ctx.children.wait_synced(CACHE_SYNC_TIMEOUT).await {
+        return Err(Error::CacheNotSynced);
+    }
+
     // A namespace left terminating by an earlier Tenant of this name must finish first.
-    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    if let Some(namespace) = namespaces.get_opt(&model.namespace).await.map_err(|e| Error::kube(&model.namespace, e))?
-        && namespace.metadata.deletion_timestamp.is_some()
-    {
+    let namespace_key = ChildKey { kind: "Namespace".into(), name: model.namespace.clone() };
+    if ctx.children.seen("", &namespace_key).is_some_and(|seen| seen.terminating) {
         let message = format!("waiting for namespace {} to finish terminating", model.namespace);
         write_status(tenant, &previous, status::with_phase(Phase::Pending, &message, &previous, generation, &now), ctx)
             .await?;
@@ -118,7 +124,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let desired = build::desired(&build_ctx);
 
     // 3. Apply what differs; generated secrets only when missing.
-    let applier = Applier { client: &ctx.client, metrics: &ctx.metrics };
+    let applier = Applier { client: &ctx.client, metrics: &ctx.metrics, cache: &ctx.children };
     let mut applied = Vec::with_capacity(desired.len() + 2);
     let mut apply_error = None;
     for child in &desired {
@@ -137,20 +143,15 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
             }
         }
     }
-    readopt_retained_namespace(&applied, ctx).await?;
+    readopt_retained_namespace(&model, &applied, ctx).await?;
 
-    // 4. Collect orphans (found by label) once per spec generation.
+    // 4. Collect orphans, found by label among the children the watches report.
     if apply_error.is_none() {
-        let uid = tenant.uid().unwrap_or_default();
-        let done = ctx.collected.lock().unwrap_or_else(|e| e.into_inner()).get(&uid) == Some(&generation);
-        if !done {
-            collect_orphans(&model, &desired, ctx).await?;
-            ctx.collected.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, generation);
-        }
+        collect_orphans(&model, &desired, ctx).await?;
     }
 
     // 5. Observe and write the status.
-    let mut observed = observe(&model, &applied);
+    let mut observed = observe(&model, &applied, &ctx.children);
     if let Some(e) = &apply_error {
         observed.apply_error = Some(e.to_string());
     }
@@ -165,13 +166,13 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
 async fn ensure_secrets(applier: &Applier<'_>, build_ctx: &BuildContext<'_>) -> Result<()> {
     // Values are generated only when a secret is missing, so nothing secret is made (or could
     // leak) needlessly, and an existing secret is never overwritten.
-    let secrets: Api<Secret> = Api::namespaced(applier.client.clone(), &build_ctx.model.namespace);
-    let mut missing = Vec::new();
-    for name in [build::DATABASE_SECRET, build::MASTER_PASSWORD_SECRET] {
-        if secrets.get_metadata_opt(name).await.map_err(|e| Error::kube(name, e))?.is_none() {
-            missing.push(name);
-        }
-    }
+    // One the watches have not reported yet is created anyway: if it exists, the create is
+    // refused and the new values are dropped.
+    let namespace = &build_ctx.model.namespace;
+    let missing: Vec<&str> = [build::DATABASE_SECRET, build::MASTER_PASSWORD_SECRET]
+        .into_iter()
+        .filter(|name| !applier.cache.exists(namespace, &ChildKey { kind: "Secret".into(), name: name.to_string() }))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -184,69 +185,89 @@ async fn ensure_secrets(applier: &Applier<'_>, build_ctx: &BuildContext<'_>) -> 
 
 /// A namespace kept by `deletionPolicy: Retain` is adopted by the new Tenant of that name: its
 /// data (database volume, secrets) is what a restore needs, so only the marker goes.
-async fn readopt_retained_namespace(applied: &[(&Child, DynamicObject)], ctx: &Context) -> Result<()> {
-    let Some((_, namespace)) = applied.iter().find(|(child, _)| child.namespace.is_none()) else { return Ok(()) };
-    if !namespace.labels().contains_key(labels::RETAINED) {
+async fn readopt_retained_namespace(model: &TenantModel, applied: &[Applied<'_>], ctx: &Context) -> Result<()> {
+    let fresh = applied.iter().find(|(child, _)| child.namespace.is_none()).and_then(|(_, object)| object.as_ref());
+    let retained = match fresh {
+        Some(namespace) => namespace.labels().contains_key(labels::RETAINED),
+        None => ctx
+            .children
+            .seen("", &ChildKey { kind: "Namespace".into(), name: model.namespace.clone() })
+            .is_some_and(|seen| seen.retained),
+    };
+    if !retained {
         return Ok(());
     }
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let patch = json!({"metadata": {"labels": {labels::RETAINED: null}}});
     ctx.metrics.api_write("Namespace", "patch");
     namespaces
-        .patch(&namespace.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(&model.namespace, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|e| Error::kube(namespace.name_any(), e))?;
+        .map_err(|e| Error::kube(&model.namespace, e))?;
     Ok(())
 }
 
-/// Deletes the tenant's children that the spec no longer asks for. Generated secrets and the
-/// database volume are never collected: they are data, not configuration.
+/// A wanted child, with the object as read or written by this reconcile (`None`: unchanged,
+/// known from the cache).
+type Applied<'a> = (&'a Child, Option<DynamicObject>);
+
+/// Deletes the tenant's children that the spec no longer asks for, found by label among those
+/// the watches report. Generated secrets and the database volume are never collected: they are
+/// data, not configuration.
 async fn collect_orphans(model: &TenantModel, desired: &[Child], ctx: &Context) -> Result<()> {
     let wanted: HashSet<(&str, &str)> = desired.iter().map(|c| (c.resource.kind.as_str(), c.name.as_str())).collect();
-    let selector = format!("{}={},{}={}", labels::MANAGED_BY, labels::MANAGER, labels::TENANT, model.name);
-    for resource in build::managed_kinds() {
-        if resource.kind == "Secret" {
+    let kinds = build::managed_kinds();
+    for (key, seen) in ctx.children.tenant_children(&model.namespace, &model.name) {
+        let Some(resource) = kinds.iter().find(|r| r.kind == key.kind) else { continue };
+        // While suspended no Job is built, but a finished one is kept: deleting it would
+        // rerun its work (e.g. updating every module) on resume.
+        let keep = wanted.contains(&(key.kind.as_str(), key.name.as_str()))
+            || key.kind == "Secret"
+            || (key.kind == "PersistentVolumeClaim" && !key.name.starts_with("filestore-"))
+            || (key.kind == "Job" && model.suspended);
+        if keep || seen.terminating {
             continue;
         }
-        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &model.namespace, &resource);
-        let found = api
-            .list_metadata(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| Error::kube(format!("{} in {}", resource.plural, model.namespace), e))?;
-        for object in found {
-            let name = object.name_any();
-            // While suspended no Job is built, but a finished one is kept: deleting it would
-            // rerun its work (e.g. updating every module) on resume.
-            let keep = wanted.contains(&(resource.kind.as_str(), name.as_str()))
-                || (resource.kind == "PersistentVolumeClaim" && !name.starts_with("filestore-"))
-                || (resource.kind == "Job" && model.suspended);
-            if keep || object.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            tracing::info!(tenant = %model.name, kind = %resource.kind, %name, "deleting what the spec no longer asks for");
-            ctx.metrics.api_write(&resource.kind, "delete");
-            let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
-            match api.delete(&name, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(e) => return Err(Error::kube(name, e)),
-            }
-        }
+        delete_orphan(model, resource, &key.name, ctx).await?;
     }
     Ok(())
 }
 
-/// Readiness from the objects as the cluster returned them.
-fn observe(model: &TenantModel, applied: &[(&Child, DynamicObject)]) -> Observed {
-    let find = |kind: &str, name_is: &dyn Fn(&str) -> bool| {
-        applied.iter().find(|(child, _)| child.resource.kind == kind && name_is(&child.name)).map(|(_, o)| o)
+async fn delete_orphan(model: &TenantModel, resource: &ApiResource, name: &str, ctx: &Context) -> Result<()> {
+    tracing::info!(tenant = %model.name, kind = %resource.kind, %name, "deleting what the spec no longer asks for");
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &model.namespace, resource);
+    ctx.metrics.api_write(&resource.kind, "delete");
+    let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube(name, e)),
+    }
+}
+
+/// Readiness from the objects as this reconcile read or wrote them, else as the watches last
+/// reported them.
+fn observe(model: &TenantModel, applied: &[Applied<'_>], cache: &ChildCache) -> Observed {
+    let find = |kind: &str, name_is: &dyn Fn(&str) -> bool| -> Option<Readiness> {
+        let (child, object) = applied.iter().find(|(child, _)| child.resource.kind == kind && name_is(&child.name))?;
+        let readiness = match object {
+            Some(object) => children::summarize(kind, object),
+            None => cache.readiness(
+                child.namespace.as_deref().unwrap_or_default(),
+                &ChildKey { kind: kind.to_string(), name: child.name.clone() },
+            ),
+        };
+        Some(
+            readiness
+                .unwrap_or_else(|| Readiness::Waiting(format!("{} is not reported by the cluster yet", child.name))),
+        )
     };
     let database = if model.suspended {
         Readiness::Suspended
     } else {
         let set = find("StatefulSet", &|n| n == "postgres");
         let init = find("Job", &|n| n.starts_with("db-init-"));
-        match (set.map(workload_readiness), init.map(job_readiness)) {
+        match (set, init) {
             (Some(Readiness::Ready), Some(Readiness::Ready)) => Readiness::Ready,
             (Some(Readiness::Ready), Some(waiting)) => waiting,
             (Some(waiting), _) => waiting,
@@ -260,17 +281,15 @@ fn observe(model: &TenantModel, applied: &[(&Child, DynamicObject)]) -> Observed
             let server_name = format!("erp-server-{}", env.name());
             let web_name = format!("erp-web-{}", env.name());
             let init_prefix = format!("erp-init-{}-", env.name());
-            let server = match (
-                find("Deployment", &|n| n == server_name).map(workload_readiness),
-                find("Job", &|n| n.starts_with(&init_prefix)).map(job_readiness),
-            ) {
-                _ if model.suspended => Readiness::Suspended,
-                (Some(Readiness::Ready), Some(Readiness::Ready)) => Readiness::Ready,
-                (Some(Readiness::Ready), Some(waiting)) => waiting,
-                (Some(waiting), _) => waiting,
-                (None, _) => Readiness::Waiting(format!("{server_name} is not applied yet")),
-            };
-            let web = match find("Deployment", &|n| n == web_name).map(workload_readiness) {
+            let server =
+                match (find("Deployment", &|n| n == server_name), find("Job", &|n| n.starts_with(&init_prefix))) {
+                    _ if model.suspended => Readiness::Suspended,
+                    (Some(Readiness::Ready), Some(Readiness::Ready)) => Readiness::Ready,
+                    (Some(Readiness::Ready), Some(waiting)) => waiting,
+                    (Some(waiting), _) => waiting,
+                    (None, _) => Readiness::Waiting(format!("{server_name} is not applied yet")),
+                };
+            let web = match find("Deployment", &|n| n == web_name) {
                 _ if model.suspended => Readiness::Suspended,
                 Some(readiness) => readiness,
                 None => Readiness::Waiting(format!("{web_name} is not applied yet")),
@@ -279,46 +298,6 @@ fn observe(model: &TenantModel, applied: &[(&Child, DynamicObject)]) -> Observed
         })
         .collect();
     Observed { database, environments, apply_error: None }
-}
-
-/// A Deployment or StatefulSet: ready when its controller has seen the current spec and every
-/// wanted replica is ready.
-fn workload_readiness(object: &DynamicObject) -> Readiness {
-    let number = |value: &Value| value.as_i64().unwrap_or(0);
-    let wanted = number(&object.data["spec"]["replicas"]);
-    let status = &object.data["status"];
-    let seen = number(&status["observedGeneration"]) >= object.metadata.generation.unwrap_or(0);
-    let ready = number(&status["readyReplicas"]);
-    let available = if object.types.as_ref().is_some_and(|t| t.kind == "Deployment") {
-        number(&status["availableReplicas"])
-    } else {
-        ready
-    };
-    if wanted == 0 {
-        Readiness::Suspended
-    } else if seen && ready >= wanted && available >= wanted {
-        Readiness::Ready
-    } else {
-        Readiness::Waiting(format!("{} {ready}/{wanted} ready", object.name_any()))
-    }
-}
-
-fn job_readiness(object: &DynamicObject) -> Readiness {
-    let status = &object.data["status"];
-    if status["succeeded"].as_i64().unwrap_or(0) > 0 {
-        return Readiness::Ready;
-    }
-    let failed = status["conditions"]
-        .as_array()
-        .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Failed" && c["status"] == "True"));
-    match failed {
-        Some(condition) => Readiness::Waiting(format!(
-            "job {} failed: {}",
-            object.name_any(),
-            condition["message"].as_str().or(condition["reason"].as_str()).unwrap_or("no reason given")
-        )),
-        None => Readiness::Waiting(format!("job {} has not completed", object.name_any())),
-    }
 }
 
 /// Deletion: `Delete` removes the namespace and so everything; `Retain` keeps the namespace,
@@ -333,7 +312,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     write_status(tenant, &previous, status::with_phase(Phase::Deleting, &message, &previous, generation, &now()), ctx)
         .await?;
 
-    ctx.collected.lock().unwrap_or_else(|e| e.into_inner()).remove(&tenant.uid().unwrap_or_default());
+    ctx.children.forget_records(&namespace);
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     match tenant.spec.deletion_policy {
         DeletionPolicy::Delete => {

@@ -158,7 +158,7 @@ async fn tenant_reaches_ready() {
 #[tokio::test]
 async fn drift_is_corrected() {
     let operator = start().await;
-    let (_, ns) = ready_tenant(&operator, "drift", false).await;
+    let (name, ns) = ready_tenant(&operator, "drift", false).await;
     let client = &operator.client;
     let services = api::<Service>(client, &ns);
     let deleted_uid = services.get("erp-server-production").await.unwrap().uid();
@@ -177,6 +177,55 @@ async fn drift_is_corrected() {
         d.and_then(|d| d.spec.as_ref()).is_some_and(|s| s.replicas == Some(1))
     })
     .await;
+
+    // Edits that leave a workload's generation alone, and a kind whose status moves on its own.
+    let label = json!({"metadata": {"labels": {labels::TENANT: "someone-else"}}});
+    deployments.patch("erp-server-production", &PatchParams::default(), &Patch::Merge(&label)).await.unwrap();
+    let quotas = api::<ResourceQuota>(client, &ns);
+    let quota = json!({"spec": {"hard": {"pods": "1000"}}});
+    quotas.patch("tenant-quota", &PatchParams::default(), &Patch::Merge(&quota)).await.unwrap();
+    until(&deployments, "erp-server-production", "label restored", TIMEOUT, move |d: Option<&Deployment>| {
+        d.is_some_and(|d| d.labels().get(labels::TENANT) == Some(&name))
+    })
+    .await;
+    until(&quotas, "tenant-quota", "quota restored", TIMEOUT, |q: Option<&ResourceQuota>| {
+        let pods = q.and_then(|q| q.spec.as_ref()?.hard.as_ref()?.get("pods").cloned());
+        pods.is_some_and(|p| p.0 == "30")
+    })
+    .await;
+    operator.stop().await;
+}
+
+/// Children are created with a plain POST; a later change must still remove what the spec no
+/// longer asks for, field by field (not only set what it does ask for).
+#[tokio::test]
+async fn fields_no_longer_wanted_are_removed() {
+    let operator = start().await;
+    let (name, ns) = ready_tenant(&operator, "fields", false).await;
+    let client = &operator.client;
+    let ingresses = api::<Ingress>(client, &ns);
+    let issuer = "cert-manager.io/cluster-issuer";
+    assert_eq!(ingresses.get("erp-production").await.unwrap().annotations().get(issuer).unwrap(), "letsencrypt");
+
+    operator
+        .patch_spec(
+            &name,
+            json!({"ingress": {"tlsIssuer": null, "tlsSecretName": "acme-certificate"},
+                   "resources": {"quota": {"pods": null}}}),
+        )
+        .await;
+    operator.wait_phase(&name, Phase::Ready).await;
+    until(&ingresses, "erp-production", "issuer annotation removed", TIMEOUT, |i: Option<&Ingress>| {
+        i.is_some_and(|i| !i.annotations().contains_key("cert-manager.io/cluster-issuer"))
+    })
+    .await;
+    let ingress = ingresses.get("erp-production").await.unwrap();
+    let tls = ingress.spec.unwrap().tls.unwrap();
+    assert_eq!(tls[0].secret_name.as_deref(), Some("acme-certificate"));
+    let quota = api::<ResourceQuota>(client, &ns).get("tenant-quota").await.unwrap();
+    let hard = quota.spec.unwrap().hard.unwrap();
+    assert!(!hard.contains_key("pods"), "{hard:?}");
+    assert!(hard.contains_key("limits.cpu"), "{hard:?}");
     operator.stop().await;
 }
 

@@ -128,14 +128,25 @@ where
     K: kube::Resource<DynamicType = ()> + Serialize,
 {
     let meta = object.meta();
+    let mut body = serde_json::to_value(object).expect("k8s-openapi objects always serialise to JSON");
+    // What the operator wants, as a hash on the object: a change of it is a difference the
+    // field-by-field comparison sees even when the change only removes fields (which comparing
+    // what is wanted against what is there cannot see), also after a restart.
+    let hash = content_hash(&body);
+    let metadata = body["metadata"].as_object_mut().expect("every object has metadata");
+    let annotations = metadata.entry("annotations").or_insert_with(|| serde_json::json!({}));
+    annotations[DESIRED_HASH_ANNOTATION] = serde_json::Value::String(hash);
     Child {
         resource: ApiResource::erase::<K>(&()),
         namespace: meta.namespace.clone(),
         name: meta.name.clone().unwrap_or_default(),
-        body: serde_json::to_value(object).expect("k8s-openapi objects always serialise to JSON"),
+        body,
         create_only,
     }
 }
+
+/// On every child: [`content_hash`] of the rest of the object as the operator wants it.
+pub const DESIRED_HASH_ANNOTATION: &str = "tenantry.dev/desired-hash";
 
 /// A stable hash of `value`'s JSON, as 16 hex digits. FNV-1a rather than std's `DefaultHasher`,
 /// whose output may change between Rust releases: these hashes end up in object names and

@@ -418,3 +418,23 @@ fn generated_secrets_are_the_two_named_ones() {
     let names: Vec<_> = secrets(&fx.ctx(), &GeneratedSecrets::generate()).into_iter().map(|c| c.name).collect();
     assert_eq!(names, [DATABASE_SECRET, MASTER_PASSWORD_SECRET]);
 }
+
+#[test]
+fn every_child_carries_the_hash_of_what_is_wanted() {
+    let hash = |children: &[Child], kind: &str| -> String {
+        let child = children.iter().find(|c| c.resource.kind == kind).unwrap();
+        child.body["metadata"]["annotations"][common::DESIRED_HASH_ANNOTATION].as_str().unwrap().to_string()
+    };
+    let before = everything(fixture());
+    for child in &before {
+        let value = &child.body["metadata"]["annotations"][common::DESIRED_HASH_ANNOTATION];
+        assert!(value.as_str().is_some_and(|h| h.len() == 16), "{} {} has no hash", child.resource.kind, child.name);
+    }
+    // A field removed (no pod limit in the quota) changes the hash; others stay.
+    let mut model = fixture();
+    model.resources.quota.pods = None;
+    let after = everything(model);
+    assert_ne!(hash(&before, "ResourceQuota"), hash(&after, "ResourceQuota"));
+    assert_eq!(hash(&before, "LimitRange"), hash(&after, "LimitRange"));
+    assert_eq!(everything(fixture()), before, "the hashes are deterministic");
+}
