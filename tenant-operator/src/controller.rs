@@ -16,9 +16,9 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::{Tenant, labels};
@@ -81,7 +81,15 @@ pub async fn run(
     if let Some(selector) = &config.tenant_selector {
         tenant_watch = tenant_watch.labels(selector);
     }
-    let mut controller = Controller::new(tenants, tenant_watch)
+    // The Tenant cache keeps every Tenant; their managed fields (which the operator never reads)
+    // would take more memory than their spec and status together.
+    let (reader, writer) = reflector::store();
+    let tenant_stream = watcher(tenants, tenant_watch)
+        .default_backoff()
+        .modify(|tenant: &mut Tenant| tenant.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    let mut controller = Controller::for_stream(tenant_stream, reader)
         .with_config(ControllerConfig::default().concurrency(config.concurrency).debounce(config.debounce))
         .graceful_shutdown_on(shutdown);
 
