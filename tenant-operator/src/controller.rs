@@ -111,12 +111,14 @@ pub async fn run(
     let reader = controller.store();
     let synced = {
         let readiness = readiness.clone();
+        let reader = reader.clone();
         async move {
             if reader.wait_until_ready().await.is_ok() {
                 readiness.set_ready();
             }
         }
     };
+    let counted = count_phases(reader, metrics.clone());
 
     let events = EventPublisher::new(client.clone(), config.reporter.clone(), config.instance.clone());
     let context = Arc::new(Context::new(
@@ -133,8 +135,25 @@ pub async fn run(
         }
     });
     // Joined rather than spawned, so that dropping this future (a lost lease) stops it all.
-    futures::join!(synced, reconciles);
+    futures::join!(synced, reconciles, counted);
     readiness.set_not_ready("the controller has stopped");
+}
+
+/// Keeps `tenantry_operator_tenants{phase}` up to date from the Tenant cache.
+async fn count_phases(reader: reflector::Store<Tenant>, metrics: Metrics) {
+    if reader.wait_until_ready().await.is_err() {
+        return;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for tenant in reader.state() {
+            let phase = tenant.status.as_ref().and_then(|s| s.phase).map_or("Pending".to_string(), |p| p.to_string());
+            *counts.entry(phase).or_default() += 1;
+        }
+        metrics.set_tenant_counts(counts.iter().map(|(phase, count)| (phase.as_str(), *count)));
+    }
 }
 
 /// Watches one kind of child: every event updates the cache of children, and a touched child

@@ -87,6 +87,13 @@ async fn tenant_reaches_ready() {
         status.environments.iter().map(|e| (e.name.as_str(), e.version.as_str(), e.ready)).collect();
     assert_eq!(environments, [("production", "7.0.59", true), ("test", "7.2.3", true)]);
 
+    // The phase gauge follows (it is recounted every 2 s).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !operator.metrics.encode().contains("tenantry_operator_tenants{phase=\"Ready\"} 1\n") {
+        assert!(tokio::time::Instant::now() < deadline, "no Ready tenant in\n{}", operator.metrics.encode());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
     let namespace = Api::<Namespace>::all(client.clone()).get(&ns).await.unwrap();
     assert_eq!(namespace.labels()[labels::TENANT], name);
     assert_eq!(namespace.owner_references()[0].uid, tenant.uid().unwrap());
