@@ -12,7 +12,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use crate::build::Child;
-use crate::children::{ChildCache, ChildKey, Knowledge, body_digest};
+use crate::children::{ChildCache, ChildKey, Knowledge};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::quantity;
@@ -39,8 +39,8 @@ impl Applier<'_> {
     /// or verified it (then nothing was sent).
     pub async fn ensure(&self, child: &Child) -> Result<Option<DynamicObject>> {
         let namespace = child.namespace.as_deref().unwrap_or_default();
-        let key = ChildKey { kind: child.resource.kind.clone(), name: child.name.clone() };
-        let body = body_digest(&child.body);
+        let key = ChildKey::new(&child.resource.kind, &child.name);
+        let body = child.desired_hash;
         let api = self.api(child);
         let object = match self.cache.knowledge(namespace, &key, body) {
             Knowledge::Unchanged => return Ok(None),

@@ -38,6 +38,17 @@ pub struct ChildKey {
     pub name: String,
 }
 
+impl ChildKey {
+    pub fn new(kind: &str, name: &str) -> Self {
+        Self { kind: kind.to_string(), name: name.to_string() }
+    }
+
+    /// The key of the Namespace `name` (whose own namespace is `""`).
+    pub fn namespace(name: &str) -> Self {
+        Self::new("Namespace", name)
+    }
+}
+
 /// The parts of a child's state that change when anyone changes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint {
@@ -80,14 +91,6 @@ impl Fingerprint {
     }
 }
 
-/// A digest of the body the operator wants for a child.
-pub fn body_digest(body: &Value) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    // serde_json keeps object keys sorted, so equal bodies print equally.
-    body.to_string().hash(&mut hasher);
-    hasher.finish()
-}
-
 /// A child as the watches last reported it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -105,6 +108,7 @@ pub struct Seen {
 /// What this process last wrote or verified for a child.
 #[derive(Debug, Clone)]
 struct Recorded {
+    /// The child's desired hash.
     body: u64,
     fingerprint: Fingerprint,
 }
@@ -143,7 +147,6 @@ pub enum Knowledge {
 #[derive(Clone, Default)]
 pub struct ChildCache {
     state: Arc<Mutex<State>>,
-    kinds: Arc<Mutex<Vec<String>>>,
     synced: Arc<watch::Sender<bool>>,
 }
 
@@ -165,7 +168,6 @@ impl ChildCache {
     /// Declares a kind that will be watched; the cache is synced once every declared kind has
     /// been listed.
     pub fn expect_kind(&self, kind: &str) {
-        self.kinds.lock().unwrap_or_else(|e| e.into_inner()).push(kind.to_string());
         self.lock().lists.insert(kind.to_string(), (0, false));
         self.synced.send_replace(false);
     }
@@ -320,19 +322,16 @@ impl ChildCache {
                 state.namespaces.remove(namespace);
             }
         }
-        let cluster = state.namespaces.entry(String::new()).or_default();
-        if let Some(entry) = cluster.get_mut(&ChildKey { kind: "Namespace".into(), name: namespace.into() }) {
+        if let Some(entry) =
+            state.namespaces.get_mut("").and_then(|cluster| cluster.get_mut(&ChildKey::namespace(namespace)))
+        {
             entry.recorded = None;
         }
     }
 
-    /// How many children are known (for the metrics and tests).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().namespaces.values().map(HashMap::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

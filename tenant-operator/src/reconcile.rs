@@ -105,8 +105,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
 
     // A namespace left terminating by an earlier Tenant of this name must finish first.
-    let namespace_key = ChildKey { kind: "Namespace".into(), name: model.namespace.clone() };
-    if ctx.children.seen("", &namespace_key).is_some_and(|seen| seen.terminating) {
+    if ctx.children.seen("", &ChildKey::namespace(&model.namespace)).is_some_and(|seen| seen.terminating) {
         let message = format!("waiting for namespace {} to finish terminating", model.namespace);
         write_status(tenant, &previous, status::with_phase(Phase::Pending, &message, &previous, generation, &now), ctx)
             .await?;
@@ -171,7 +170,7 @@ async fn ensure_secrets(applier: &Applier<'_>, build_ctx: &BuildContext<'_>) -> 
     let namespace = &build_ctx.model.namespace;
     let missing: Vec<&str> = [build::DATABASE_SECRET, build::MASTER_PASSWORD_SECRET]
         .into_iter()
-        .filter(|name| !applier.cache.exists(namespace, &ChildKey { kind: "Secret".into(), name: name.to_string() }))
+        .filter(|name| !applier.cache.exists(namespace, &ChildKey::new("Secret", name)))
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -189,10 +188,7 @@ async fn readopt_retained_namespace(model: &TenantModel, applied: &[Applied<'_>]
     let fresh = applied.iter().find(|(child, _)| child.namespace.is_none()).and_then(|(_, object)| object.as_ref());
     let retained = match fresh {
         Some(namespace) => namespace.labels().contains_key(labels::RETAINED),
-        None => ctx
-            .children
-            .seen("", &ChildKey { kind: "Namespace".into(), name: model.namespace.clone() })
-            .is_some_and(|seen| seen.retained),
+        None => ctx.children.seen("", &ChildKey::namespace(&model.namespace)).is_some_and(|seen| seen.retained),
     };
     if !retained {
         return Ok(());
@@ -252,10 +248,7 @@ fn observe(model: &TenantModel, applied: &[Applied<'_>], cache: &ChildCache) -> 
         let (child, object) = applied.iter().find(|(child, _)| child.resource.kind == kind && name_is(&child.name))?;
         let readiness = match object {
             Some(object) => children::summarize(kind, object),
-            None => cache.readiness(
-                child.namespace.as_deref().unwrap_or_default(),
-                &ChildKey { kind: kind.to_string(), name: child.name.clone() },
-            ),
+            None => cache.readiness(child.namespace.as_deref().unwrap_or_default(), &ChildKey::new(kind, &child.name)),
         };
         Some(
             readiness

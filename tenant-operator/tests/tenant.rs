@@ -223,7 +223,7 @@ async fn fields_no_longer_wanted_are_removed() {
         .await;
     operator.wait_phase(&name, Phase::Ready).await;
     until(&ingresses, "erp-production", "issuer annotation removed", TIMEOUT, |i: Option<&Ingress>| {
-        i.is_some_and(|i| !i.annotations().contains_key("cert-manager.io/cluster-issuer"))
+        i.is_some_and(|i| !i.annotations().contains_key(issuer))
     })
     .await;
     let ingress = ingresses.get("erp-production").await.unwrap();

@@ -133,6 +133,7 @@ where
     // field-by-field comparison sees even when the change only removes fields (which comparing
     // what is wanted against what is there cannot see), also after a restart.
     let hash = content_hash(&body);
+    let desired_hash = u64::from_str_radix(&hash, 16).expect("content_hash gives 16 hex digits");
     let metadata = body["metadata"].as_object_mut().expect("every object has metadata");
     let annotations = metadata.entry("annotations").or_insert_with(|| serde_json::json!({}));
     annotations[DESIRED_HASH_ANNOTATION] = serde_json::Value::String(hash);
@@ -141,6 +142,7 @@ where
         namespace: meta.namespace.clone(),
         name: meta.name.clone().unwrap_or_default(),
         body,
+        desired_hash,
         create_only,
     }
 }

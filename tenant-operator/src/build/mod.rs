@@ -48,6 +48,8 @@ pub struct Child {
     pub name: String,
     /// The full object: apiVersion, kind, metadata (labels, annotations, ownerReferences), spec.
     pub body: serde_json::Value,
+    /// [`DESIRED_HASH_ANNOTATION`](common::DESIRED_HASH_ANNOTATION) of `body`, as a number.
+    pub desired_hash: u64,
     /// Created once and never updated. The generated Secrets: updating them would lose the
     /// passwords the database and the ERP were initialised with. And Jobs: a Job runs once, its
     /// pod template is immutable, and its name already says what it does (new work is a new
