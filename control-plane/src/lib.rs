@@ -1,6 +1,17 @@
-//! Tenantry's control plane. The API, store and provisioning arrive with the control-plane
-//! issue; what is here already is the rule every tenant name must follow and the pure domain
-//! (money, plans, subscription states, seat usage).
+//! Tenantry's control plane: plans, tenants, seats, subscriptions and billing, with the store,
+//! HTTP API, auth, cache, provisioning and webhook delivery.
 
+pub mod app;
+pub mod auth;
+pub mod cache;
+pub mod catalogue;
+pub mod config;
 pub mod domain;
+pub mod http;
+pub mod provision;
+pub mod secrets;
 pub mod slug;
+pub mod store;
+pub mod trials;
+pub mod web;
+pub mod webhooks;

@@ -64,6 +64,25 @@ impl Slug {
         Ok(Self(text.to_string()))
     }
 
+    /// A slug made from a company name (`"Acme Corp."` → `acme-corp`), or `None` when nothing
+    /// usable is left (a name of symbols only, or a reserved word).
+    pub fn suggest(company_name: &str) -> Option<Self> {
+        let mut text = String::with_capacity(company_name.len());
+        for c in company_name.chars().flat_map(char::to_lowercase) {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                text.push(c);
+            } else if !text.is_empty() && !text.ends_with('-') {
+                text.push('-');
+            }
+        }
+        let text = text.trim_start_matches(|c: char| !c.is_ascii_lowercase());
+        let mut text: String = text.chars().take(MAX_LEN).collect();
+        while text.ends_with('-') {
+            text.pop();
+        }
+        Self::parse(&text).ok()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -91,6 +110,16 @@ mod tests {
         }
         assert_eq!(Slug::parse("acme").unwrap().namespace(), "tenant-acme");
         assert!(Slug::parse(&"a".repeat(MAX_LEN)).is_ok());
+    }
+
+    #[test]
+    fn suggests_a_slug_from_a_company_name() {
+        let suggest = |name: &str| Slug::suggest(name).map(|slug| slug.to_string());
+        assert_eq!(suggest("Acme Corp."), Some("acme-corp".into()));
+        assert_eq!(suggest("  42 Éclairs & Co  "), Some("clairs-co".into()));
+        assert_eq!(suggest("***"), None);
+        assert_eq!(suggest("Admin"), None);
+        assert_eq!(suggest(&"Long name ".repeat(20)).map(|s| s.len() <= MAX_LEN), Some(true));
     }
 
     #[test]

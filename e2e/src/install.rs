@@ -18,9 +18,18 @@ pub const KUBERNETES_VERSION: &str = "1.20.2";
 const KUBERNETES_SOURCE_VERSION: &str = "1.20.5+really1.20.2-1.1+deb12u1";
 const KUBERNETES_COMPONENTS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
 
-/// Packages the environment needs at run time.
-pub const RUNTIME_PACKAGES: &[&str] =
-    &["etcd-server", "postgresql", "redis-server", "python3-venv", "openssl", "util-linux"];
+/// Packages the environment needs at run time. Chromium and its WebDriver come from Debian
+/// because browser-driving tools cannot download a browser of their own on a closed network.
+pub const RUNTIME_PACKAGES: &[&str] = &[
+    "etcd-server",
+    "postgresql",
+    "redis-server",
+    "python3-venv",
+    "openssl",
+    "util-linux",
+    "chromium",
+    "chromium-driver",
+];
 /// Packages needed only to build Kubernetes.
 const BUILD_PACKAGES: &[&str] = &["golang-go", "rsync", "make", "golang-github-modern-go-reflect2-dev", "dpkg-dev"];
 

@@ -3,6 +3,7 @@
 //! PostgreSQL and Redis, and real Tryton ERP servers — every piece a real process on loopback,
 //! owned by this process and gone when it ends.
 
+pub mod browser;
 pub mod error;
 pub mod install;
 pub mod paths;

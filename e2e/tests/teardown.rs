@@ -20,13 +20,16 @@ fn start_testenv() -> (Child, PathBuf, Vec<u32>) {
         .expect("testenv starts");
     let stdout = child.stdout.take().unwrap();
     let mut workdir = None;
-    for line in BufReader::new(stdout).lines() {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.expect("testenv output");
         if let Some(state) = line.strip_prefix(&format!("export {}=", e2e::env::STATE_VAR)) {
             workdir = Path::new(state).parent().map(Path::to_path_buf);
             break;
         }
     }
+    // Keep reading what testenv still prints: a closed pipe would make its next print fail.
+    std::thread::spawn(move || lines.for_each(drop));
     let workdir = workdir.expect("testenv printed its exports (see its stderr above)");
     let pids: Vec<u32> =
         std::fs::read_to_string(workdir.join(".pids")).unwrap().lines().map(|l| l.parse().unwrap()).collect();

@@ -59,10 +59,13 @@ impl fmt::Display for Currency {
 }
 
 /// A non-negative amount in minor units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Money {
     /// Minor units (e.g. cents): 1250 EUR is 12.50 €.
     pub minor: i64,
+    /// ISO 4217 code, e.g. `EUR`.
+    #[schema(value_type = String, example = "EUR")]
     pub currency: Currency,
 }
 

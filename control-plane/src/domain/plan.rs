@@ -11,7 +11,7 @@ use tenant_operator::profile::ImageDefaults;
 use super::money::Money;
 
 /// Which ERP modules a tenant on the plan may install.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModulePolicy {
     /// Only modules of the ERP's own release.
@@ -21,7 +21,7 @@ pub enum ModulePolicy {
 }
 
 /// A plan as the provider defines it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanSpec {
     /// Lowercase letters, digits and `-`; what tenants and the Tenant's `spec.plan` refer to.
@@ -35,6 +35,7 @@ pub struct PlanSpec {
     /// CPU, memory and storage per role, and the namespace quota: becomes the Tenant's
     /// `spec.resources`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub resources: ResourcesSpec,
     /// Whether tenants get a `test` environment beside `production`.
     pub test_environment: bool,
@@ -67,6 +68,10 @@ impl PlanSpec {
         }
         if self.display_name.trim().is_empty() || self.display_name.chars().count() > 100 {
             problems.push("display_name: 1 to 100 characters".into());
+        }
+        if self.price_per_seat_month.minor < 0 {
+            problems
+                .push(format!("price_per_seat_month: must not be negative (got {})", self.price_per_seat_month.minor));
         }
         if self.max_seats == 0 {
             problems.push("max_seats: at least 1".into());

@@ -6,6 +6,7 @@
 //! count "at a time T" is the same whenever it is asked.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
 
 /// One row of the seat ledger, as far as counting goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +22,7 @@ impl Holding {
 }
 
 /// Seat usage over `[from, to)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Usage {
     /// Seats held at `to` (or now, for a period that has not ended).
     pub current: u32,

@@ -73,12 +73,15 @@ async fn run(command: Command) -> e2e::Result<ExitCode> {
         }
         Command::Up => {
             let env = start().await?;
-            println!("{}", env.info().exports(env.state_file()));
+            // Before the exports are printed: whoever reads them may stop us at once, and a
+            // SIGTERM before the handler exists would kill the process without the clean stop.
+            let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+            // The exports end with a newline; a second, separate write could meet a reader gone.
+            print!("{}", env.info().exports(env.state_file()));
             eprintln!(
                 "testenv: running; logs in {}. Paste the exports above into a shell; Ctrl-C stops everything.",
                 env.workdir().display()
             );
-            let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
             let mut check = tokio::time::interval(std::time::Duration::from_secs(5));
             loop {
                 tokio::select! {

@@ -68,7 +68,12 @@ pub async fn install_crd(client: &Client) {
                 },
                 Some(existing) => {
                     crd.metadata.resource_version = existing.resource_version();
-                    crds.replace(&name, &PostParams::default(), &crd).await.unwrap();
+                    match crds.replace(&name, &PostParams::default(), &crd).await {
+                        Ok(_) => {}
+                        // Another process replaced it first with the same definition.
+                        Err(kube::Error::Api(status)) if status.code == 409 => {}
+                        Err(e) => panic!("replacing the CRD: {e}"),
+                    }
                 }
             }
             until(&crds, &name, "Established", TIMEOUT, conditions::is_crd_established()).await;
@@ -79,6 +84,11 @@ pub async fn install_crd(client: &Client) {
 impl Operator {
     pub fn tenants(&self) -> Api<Tenant> {
         Api::all(self.client.clone())
+    }
+
+    /// The label (key, value) that makes a Tenant this operator's.
+    pub fn run_label(&self) -> (&'static str, &str) {
+        (RUN_LABEL, &self.run_id)
     }
 
     /// A unique Tenant name with `prefix`.

@@ -1,0 +1,206 @@
+//! Checks of request fields that serde cannot express, each naming the field, plus the
+//! extractor configuration that turns malformed bodies, queries and paths into problem+json.
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{HttpRequest, web};
+use chrono::{DateTime, Utc};
+
+use super::problem::Problem;
+use crate::slug::Slug;
+
+pub const MAX_PAGE: u32 = 500;
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// Collects every problem of one input, so a client fixes them all at once.
+#[derive(Default)]
+pub struct Problems(Vec<String>);
+
+impl Problems {
+    pub fn push(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+
+    pub fn into_result(self) -> Result<(), Problem> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let detail = self.0.join("; ");
+        Err(Problem::unprocessable("validation_failed", detail).with_errors(self.0))
+    }
+
+    pub fn text(&mut self, field: &str, value: &str, max_chars: usize) {
+        let length = value.trim().chars().count();
+        if length == 0 || value.chars().count() > max_chars {
+            self.push(format!("{field}: 1 to {max_chars} characters"));
+        } else if value.chars().any(char::is_control) {
+            self.push(format!("{field}: must not contain control characters"));
+        }
+    }
+
+    pub fn email(&mut self, field: &str, value: &str) {
+        if let Err(reason) = check_email(value) {
+            self.push(format!("{field}: {reason} (got {value:?})"));
+        }
+    }
+
+    pub fn slug(&mut self, field: &str, value: &str) -> Option<Slug> {
+        Slug::parse(value).map_err(|error| self.push(format!("{field}: {error}"))).ok()
+    }
+
+    /// Seats as a client sends them (any JSON integer), checked to be 1 or more.
+    pub fn seats(&mut self, field: &str, value: i64) -> Option<u32> {
+        match u32::try_from(value) {
+            Ok(seats) if seats >= 1 => Some(seats),
+            _ => {
+                self.push(format!("{field}: a whole number of seats, at least 1 (got {value})"));
+                None
+            }
+        }
+    }
+
+    pub fn production_version(&mut self, field: &str, value: &str) {
+        match value.parse::<tenant_operator::version::ErpVersion>().and_then(|version| version.check_production()) {
+            Ok(_) => {}
+            Err(error) => self.push(format!("{field}: {error}")),
+        }
+    }
+}
+
+/// Addresses are compared as given, so they must be in one canonical form: lowercase.
+pub fn check_email(value: &str) -> Result<(), &'static str> {
+    let (local, domain) = value.rsplit_once('@').ok_or("an email address needs an @")?;
+    if value.len() > 254 || local.is_empty() || local.len() > 64 {
+        return Err("not a valid email address");
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) || local.contains('@') {
+        return Err("not a valid email address");
+    }
+    let labels_ok = domain.split('.').count() >= 2
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if !labels_ok {
+        return Err("the domain of an email address is a DNS name such as example.com");
+    }
+    if value != value.to_lowercase() {
+        return Err("email addresses are lowercase");
+    }
+    Ok(())
+}
+
+/// `limit` of a list: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, Problem> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(limit @ 1..=MAX_PAGE) => Ok(limit),
+        Some(limit) => Err(Problem::bad_request("invalid_query", format!("limit: 1 to {MAX_PAGE} (got {limit})"))),
+    }
+}
+
+/// A period `[from, to)`: `to` defaults to now, `from` to the start of `to`'s month.
+pub fn period(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), Problem> {
+    use chrono::Datelike;
+    let to = to.unwrap_or_else(Utc::now);
+    let from = match from {
+        Some(from) => from,
+        None => to
+            .date_naive()
+            .with_day(1)
+            .and_then(|day| day.and_hms_opt(0, 0, 0))
+            .map(|start| start.and_utc())
+            .unwrap_or(to),
+    };
+    if to < from {
+        return Err(Problem::bad_request("invalid_query", format!("the period ends ({to}) before it starts ({from})")));
+    }
+    Ok((from, to))
+}
+
+pub fn json_config(max_body_bytes: usize) -> web::JsonConfig {
+    web::JsonConfig::default().limit(max_body_bytes).error_handler(move |error, _: &HttpRequest| {
+        let problem = match &error {
+            JsonPayloadError::OverflowKnownLength { length, limit } => Problem::new(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body has {length} bytes; at most {limit} are accepted"),
+            ),
+            JsonPayloadError::Overflow { limit } => Problem::new(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is larger than the {limit} bytes accepted"),
+            ),
+            JsonPayloadError::ContentType => Problem::new(
+                actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ),
+            JsonPayloadError::Deserialize(error) => Problem::bad_request("invalid_body", error.to_string()),
+            other => Problem::bad_request("invalid_body", other.to_string()),
+        };
+        problem.into()
+    })
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error, _| {
+        let detail = match &error {
+            QueryPayloadError::Deserialize(error) => error.to_string(),
+            other => other.to_string(),
+        };
+        Problem::bad_request("invalid_query", detail).into()
+    })
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|error, _| {
+        let detail = match &error {
+            PathError::Deserialize(error) => error.to_string(),
+            other => other.to_string(),
+        };
+        Problem::not_found("not_found", detail).into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert!(check_email("ada@example.com").is_ok());
+        for bad in
+            ["", "ada", "@example.com", "ada@", "ada@localhost", "Ada@example.com", "a b@example.com", "ada@-x.com"]
+        {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn problems_name_every_field() {
+        let mut problems = Problems::default();
+        problems.text("display_name", "", 100);
+        assert_eq!(problems.seats("seats", -3), None);
+        problems.production_version("erp_version", "7.1.0");
+        let problem = problems.into_result().unwrap_err();
+        assert_eq!(problem.status, 422);
+        assert_eq!(problem.errors.len(), 3, "{:?}", problem.errors);
+        assert!(problem.errors[2].contains("development"), "{:?}", problem.errors);
+    }
+
+    #[test]
+    fn periods_default_to_the_month_so_far() {
+        let to: DateTime<Utc> = "2026-03-17T10:00:00Z".parse().unwrap();
+        let (from, _) = period(None, Some(to)).unwrap();
+        assert_eq!(from, "2026-03-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert!(period(Some(to), Some(from)).is_err());
+        assert!(page_limit(Some(0)).is_err() && page_limit(Some(501)).is_err());
+        assert_eq!(page_limit(None).unwrap(), DEFAULT_PAGE);
+    }
+}

@@ -1,0 +1,101 @@
+//! `/v1/plans`: the provider's catalogue. Changing a plan makes a new version; tenants keep the
+//! version they pay by until they change plan.
+
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+
+use super::AppState;
+use super::access;
+use super::problem::Problem;
+use super::types::PlanView;
+use crate::auth::Principal;
+use crate::domain::plan::PlanSpec;
+
+type Response = Result<HttpResponse, Problem>;
+
+fn valid(spec: &PlanSpec) -> Result<(), Problem> {
+    spec.validate()
+        .map_err(|invalid| Problem::unprocessable("validation_failed", invalid.0.join("; ")).with_errors(invalid.0))
+}
+
+/// The newest version of every plan, retired ones included (provider admins and billing
+/// readers, who need the prices).
+#[utoipa::path(get, path = "/v1/plans", tag = "plans", security(("bearer" = [])),
+    responses((status = 200, body = Vec<PlanView>), (status = 401, body = Problem), (status = 403, body = Problem)))]
+#[get("/plans")]
+pub async fn list(state: web::Data<AppState>, principal: Principal) -> Response {
+    access::billing(&principal)?;
+    let plans: Vec<PlanView> = state.store.plans().await?.into_iter().map(PlanView::from).collect();
+    Ok(HttpResponse::Ok().json(plans))
+}
+
+#[utoipa::path(post, path = "/v1/plans", tag = "plans", security(("bearer" = [])), request_body = PlanSpec,
+    responses((status = 201, body = PlanView), (status = 409, body = Problem, description = "the name is taken"),
+        (status = 422, body = Problem)))]
+#[post("/plans")]
+pub async fn create(state: web::Data<AppState>, principal: Principal, spec: web::Json<PlanSpec>) -> Response {
+    access::provider_admin(&principal)?;
+    valid(&spec)?;
+    let plan = state.store.create_plan(&spec).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/plans/{}", plan.spec.name)))
+        .json(PlanView::from(plan)))
+}
+
+/// One plan: its newest version, or `?version=` a past one (what a tenant on it pays).
+#[utoipa::path(get, path = "/v1/plans/{name}", tag = "plans", security(("bearer" = [])),
+    params(("name" = String, Path, description = "plan name"), ("version" = Option<i64>, Query, description = "a past version")),
+    responses((status = 200, body = PlanView), (status = 404, body = Problem)))]
+#[get("/plans/{name}")]
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    name: web::Path<String>,
+    query: web::Query<VersionQuery>,
+) -> Response {
+    access::billing(&principal)?;
+    let plan = match query.version {
+        Some(version) => state.store.plan_version(&name, version).await?,
+        None => state.store.plan(&name).await?,
+    };
+    Ok(HttpResponse::Ok().json(PlanView::from(plan)))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionQuery {
+    version: Option<i64>,
+}
+
+/// A new version of the plan, from the whole plan as it should be (its `name` must match the
+/// path). Existing tenants stay on their version.
+#[utoipa::path(patch, path = "/v1/plans/{name}", tag = "plans", security(("bearer" = [])), request_body = PlanSpec,
+    params(("name" = String, Path)),
+    responses((status = 200, body = PlanView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[patch("/plans/{name}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    principal: Principal,
+    name: web::Path<String>,
+    spec: web::Json<PlanSpec>,
+) -> Response {
+    access::provider_admin(&principal)?;
+    if spec.name != *name {
+        return Err(Problem::unprocessable(
+            "validation_failed",
+            format!("name: the body names plan {:?} but the path {:?}; plans cannot be renamed", spec.name, *name),
+        ));
+    }
+    valid(&spec)?;
+    let plan = state.store.revise_plan(&spec).await?;
+    Ok(HttpResponse::Ok().json(PlanView::from(plan)))
+}
+
+/// Retires the plan: no new tenants on it; existing tenants keep it.
+#[utoipa::path(delete, path = "/v1/plans/{name}", tag = "plans", security(("bearer" = [])), params(("name" = String, Path)),
+    responses((status = 200, body = PlanView), (status = 404, body = Problem)))]
+#[delete("/plans/{name}")]
+pub async fn retire(state: web::Data<AppState>, principal: Principal, name: web::Path<String>) -> Response {
+    access::provider_admin(&principal)?;
+    let plan = state.store.retire_plan(&name).await?;
+    Ok(HttpResponse::Ok().json(PlanView::from(plan)))
+}

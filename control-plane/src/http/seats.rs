@@ -1,0 +1,130 @@
+//! `/v1/tenants/{slug}/seats`: the seat ledger. The count is what billing systems read most, so
+//! it is served from the cache; every change offers the new count (with its newer version) to the
+//! cache right after the commit, so a read after a write never sees the old count.
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::AppState;
+use super::access;
+use super::input::{Problems, period};
+use super::problem::Problem;
+use super::types::{SeatRequest, SeatView, SeatsView, UsageView};
+use crate::auth::{Principal, Role};
+use crate::store::{SeatAdded, SeatCount};
+
+type Response = Result<HttpResponse, Problem>;
+
+/// The seat count (from the cache when it has it) and, for admins, who holds the seats.
+#[utoipa::path(get, path = "/v1/tenants/{slug}/seats", tag = "seats", security(("bearer" = [])), params(("slug" = String, Path)),
+    responses((status = 200, body = SeatsView), (status = 404, body = Problem)))]
+#[get("/tenants/{slug}/seats")]
+pub async fn list(state: web::Data<AppState>, principal: Principal, slug: web::Path<String>) -> Response {
+    access::tenant(&principal, &slug, true)?;
+    if principal.role == Role::BillingReader {
+        let count = seat_count(&state, &slug).await?;
+        return Ok(HttpResponse::Ok().json(SeatsView {
+            tenant: slug.into_inner(),
+            count: count.count,
+            max_seats: count.max_seats,
+            seats: None,
+        }));
+    }
+    let count = state.store.seat_count(&slug).await?;
+    let seats = state.store.seats(&slug).await?;
+    let seats = seats.into_iter().map(|seat| SeatView { email: seat.email, assigned_at: seat.assigned_at }).collect();
+    Ok(HttpResponse::Ok().json(SeatsView {
+        tenant: slug.into_inner(),
+        count: count.count,
+        max_seats: count.max_seats,
+        seats: Some(seats),
+    }))
+}
+
+async fn seat_count(state: &AppState, slug: &str) -> Result<SeatCount, Problem> {
+    if let Some(count) = state.cache.seat_count(slug).await {
+        return Ok(count);
+    }
+    let count = state.store.seat_count(slug).await?;
+    state.cache.offer_seat_count(slug, count).await;
+    Ok(count)
+}
+
+/// Seats a user: 201 when added, 200 when the user already held a seat (nothing changes), 409
+/// beyond the plan's maximum.
+#[utoipa::path(post, path = "/v1/tenants/{slug}/seats", tag = "seats", security(("bearer" = [])), request_body = SeatRequest,
+    params(("slug" = String, Path)),
+    responses((status = 201, body = SeatView), (status = 200, body = SeatView, description = "already held"),
+        (status = 404, body = Problem), (status = 409, body = Problem, description = "`seat_limit_reached`"),
+        (status = 422, body = Problem)))]
+#[post("/tenants/{slug}/seats")]
+pub async fn add(
+    state: web::Data<AppState>,
+    principal: Principal,
+    slug: web::Path<String>,
+    body: web::Json<SeatRequest>,
+) -> Response {
+    access::tenant(&principal, &slug, false)?;
+    let mut problems = Problems::default();
+    problems.email("email", &body.email);
+    problems.into_result()?;
+    let added = state.store.add_seat(&slug, &body.email).await?;
+    let (mut response, seat) = match added {
+        SeatAdded::Added(seat) => {
+            state.refresh_seat_count(&slug).await;
+            state.changed();
+            (HttpResponse::Created(), seat)
+        }
+        SeatAdded::AlreadyHeld(seat) => (HttpResponse::Ok(), seat),
+    };
+    Ok(response.json(SeatView { email: seat.email, assigned_at: seat.assigned_at }))
+}
+
+/// Releases a user's seat.
+#[utoipa::path(delete, path = "/v1/tenants/{slug}/seats/{email}", tag = "seats", security(("bearer" = [])),
+    params(("slug" = String, Path), ("email" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+#[delete("/tenants/{slug}/seats/{email}")]
+pub async fn remove(state: web::Data<AppState>, principal: Principal, path: web::Path<(String, String)>) -> Response {
+    let (slug, email) = path.into_inner();
+    access::tenant(&principal, &slug, false)?;
+    state.store.remove_seat(&slug, &email).await?;
+    state.refresh_seat_count(&slug).await;
+    state.changed();
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodQuery {
+    /// RFC 3339; the start of `to`'s month by default.
+    pub from: Option<DateTime<Utc>>,
+    /// RFC 3339, exclusive; now by default.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Current, peak and seat-days over `[from, to)`: what proration needs.
+#[utoipa::path(get, path = "/v1/tenants/{slug}/seats/usage", tag = "seats", security(("bearer" = [])),
+    params(("slug" = String, Path), PeriodQuery),
+    responses((status = 200, body = UsageView), (status = 400, body = Problem), (status = 404, body = Problem)))]
+#[get("/tenants/{slug}/seats/usage")]
+pub async fn usage(
+    state: web::Data<AppState>,
+    principal: Principal,
+    slug: web::Path<String>,
+    query: web::Query<PeriodQuery>,
+) -> Response {
+    access::tenant(&principal, &slug, true)?;
+    let (from, to) = period(query.from, query.to)?;
+    let usage = state.store.seat_usage(&slug, from, to).await?;
+    Ok(HttpResponse::Ok().json(UsageView {
+        tenant: slug.into_inner(),
+        from,
+        to,
+        current: usage.current,
+        peak: usage.peak,
+        seat_seconds: usage.seat_seconds,
+        seat_days: usage.seat_days,
+    }))
+}

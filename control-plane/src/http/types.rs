@@ -1,0 +1,213 @@
+//! The API's request and response bodies. They are the public contract, kept apart from the
+//! store's rows so either can change without breaking the other.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::plan::PlanSpec;
+use crate::domain::subscription::SubscriptionState;
+use crate::store::{self, ProvisioningState};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    pub slug: String,
+    pub display_name: String,
+    pub owner_email: String,
+    pub plan: String,
+    /// The plan version the tenant pays by.
+    pub plan_version: i64,
+    #[schema(value_type = String, example = "trialing")]
+    pub state: SubscriptionState,
+    pub erp_version: String,
+    /// Licensed seats, passed to the ERP.
+    pub seats: u32,
+    /// `waiting` (recorded, not yet applied), `applied`, then the operator's phase in lowercase.
+    #[schema(value_type = String, example = "ready")]
+    pub provisioning: ProvisioningState,
+    pub url: Option<String>,
+    /// The Tenant's status conditions, as the operator reports them.
+    #[schema(value_type = Object)]
+    pub conditions: serde_json::Value,
+    pub trial_ends_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<store::Tenant> for TenantView {
+    fn from(tenant: store::Tenant) -> Self {
+        Self {
+            slug: tenant.slug,
+            display_name: tenant.display_name,
+            owner_email: tenant.owner_email,
+            plan: tenant.plan,
+            plan_version: tenant.plan_version,
+            state: tenant.state,
+            erp_version: tenant.erp_version,
+            seats: tenant.licensed_seats,
+            provisioning: tenant.provisioning,
+            url: tenant.url,
+            conditions: tenant.conditions,
+            trial_ends_at: tenant.trial_ends_at,
+            created_at: tenant.created_at,
+            updated_at: tenant.updated_at,
+            deleted_at: tenant.deleted_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanView {
+    pub version: i64,
+    #[serde(flatten)]
+    pub spec: PlanSpec,
+    pub created_at: DateTime<Utc>,
+    /// Set when the plan takes no new tenants.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+impl From<store::Plan> for PlanView {
+    fn from(plan: store::Plan) -> Self {
+        Self { version: plan.version, spec: plan.spec, created_at: plan.created_at, retired_at: plan.retired_at }
+    }
+}
+
+/// One page of a list; pass `next` as `after` for the following page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    pub company_name: String,
+    /// Made from the company name when absent.
+    pub slug: Option<String>,
+    pub admin_email: String,
+    pub plan: String,
+    /// Licensed seats, 1 to the plan's maximum.
+    pub seats: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SignupResponse {
+    #[schema(value_type = Object)]
+    pub tenant: serde_json::Value,
+    /// A tenant-admin token, in the first response only: a replay of the same `Idempotency-Key`
+    /// returns the tenant without it (tokens are never returned twice).
+    pub token: Option<String>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    pub slug: String,
+    pub display_name: String,
+    pub owner_email: String,
+    pub plan: String,
+    pub seats: i64,
+    /// The deployment's default when absent; development versions (odd B) are refused.
+    pub erp_version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenantRequest {
+    pub display_name: Option<String>,
+    pub owner_email: Option<String>,
+    /// Moves the tenant to the plan's current version; refused when more seats are held than it
+    /// allows.
+    pub plan: Option<String>,
+    pub seats: Option<i64>,
+    pub erp_version: Option<String>,
+    /// Provider admins only; `canceled` is reached by deleting the tenant.
+    #[schema(value_type = Option<String>, example = "past_due")]
+    pub state: Option<SubscriptionState>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeatRequest {
+    pub email: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeatView {
+    pub email: String,
+    pub assigned_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeatsView {
+    pub tenant: String,
+    pub count: u32,
+    pub max_seats: u32,
+    /// The users holding a seat; absent for billing readers, who see counts only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seats: Option<Vec<SeatView>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageView {
+    pub tenant: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Seats held at the end of the period.
+    pub current: u32,
+    pub peak: u32,
+    /// Exact seat-seconds, for proration by the second.
+    pub seat_seconds: i64,
+    pub seat_days: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantSeatCountView {
+    pub tenant: String,
+    pub count: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantUsageView {
+    pub tenant: String,
+    pub current: u32,
+    pub peak: u32,
+    pub seat_seconds: i64,
+    pub seat_days: f64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRequest {
+    /// An absolute `https://` (or `http://`) URL without credentials.
+    pub url: String,
+    /// Event types to deliver; all when empty.
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    /// The signing secret: in the creation response only, never again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl From<store::WebhookEndpoint> for WebhookView {
+    fn from(endpoint: store::WebhookEndpoint) -> Self {
+        Self {
+            id: endpoint.id,
+            url: endpoint.url,
+            events: endpoint.events,
+            created_at: endpoint.created_at,
+            secret: None,
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! One control plane per test, on port 0, against a fresh database (SQLite in a temporary
+//! directory, or a new database on the test environment's PostgreSQL) and either the in-process
+//! cache or the test environment's Redis under a key prefix of its own.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use control_plane::app::{self, Running};
+use control_plane::auth::{Keys, Role};
+use control_plane::cache::Cache;
+use control_plane::config::{Layer, Settings};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheKind {
+    InProcess,
+    Redis,
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub keys: Keys,
+    pub provider: String,
+    pub billing: String,
+    pub running: Option<Running>,
+    _dir: tempfile::TempDir,
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}_{}", std::process::id(), uuid::Uuid::new_v4().simple())
+}
+
+impl TestApp {
+    pub async fn start(db: Db, cache: CacheKind) -> Self {
+        Self::start_with(db, cache, &[]).await
+    }
+
+    pub async fn start_with(db: Db, cache: CacheKind, extra_env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = BTreeMap::new();
+        env.insert("TENANTRY_DATA_DIR".to_string(), dir.path().display().to_string());
+        env.insert("TENANTRY_LISTEN".to_string(), "127.0.0.1:0".to_string());
+        env.insert("TENANTRY_PROVISIONER".to_string(), "none".to_string());
+        if db == Db::Postgres {
+            let postgres = e2e::TestEnv::shared().await.postgres().await;
+            let name = unique("api");
+            postgres.create_database(&name).await.unwrap();
+            env.insert("DATABASE_URL".to_string(), postgres.url(&name));
+        }
+        for (name, value) in extra_env {
+            env.insert((*name).to_string(), (*value).to_string());
+        }
+        let settings = Settings::from_sources(Layer::default(), &env, Layer::default()).unwrap();
+        let cache = match cache {
+            CacheKind::InProcess => Cache::in_process(),
+            CacheKind::Redis => {
+                let url = e2e::TestEnv::shared().await.redis_url().await;
+                Cache::connect_with_prefix(Some(&url), &format!("{}:", unique("api"))).await.unwrap()
+            }
+        };
+        let keys = settings.jwt_keys().unwrap();
+        let running = app::start_with_cache(settings, cache).await.unwrap();
+        let hour = Duration::from_secs(3600);
+        Self {
+            url: running.url(),
+            http: reqwest::Client::new(),
+            provider: keys.issue(Role::ProviderAdmin, None, "ops@provider.test", hour).unwrap(),
+            billing: keys.issue(Role::BillingReader, None, "billing@provider.test", hour).unwrap(),
+            keys,
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    /// A control plane that provisions into the local cluster, giving every Tenant `label`
+    /// (so that only one test's operator serves them) and a host under `erp.test`. Used by the
+    /// cluster tests (`status.rs`, `browser.rs`), not by the API tests that share this file.
+    #[allow(dead_code)]
+    pub async fn start_on_cluster(label: (&str, &str)) -> Self {
+        let labels = format!("{}={}", label.0, label.1);
+        let env = [
+            ("TENANTRY_PROVISIONER", "cluster"),
+            ("TENANTRY_TENANT_LABELS", labels.as_str()),
+            ("TENANTRY_TENANT_DOMAIN", "erp.test"),
+            ("TENANTRY_TENANT_TLS_ISSUER", "tenantry-test-issuer"),
+        ];
+        Self::start_with(Db::Postgres, CacheKind::InProcess, &env).await
+    }
+
+    pub fn tenant_admin(&self, slug: &str) -> String {
+        self.keys.issue(Role::TenantAdmin, Some(slug), "admin@tenant.test", Duration::from_secs(3600)).unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await.unwrap();
+        }
+    }
+
+    /// Any request; `token` None sends no Authorization header.
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call("POST", path, Some(token), Some(body)).await
+    }
+
+    /// A tenant on `plan`, made by the provider.
+    pub async fn tenant(&self, slug: &str, plan: &str) -> Value {
+        let body = json!({"slug": slug, "display_name": slug, "owner_email": format!("owner@{slug}.test"), "plan": plan, "seats": 2});
+        let reply = self.post("/v1/tenants", &self.provider, body).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply.body
+    }
+
+    /// A plan named `name` allowing `max_seats`.
+    pub async fn plan(&self, name: &str, max_seats: u32) -> Value {
+        let reply = self.post("/v1/plans", &self.provider, plan_body(name, max_seats)).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply.body
+    }
+}
+
+pub fn plan_body(name: &str, max_seats: u32) -> Value {
+    json!({
+        "name": name,
+        "display_name": format!("Plan {name}"),
+        "price_per_seat_month": {"minor": 1900, "currency": "EUR"},
+        "max_seats": max_seats,
+        "max_concurrent_users": max_seats,
+        "database_size_limit": "5Gi",
+        "resources": {},
+        "test_environment": false,
+        "module_policy": "certified_only",
+        "backup_retention_days": 7,
+        "trial_days": 0
+    })
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    async fn from(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let content_type =
+            headers.get("content-type").and_then(|value| value.to_str().ok()).unwrap_or_default().to_string();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self { status, content_type, headers, body, text }
+    }
+
+    /// A problem+json error with this status and code.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.content_type, "application/problem+json", "{self:?}");
+        assert_eq!(self.body["code"], code, "{self:?}");
+        assert_eq!(self.body["status"], status, "{self:?}");
+    }
+}

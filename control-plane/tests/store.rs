@@ -1,0 +1,610 @@
+//! The store's conformance suite: every test runs against PostgreSQL and SQLite, each on a
+//! fresh database, through the same public interface.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use control_plane::domain::plan::PlanSpec;
+use control_plane::domain::subscription::SubscriptionState;
+use control_plane::provision::desired::tenant_json;
+use control_plane::slug::Slug;
+use control_plane::store::{
+    MirroredStatus, NewTenant, ProvisionOp, ProvisioningState, SeatAdded, Store, StoreError, TenantChange, TenantFilter,
+};
+use serde_json::json;
+
+/// A store on a fresh database, and what keeps that database alive.
+struct Fixture {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn unique_name() -> String {
+    format!("store_{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn postgres() -> Fixture {
+    let env = e2e::TestEnv::shared().await;
+    let server = env.postgres().await;
+    let name = unique_name();
+    server.create_database(&name).await.expect("create the test database");
+    let store = Store::connect(&server.url(&name)).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Fixture { store, _dir: None }
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite:{}", dir.path().join("store.db").display());
+    let store = Store::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Fixture { store, _dir: Some(dir) }
+}
+
+/// Runs each named test function once per engine: `postgres::name` and `sqlite::name`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let fixture = super::postgres().await;
+                    super::$name(&fixture.store).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let fixture = super::sqlite().await;
+                    super::$name(&fixture.store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrating_twice_is_a_no_op,
+    connect_refuses_other_urls,
+    plan_versions_keep_tenants_on_theirs,
+    slugs_are_unique_forever,
+    seat_limit_is_enforced,
+    same_user_twice_is_idempotent,
+    seat_usage_over_period,
+    concurrent_seats_never_exceed_the_plan,
+    plan_change_is_refused_when_seats_exceed_and_recorded_when_allowed,
+    state_transitions_follow_the_rules,
+    create_tenant_queues_exactly_one_job,
+    concurrent_claimers_never_share_a_job,
+    only_the_newest_job_of_a_tenant_runs,
+    retried_jobs_wait_and_finished_jobs_mark_the_tenant,
+    mirror_status_emits_ready_once,
+    events_fan_out_to_subscribed_endpoints,
+    billing_pages_through_every_tenant,
+    tenants_are_listed_by_cursor_and_filtered,
+    the_master_password_is_revealed_once,
+);
+
+fn plan(name: &str, max_seats: u32, trial_days: u32) -> PlanSpec {
+    serde_json::from_value(json!({
+        "name": name,
+        "display_name": name.to_uppercase(),
+        "price_per_seat_month": {"minor": 2900, "currency": "EUR"},
+        "max_seats": max_seats,
+        "max_concurrent_users": 10,
+        "database_size_limit": "20Gi",
+        "test_environment": false,
+        "module_policy": "certified_only",
+        "backup_retention_days": 30,
+        "trial_days": trial_days
+    }))
+    .unwrap()
+}
+
+fn new_tenant(slug: &str, plan: &str, first_seat: Option<&str>) -> NewTenant {
+    NewTenant {
+        slug: Slug::parse(slug).unwrap(),
+        display_name: format!("{slug} Ltd"),
+        owner_email: format!("owner@{slug}.example"),
+        plan: plan.to_string(),
+        licensed_seats: 1,
+        erp_version: "7.0.0".into(),
+        first_seat: first_seat.map(str::to_string),
+    }
+}
+
+fn day(d: u32) -> DateTime<Utc> {
+    format!("2026-03-{d:02}T00:00:00Z").parse().unwrap()
+}
+
+async fn event_types(store: &Store) -> Vec<String> {
+    let events = store.recorded_events().await.unwrap();
+    events.iter().map(|e| e["type"].as_str().unwrap().to_string()).collect()
+}
+
+async fn migrating_twice_is_a_no_op(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.plan("basic").await.unwrap().version, 1);
+    store.ping().await.unwrap();
+}
+
+async fn connect_refuses_other_urls(_: &Store) {
+    for url in ["mysql://localhost/db", "", "postgres:/nope", "file.db"] {
+        assert!(matches!(Store::connect(url).await, Err(StoreError::BadUrl(_))), "{url}");
+    }
+}
+
+async fn plan_versions_keep_tenants_on_theirs(store: &Store) {
+    let v1 = store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    assert_eq!(v1.version, 1);
+    assert!(matches!(store.create_plan(&plan("basic", 9, 0)).await, Err(StoreError::Conflict(_))));
+    store.create_tenant(&new_tenant("early", "basic", None)).await.unwrap();
+
+    let v2 = store.revise_plan(&plan("basic", 10, 0)).await.unwrap();
+    assert_eq!(v2.version, 2);
+    let again = store.revise_plan(&plan("basic", 10, 0)).await.unwrap();
+    assert_eq!(again, v2, "an identical revision writes nothing");
+    assert_eq!(store.import_plan(&plan("basic", 10, 0)).await.unwrap(), (v2.clone(), false));
+    let (created, written) = store.import_plan(&plan("pro", 50, 0)).await.unwrap();
+    assert!(written && created.version == 1);
+    assert!(matches!(store.revise_plan(&plan("nope", 1, 0)).await, Err(StoreError::NotFound { .. })));
+
+    let early = store.tenant("early").await.unwrap();
+    assert_eq!((early.plan_version, store.seat_count("early").await.unwrap().max_seats), (1, 5));
+    assert_eq!(store.plan_version("basic", 1).await.unwrap().spec.max_seats, 5);
+    let late = store.create_tenant(&new_tenant("late", "basic", None)).await.unwrap();
+    assert_eq!(late.plan_version, 2);
+    let newest: Vec<_> = store.plans().await.unwrap().into_iter().map(|p| (p.spec.name, p.version)).collect();
+    assert_eq!(newest, [("basic".to_string(), 2), ("pro".to_string(), 1)]);
+
+    let retired = store.retire_plan("basic").await.unwrap();
+    assert!(retired.retired_at.is_some());
+    assert_eq!(store.retire_plan("basic").await.unwrap(), retired, "retiring twice changes nothing");
+    match store.create_tenant(&new_tenant("after", "basic", None)).await {
+        Err(StoreError::Conflict(message)) => assert!(message.contains("retired"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(store.add_seat("early", "ada@early.example").await, Ok(SeatAdded::Added(_))));
+    assert!(matches!(store.create_tenant(&new_tenant("x", "missing", None)).await, Err(StoreError::NotFound { .. })));
+}
+
+async fn slugs_are_unique_forever(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    store.create_tenant(&new_tenant("acme", "basic", Some("ada@acme.example"))).await.unwrap();
+    let taken = store.create_tenant(&new_tenant("acme", "basic", None)).await.unwrap_err();
+    assert!(matches!(&taken, StoreError::Conflict(m) if m.contains("\"acme\" is taken")), "{taken}");
+
+    let deleted = store.delete_tenant("acme").await.unwrap();
+    assert_eq!(deleted.state, SubscriptionState::Canceled);
+    assert!(deleted.deleted_at.is_some());
+    assert_eq!(store.delete_tenant("acme").await.unwrap(), deleted, "deleting twice changes nothing");
+    assert_eq!(store.tenant("acme").await.unwrap(), deleted);
+    assert!(matches!(store.create_tenant(&new_tenant("acme", "basic", None)).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.seat_count("acme").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(store.add_seat("acme", "bob@acme.example").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(store.delete_tenant("ghost").await, Err(StoreError::NotFound { .. })));
+    assert_eq!(store.seat_count_at("acme", deleted.deleted_at.unwrap()).await.unwrap(), 0, "seats were released");
+}
+
+async fn seat_limit_is_enforced(store: &Store) {
+    store.create_plan(&plan("small", 3, 0)).await.unwrap();
+    let mut too_many = new_tenant("big", "small", None);
+    too_many.licensed_seats = 4;
+    assert!(matches!(store.create_tenant(&too_many).await, Err(StoreError::SeatLimit { max: 3, held: 4 })));
+    assert!(matches!(store.tenant("big").await, Err(StoreError::NotFound { .. })), "nothing left behind");
+
+    store.create_tenant(&new_tenant("acme", "small", Some("a@acme.example"))).await.unwrap();
+    for email in ["b@acme.example", "c@acme.example"] {
+        assert!(matches!(store.add_seat("acme", email).await.unwrap(), SeatAdded::Added(_)));
+    }
+    let before = store.seat_count("acme").await.unwrap();
+    assert_eq!((before.count, before.max_seats), (3, 3));
+    let (events, jobs) = (store.recorded_events().await.unwrap().len(), store.pending_provision_jobs().await.unwrap());
+
+    let refused = store.add_seat("acme", "d@acme.example").await.unwrap_err();
+    assert!(matches!(refused, StoreError::SeatLimit { max: 3, held: 3 }), "{refused}");
+    assert_eq!(store.seat_count("acme").await.unwrap(), before, "count and version unchanged");
+    assert_eq!(store.recorded_events().await.unwrap().len(), events, "no event");
+    assert_eq!(store.pending_provision_jobs().await.unwrap(), jobs, "no outbox row");
+    assert_eq!(store.seats("acme").await.unwrap().len(), 3);
+}
+
+async fn same_user_twice_is_idempotent(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    store.create_tenant(&new_tenant("acme", "basic", None)).await.unwrap();
+    let SeatAdded::Added(first) = store.add_seat("acme", "ada@acme.example").await.unwrap() else { panic!() };
+    let count = store.seat_count("acme").await.unwrap();
+    let events = store.recorded_events().await.unwrap().len();
+    assert_eq!(store.add_seat("acme", "ada@acme.example").await.unwrap(), SeatAdded::AlreadyHeld(first.clone()));
+    assert_eq!(store.seat_count("acme").await.unwrap(), count);
+    assert_eq!(store.recorded_events().await.unwrap().len(), events);
+
+    let removed = store.remove_seat("acme", "ada@acme.example").await.unwrap();
+    assert!(removed.removed_at.is_some());
+    assert!(store.seat_count("acme").await.unwrap().version > count.version);
+    assert!(matches!(store.remove_seat("acme", "ada@acme.example").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(store.add_seat("acme", "ada@acme.example").await.unwrap(), SeatAdded::Added(_)));
+    assert_eq!(store.seat_count("acme").await.unwrap().count, 1);
+}
+
+async fn seat_usage_over_period(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    store.create_tenant(&new_tenant("acme", "basic", None)).await.unwrap();
+    // March 1–11: one seat all along, one for days 3–5, one from day 8 on.
+    store.add_seat_at("acme", "a@acme.example", day(1)).await.unwrap();
+    store.add_seat_at("acme", "b@acme.example", day(3)).await.unwrap();
+    store.remove_seat_at("acme", "b@acme.example", day(5)).await.unwrap();
+    store.add_seat_at("acme", "c@acme.example", day(8) + TimeDelta::microseconds(1)).await.unwrap();
+
+    let usage = store.seat_usage("acme", day(1), day(11)).await.unwrap();
+    assert_eq!(usage.seat_seconds, (10 + 2 + 3) * 86_400 - 1, "the last seat started 1 µs after day 8");
+    assert_eq!((usage.peak, usage.current), (2, 2));
+    assert_eq!(store.seat_count_at("acme", day(4)).await.unwrap(), 2);
+    assert_eq!(store.seat_count_at("acme", day(5)).await.unwrap(), 1, "removal is exclusive");
+    assert_eq!(store.seat_count_at("acme", day(8)).await.unwrap(), 1, "microseconds are kept");
+    let clipped = store.seat_usage("acme", day(4), day(6)).await.unwrap();
+    assert_eq!((clipped.seat_seconds, clipped.peak), ((2 + 1) * 86_400, 2));
+    let empty = store.seat_usage("acme", day(9), day(9)).await.unwrap();
+    assert_eq!((empty.seat_seconds, empty.current), (0, 2));
+    assert_eq!(store.seat_count("acme").await.unwrap().count, 2);
+    assert!(matches!(store.seat_usage("ghost", day(1), day(2)).await, Err(StoreError::NotFound { .. })));
+}
+
+async fn concurrent_seats_never_exceed_the_plan(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    store.create_tenant(&new_tenant("acme", "basic", None)).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.add_seat("acme", &format!("user{i}@acme.example")).await })
+        })
+        .collect();
+    let (mut added, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(SeatAdded::Added(_)) => added += 1,
+            Err(StoreError::SeatLimit { max: 5, .. }) => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((added, refused), (5, 15));
+    let count = store.seat_count("acme").await.unwrap();
+    assert_eq!((count.count, count.version), (5, 5));
+}
+
+async fn plan_change_is_refused_when_seats_exceed_and_recorded_when_allowed(store: &Store) {
+    store.create_plan(&plan("big", 10, 0)).await.unwrap();
+    store.create_plan(&plan("small", 2, 0)).await.unwrap();
+    store.create_tenant(&new_tenant("acme", "big", Some("a@acme.example"))).await.unwrap();
+    store.add_seat("acme", "b@acme.example").await.unwrap();
+    store.add_seat("acme", "c@acme.example").await.unwrap();
+    let to_small = TenantChange { plan: Some("small".into()), ..TenantChange::default() };
+    let refused = store.change_tenant("acme", &to_small).await.unwrap_err();
+    assert!(matches!(refused, StoreError::PlanTooSmall { max: 2, held: 3 }), "{refused}");
+    assert!(store.plan_history("acme").await.unwrap().is_empty());
+    assert_eq!(store.tenant("acme").await.unwrap().plan, "big");
+
+    store.remove_seat("acme", "c@acme.example").await.unwrap();
+    let _ = store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap();
+    let jobs_before = store.pending_provision_jobs().await.unwrap();
+    let changed = store.change_tenant("acme", &to_small).await.unwrap();
+    assert_eq!((changed.plan.as_str(), changed.plan_version), ("small", 1));
+    let history = store.plan_history("acme").await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!((history[0].from_plan.as_str(), history[0].to_plan.as_str()), ("big", "small"));
+    assert_eq!(store.seat_count("acme").await.unwrap().max_seats, 2);
+    assert_eq!(store.pending_provision_jobs().await.unwrap(), jobs_before + 1, "the new desired Tenant is queued");
+    let events = store.recorded_events().await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "subscription.changed");
+    assert_eq!(
+        (last["data"]["from"]["plan"].as_str(), last["data"]["to"]["plan"].as_str()),
+        (Some("big"), Some("small"))
+    );
+    assert!(matches!(store.add_seat("acme", "c@acme.example").await, Err(StoreError::SeatLimit { max: 2, held: 2 })));
+    let retired = TenantChange { plan: Some("big".into()), ..TenantChange::default() };
+    store.retire_plan("big").await.unwrap();
+    assert!(matches!(store.change_tenant("acme", &retired).await, Err(StoreError::Conflict(_))));
+}
+
+async fn state_transitions_follow_the_rules(store: &Store) {
+    store.create_plan(&plan("trial", 5, 14)).await.unwrap();
+    let tenant = store.create_tenant(&new_tenant("acme", "trial", None)).await.unwrap();
+    assert_eq!(tenant.state, SubscriptionState::Trialing);
+    assert_eq!(tenant.trial_ends_at, Some(tenant.created_at + TimeDelta::days(14)));
+    assert_eq!(tenant.provisioning, ProvisioningState::Waiting);
+
+    let to = |state| TenantChange { state: Some(state), ..TenantChange::default() };
+    assert_eq!(
+        store.change_tenant("acme", &to(SubscriptionState::Active)).await.unwrap().state,
+        SubscriptionState::Active
+    );
+    let jobs = store.pending_provision_jobs().await.unwrap();
+    let suspended = store.change_tenant("acme", &to(SubscriptionState::Suspended)).await.unwrap();
+    assert_eq!(suspended.state, SubscriptionState::Suspended);
+    assert_eq!(store.pending_provision_jobs().await.unwrap(), jobs + 1, "the ERP is scaled down");
+    let types = event_types(store).await;
+    assert_eq!(types[types.len() - 2..], ["subscription.changed", "tenant.suspended"]);
+
+    let events = types.len();
+    assert_eq!(store.change_tenant("acme", &to(SubscriptionState::Suspended)).await.unwrap(), suspended);
+    assert_eq!(store.change_tenant("acme", &TenantChange::default()).await.unwrap(), suspended);
+    assert_eq!(event_types(store).await.len(), events, "a change that changes nothing writes nothing");
+    let refused = store.change_tenant("acme", &to(SubscriptionState::Trialing)).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Transition(_)), "{refused}");
+
+    let renamed = TenantChange { display_name: Some("Acme".into()), ..to(SubscriptionState::Active) };
+    let resumed = store.change_tenant("acme", &renamed).await.unwrap();
+    assert_eq!((resumed.state, resumed.display_name.as_str()), (SubscriptionState::Active, "Acme"));
+    assert!(resumed.updated_at >= suspended.updated_at);
+    assert_eq!(store.tenant("acme").await.unwrap(), resumed);
+
+    store.delete_tenant("acme").await.unwrap();
+    assert!(matches!(
+        store.change_tenant("acme", &to(SubscriptionState::Active)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn create_tenant_queues_exactly_one_job(store: &Store) {
+    let basic = store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    let tenant = store.create_tenant(&new_tenant("acme", "basic", Some("ada@acme.example"))).await.unwrap();
+    assert_eq!(tenant.state, SubscriptionState::Active);
+    assert_eq!(store.pending_provision_jobs().await.unwrap(), 1);
+    let jobs = store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((jobs[0].tenant.as_str(), jobs[0].op, jobs[0].attempts), ("acme", ProvisionOp::Apply, 1));
+    assert_eq!(jobs[0].object, tenant_json(&tenant, &basic));
+    assert_eq!(jobs[0].object["metadata"]["name"], "acme");
+    assert_eq!(event_types(store).await, ["tenant.created", "seats.changed"]);
+    let count = store.seat_count("acme").await.unwrap();
+    assert_eq!((count.count, count.version), (1, 1));
+
+    let apply = jobs[0].id;
+    let deleted = store.delete_tenant("acme").await.unwrap();
+    let jobs = store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap();
+    assert!(jobs.is_empty(), "the apply job is in flight; the delete waits for it");
+    store.finish_provision_job(apply).await.unwrap();
+    let jobs = store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].op, ProvisionOp::Delete);
+    assert_eq!(jobs[0].object, tenant_json(&deleted, &basic));
+    store.finish_provision_job(jobs[0].id).await.unwrap();
+    assert_eq!(store.tenant("acme").await.unwrap().provisioning, ProvisioningState::Deleted);
+}
+
+async fn concurrent_claimers_never_share_a_job(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    for i in 0..30 {
+        store.create_tenant(&new_tenant(&format!("t{i:02}"), "basic", None)).await.unwrap();
+    }
+    let claimers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let jobs = store.claim_provision_jobs(3, Duration::from_secs(60)).await.unwrap();
+                    if jobs.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(jobs.into_iter().map(|job| job.id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    let distinct: BTreeSet<_> = all.iter().copied().collect();
+    assert_eq!((all.len(), distinct.len()), (30, 30), "every job claimed exactly once");
+}
+
+async fn only_the_newest_job_of_a_tenant_runs(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    store.create_tenant(&new_tenant("acme", "basic", None)).await.unwrap();
+    for seats in [2, 3] {
+        let change = TenantChange { licensed_seats: Some(seats), ..TenantChange::default() };
+        store.change_tenant("acme", &change).await.unwrap();
+    }
+    assert_eq!(store.pending_provision_jobs().await.unwrap(), 3);
+    let jobs = store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].object["spec"]["seats"], 3);
+    assert_eq!(store.pending_provision_jobs().await.unwrap(), 1, "the older two are superseded");
+
+    // A lease that ran out (a crashed worker) lets the job be claimed again.
+    store.retry_provision_job(jobs[0].id, "connection reset", Duration::ZERO).await.unwrap();
+    let again = store.claim_provision_jobs(10, Duration::ZERO).await.unwrap();
+    assert_eq!((again[0].id, again[0].attempts), (jobs[0].id, 2));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let after_lease = store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!((after_lease[0].id, after_lease[0].attempts), (jobs[0].id, 3));
+}
+
+async fn retried_jobs_wait_and_finished_jobs_mark_the_tenant(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    store.create_tenant(&new_tenant("acme", "basic", None)).await.unwrap();
+    let job = store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap().remove(0);
+    assert!(store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap().is_empty(), "leased");
+    store.retry_provision_job(job.id, "the cluster is unreachable", Duration::from_millis(400)).await.unwrap();
+    assert!(store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap().is_empty(), "not due yet");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let retried = store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap().remove(0);
+    assert_eq!((retried.id, retried.attempts), (job.id, 2));
+
+    store.finish_provision_job(job.id).await.unwrap();
+    store.finish_provision_job(job.id).await.unwrap();
+    assert_eq!(store.tenant("acme").await.unwrap().provisioning, ProvisioningState::Applied);
+    assert_eq!(store.pending_provision_jobs().await.unwrap(), 0);
+    assert!(store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap().is_empty());
+    assert!(matches!(store.finish_provision_job(9999).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(store.retry_provision_job(9999, "x", Duration::ZERO).await, Err(StoreError::NotFound { .. })));
+}
+
+async fn mirror_status_emits_ready_once(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    store.create_tenant(&new_tenant("acme", "basic", None)).await.unwrap();
+    let status = |provisioning| MirroredStatus {
+        provisioning,
+        url: Some("https://acme.erp.example".into()),
+        conditions: json!([{"type": "Ready", "status": "True"}]),
+    };
+    assert!(!store.mirror_status("acme", &status(ProvisioningState::Provisioning)).await.unwrap());
+    assert!(store.mirror_status("acme", &status(ProvisioningState::Ready)).await.unwrap());
+    assert!(!store.mirror_status("acme", &status(ProvisioningState::Ready)).await.unwrap());
+    let tenant = store.tenant("acme").await.unwrap();
+    assert_eq!(tenant.provisioning, ProvisioningState::Ready);
+    assert_eq!(tenant.url.as_deref(), Some("https://acme.erp.example"));
+    assert_eq!(tenant.conditions[0]["type"], "Ready");
+    let ready = store.recorded_events().await.unwrap().into_iter().filter(|e| e["type"] == "tenant.ready").count();
+    assert_eq!(ready, 1);
+    assert!(matches!(
+        store.mirror_status("ghost", &status(ProvisioningState::Ready)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn events_fan_out_to_subscribed_endpoints(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    let all = store.create_webhook("https://all.example/hook", &[], b"sealed-1").await.unwrap();
+    let seats =
+        store.create_webhook("https://seats.example/hook", &["seats.changed".into()], b"sealed-2").await.unwrap();
+    store.create_webhook("https://ready.example/hook", &["tenant.ready".into()], b"sealed-3").await.unwrap();
+    let gone = store.create_webhook("https://gone.example/hook", &[], b"sealed-4").await.unwrap();
+    store.delete_webhook(&gone.id).await.unwrap();
+    assert!(matches!(store.delete_webhook(&gone.id).await, Err(StoreError::NotFound { .. })));
+    assert_eq!(store.webhooks().await.unwrap().len(), 3);
+    assert_eq!(store.webhooks().await.unwrap()[1].events, ["seats.changed"]);
+
+    store.create_tenant(&new_tenant("acme", "basic", Some("ada@acme.example"))).await.unwrap();
+    let deliveries = store.claim_deliveries(10, Duration::from_secs(60)).await.unwrap();
+    let mut got: Vec<_> = deliveries.iter().map(|d| (d.url.as_str(), d.event_type.as_str())).collect();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [
+            ("https://all.example/hook", "seats.changed"),
+            ("https://all.example/hook", "tenant.created"),
+            ("https://seats.example/hook", "seats.changed"),
+        ]
+    );
+    let created = deliveries.iter().find(|d| d.event_type == "tenant.created").unwrap();
+    assert_eq!((created.endpoint_id.as_str(), created.sealed_secret.as_slice()), (all.id.as_str(), &b"sealed-1"[..]));
+    assert_eq!(created.payload["id"], created.event_id.as_str());
+    assert_eq!(created.payload["type"], "tenant.created");
+    assert_eq!(created.payload["data"]["slug"], "acme");
+    let to_seats = deliveries.iter().find(|d| d.endpoint_id == seats.id).unwrap();
+    assert_eq!(
+        to_seats.payload["data"],
+        json!({"tenant": "acme", "email": "ada@acme.example", "change": "added", "count": 1})
+    );
+    assert!(store.claim_deliveries(10, Duration::from_secs(60)).await.unwrap().is_empty(), "leased");
+
+    store.finish_delivery(deliveries[0].id).await.unwrap();
+    store.retry_delivery(deliveries[1].id, "503", None).await.unwrap();
+    store.retry_delivery(deliveries[2].id, "timeout", Some(Duration::ZERO)).await.unwrap();
+    let again = store.claim_deliveries(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (deliveries[2].id, 2));
+
+    store.retry_delivery(again[0].id, "timeout", Some(Duration::ZERO)).await.unwrap();
+    store.delete_webhook(&again[0].endpoint_id).await.unwrap();
+    assert!(store.claim_deliveries(10, Duration::from_secs(60)).await.unwrap().is_empty(), "endpoint deleted");
+    assert!(matches!(store.finish_delivery(9999).await, Err(StoreError::NotFound { .. })));
+}
+
+async fn billing_pages_through_every_tenant(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    let before = Utc::now() - TimeDelta::seconds(1);
+    for (i, slug) in ["acme", "beta", "core", "dyna", "echo"].iter().enumerate() {
+        store.create_tenant(&new_tenant(slug, "basic", None)).await.unwrap();
+        for n in 0..=i {
+            store.add_seat(slug, &format!("u{n}@{slug}.example")).await.unwrap();
+        }
+    }
+    store.delete_tenant("core").await.unwrap();
+    let at = Utc::now();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    store.add_seat("acme", "late@acme.example").await.unwrap();
+
+    let mut counts = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.billing_seats(at, after.as_deref(), 2).await.unwrap();
+        assert!(page.items.len() <= 2);
+        counts.extend(page.items.into_iter().map(|item| (item.tenant, item.count)));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let expected = [("acme", 1), ("beta", 2), ("dyna", 4), ("echo", 5)].map(|(s, n)| (s.to_string(), n));
+    assert_eq!(counts, expected, "core was deleted before `at`; acme's late seat came after");
+    assert!(store.billing_seats(before, None, 10).await.unwrap().items.is_empty(), "none existed yet");
+
+    let first = store.billing_usage(before, Utc::now(), None, 3).await.unwrap();
+    let slugs: Vec<_> = first.items.iter().map(|item| item.tenant.as_str()).collect();
+    assert_eq!((slugs, first.next.as_deref()), (vec!["acme", "beta", "core"], Some("core")));
+    assert_eq!(first.items[2].usage.peak, 3, "core held 3 seats before it was deleted");
+    assert_eq!(first.items[2].usage.current, 0);
+    assert_eq!(first.items[0].usage.current, 2);
+    let second = store.billing_usage(before, Utc::now(), first.next.as_deref(), 3).await.unwrap();
+    let slugs: Vec<_> = second.items.iter().map(|item| (item.tenant.as_str(), item.usage.peak)).collect();
+    assert_eq!((slugs, second.next), (vec![("dyna", 4), ("echo", 5)], None));
+    assert!(second.items.iter().all(|item| item.usage.seat_seconds >= 0));
+}
+
+async fn tenants_are_listed_by_cursor_and_filtered(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    store.create_plan(&plan("pro", 50, 0)).await.unwrap();
+    for (slug, plan) in [("acme", "basic"), ("beta", "pro"), ("core", "basic"), ("dyna", "pro"), ("echo", "basic")] {
+        store.create_tenant(&new_tenant(slug, plan, None)).await.unwrap();
+    }
+    store.delete_tenant("core").await.unwrap();
+    let suspend = TenantChange { state: Some(SubscriptionState::Suspended), ..TenantChange::default() };
+    store.change_tenant("dyna", &suspend).await.unwrap();
+
+    let list = |plan: Option<&str>, state, after: Option<&str>, limit| TenantFilter {
+        plan: plan.map(str::to_string),
+        state,
+        after: after.map(str::to_string),
+        limit,
+    };
+    let slugs = |page: &control_plane::store::Page<control_plane::store::Tenant>| {
+        page.items.iter().map(|t| t.slug.clone()).collect::<Vec<_>>()
+    };
+    let first = store.tenants(&list(None, None, None, 2)).await.unwrap();
+    assert_eq!((slugs(&first), first.next.as_deref()), (vec!["acme".to_string(), "beta".into()], Some("beta")));
+    let second = store.tenants(&list(None, None, first.next.as_deref(), 2)).await.unwrap();
+    assert_eq!((slugs(&second), second.next.as_deref()), (vec!["dyna".to_string(), "echo".into()], None));
+    let basic = store.tenants(&list(Some("basic"), None, None, 10)).await.unwrap();
+    assert_eq!(slugs(&basic), ["acme", "echo"]);
+    let suspended = store.tenants(&list(None, Some(SubscriptionState::Suspended), None, 10)).await.unwrap();
+    assert_eq!(slugs(&suspended), ["dyna"]);
+    let none = store.tenants(&list(Some("basic"), Some(SubscriptionState::Suspended), None, 10)).await.unwrap();
+    assert!(none.items.is_empty() && none.next.is_none());
+}
+
+async fn the_master_password_is_revealed_once(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    store.create_tenant(&new_tenant("secretive", "basic", None)).await.unwrap();
+    assert!(!store.password_revealed("secretive").await.unwrap());
+    let claims = futures::future::join_all((0..8).map(|_| store.claim_password_reveal("secretive"))).await;
+    let won = claims.into_iter().map(Result::unwrap).filter(|claimed| *claimed).count();
+    assert_eq!(won, 1, "exactly one caller may show it");
+    assert!(store.password_revealed("secretive").await.unwrap());
+    // Showing failed (the cluster did not answer): the claim is given back and can be made again.
+    store.release_password_reveal("secretive").await.unwrap();
+    assert!(store.claim_password_reveal("secretive").await.unwrap());
+    assert!(!store.claim_password_reveal("secretive").await.unwrap());
+    assert!(matches!(store.claim_password_reveal("nobody").await, Err(StoreError::NotFound { .. })));
+    store.delete_tenant("secretive").await.unwrap();
+    assert!(matches!(store.password_revealed("secretive").await, Err(StoreError::NotFound { .. })));
+}
