@@ -114,7 +114,13 @@ pub async fn start_with_cache(settings: Settings, cache: Cache) -> Result<Runnin
     let provisioning = crate::provision::worker::Wakeup::new();
     let webhooks = crate::webhooks::Notifier::new();
     let mut workers = Vec::new();
+    let simulated_workloads = crate::provision::simulated::SimulatedWorkloads::default();
     if let Provisioner::Cluster(client) = &provisioner {
+        workers.push(tokio::spawn(crate::provision::simulated::run_detection(
+            client.clone(),
+            simulated_workloads.clone(),
+            shutdown_rx.clone(),
+        )));
         workers.push(tokio::spawn(crate::provision::mirror::run_status_mirror(
             store.clone(),
             client.clone(),
@@ -167,6 +173,7 @@ pub async fn start_with_cache(settings: Settings, cache: Cache) -> Result<Runnin
         webhooks,
         metrics: metrics.clone(),
         cluster,
+        simulated_workloads,
     };
     let max_body_bytes = settings.max_body_bytes;
     let metrics_data = web::Data::from(metrics);

@@ -16,6 +16,12 @@ use e2e::browser::{Browser, screenshot_dir};
 use fantoccini::Locator;
 use harness::{CacheKind, Db, TestApp};
 
+// The consoles in the browser, each in its own file.
+#[path = "browser/console.rs"]
+mod console;
+#[path = "browser/provider.rs"]
+mod provider;
+
 const READY_TIMEOUT: Duration = Duration::from_secs(150);
 
 async fn slugs(app: &TestApp) -> Vec<String> {
@@ -32,6 +38,10 @@ async fn signup_form_errors() {
     let session = browser.new_session().await.unwrap();
     session.open(&format!("{}/signup", app.url)).await.unwrap();
     session.screenshot(&shots, "signup").await.unwrap();
+    assert_eq!(session.accessibility_problems().await.unwrap(), Vec::<String>::new());
+    for control in ["#company_name", "#slug", "#admin_email", "#seats", "#plan-starter", "button[type=submit]"] {
+        assert!(session.tab_to(control, 40).await.unwrap().is_some(), "{control} is reachable by keyboard");
+    }
 
     // The address follows the company name and says at once that it is taken.
     session.fill("Company name", "Taken Co").await.unwrap();
@@ -50,6 +60,7 @@ async fn signup_form_errors() {
     let seats = session.find(Locator::Css("#seats")).await.unwrap();
     assert_eq!(seats.prop("value").await.unwrap().as_deref(), Some("999"), "what was typed is kept");
     session.screenshot(&shots, "errors").await.unwrap();
+    assert_eq!(session.accessibility_problems().await.unwrap(), Vec::<String>::new());
     assert_eq!(slugs(&app).await, ["taken-co"], "nothing was created");
 
     // Put right, the same form goes through to the progress page.

@@ -455,6 +455,7 @@ async fn mirror_status_emits_ready_once(store: &Store) {
         provisioning,
         url: Some("https://acme.erp.example".into()),
         conditions: json!([{"type": "Ready", "status": "True"}]),
+        environments: json!([{"name": "production", "version": "7.0.59", "ready": true}]),
     };
     assert!(!store.mirror_status("acme", &status(ProvisioningState::Provisioning)).await.unwrap());
     assert!(store.mirror_status("acme", &status(ProvisioningState::Ready)).await.unwrap());
@@ -607,4 +608,162 @@ async fn the_master_password_is_revealed_once(store: &Store) {
     assert!(matches!(store.claim_password_reveal("nobody").await, Err(StoreError::NotFound { .. })));
     store.delete_tenant("secretive").await.unwrap();
     assert!(matches!(store.password_revealed("secretive").await, Err(StoreError::NotFound { .. })));
+}
+
+/// The provider console's queries (`store/console.rs`), run on both engines like the rest.
+mod provider_console {
+    use control_plane::domain::money::Money;
+
+    use super::*;
+
+    conformance!(console_search_filters_sorts_and_pages, console_totals_price_each_tenant_by_its_version);
+
+    fn state(to: SubscriptionState) -> TenantChange {
+        TenantChange { state: Some(to), ..TenantChange::default() }
+    }
+
+    async fn seat_all(store: &Store, slug: &str, count: usize) {
+        for n in 0..count {
+            store.add_seat(slug, &format!("user{n}@{slug}.example")).await.unwrap();
+        }
+    }
+
+    async fn console_search_filters_sorts_and_pages(store: &Store) {
+        store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+        store.create_plan(&plan("pro", 50, 0)).await.unwrap();
+        for (slug, plan) in [("acme", "basic"), ("beta", "pro"), ("core", "basic"), ("dyna", "pro"), ("echo", "basic")]
+        {
+            store.create_tenant(&new_tenant(slug, plan, None)).await.unwrap();
+        }
+        let pct = NewTenant { display_name: "100%_Off Co".into(), ..new_tenant("pct", "pro", None) };
+        store.create_tenant(&pct).await.unwrap();
+        let zulu = NewTenant { display_name: "Alpha Zulu".into(), ..new_tenant("zulu", "basic", None) };
+        store.create_tenant(&zulu).await.unwrap();
+        seat_all(store, "dyna", 3).await;
+        seat_all(store, "beta", 1).await;
+        seat_all(store, "core", 2).await;
+        store.change_tenant("echo", &state(SubscriptionState::Suspended)).await.unwrap();
+        store.delete_tenant("core").await.unwrap();
+
+        macro_rules! found {
+            ($search:expr) => {{
+                let search = $search.run().await.unwrap();
+                (search.tenants.iter().map(|row| row.tenant.slug.clone()).collect::<Vec<_>>(), search)
+            }};
+        }
+
+        let (all, search) = found!(store.tenant_search());
+        assert_eq!(all, ["acme", "beta", "dyna", "echo", "pct", "zulu"], "live tenants by slug");
+        assert_eq!((search.total, search.page, search.pages), (6, 1, 1));
+        let dyna = &search.tenants[2];
+        assert_eq!((dyna.seats_held, dyna.max_seats), (3, 50));
+
+        // Pages: a page beyond the last gives the last, 0 the first.
+        let (second, search) = found!(store.tenant_search().page(2, 2));
+        assert_eq!(
+            (second, search.total, search.page, search.pages),
+            (vec!["dyna".to_string(), "echo".into()], 6, 2, 3)
+        );
+        let (last, search) = found!(store.tenant_search().page(9, 2));
+        assert_eq!((last, search.page), (vec!["pct".to_string(), "zulu".into()], 3));
+        assert_eq!(found!(store.tenant_search().page(0, 2)).1.page, 1);
+
+        // Sorting in SQL, ties by slug.
+        let order = |key: &'static str, descending: bool| store.tenant_search().sort(key, descending);
+        assert_eq!(found!(order("seats", true)).0, ["dyna", "beta", "acme", "echo", "pct", "zulu"]);
+        assert_eq!(found!(order("seats", false)).0, ["acme", "echo", "pct", "zulu", "beta", "dyna"]);
+        assert_eq!(found!(order("name", false)).0, ["pct", "acme", "zulu", "beta", "dyna", "echo"]);
+        assert_eq!(found!(order("state", true)).0, ["echo", "acme", "beta", "dyna", "pct", "zulu"]);
+        assert_eq!(found!(order("created", true)).0, ["zulu", "pct", "echo", "dyna", "beta", "acme"]);
+        assert_eq!(found!(order("plan", true)).0, ["beta", "dyna", "pct", "acme", "echo", "zulu"]);
+        assert_eq!(found!(order("slug", true)).0, ["zulu", "pct", "echo", "dyna", "beta", "acme"]);
+        assert_eq!(found!(order("name; DROP TABLE tenants", false)).0, all, "unknown keys keep the slug order");
+        let (page, _) = found!(order("seats", true).page(2, 4));
+        assert_eq!(page, ["pct", "zulu"], "sorting applies before paging");
+
+        // Search: slug, display name or owner email, any case, wildcards literal.
+        for (text, expected) in [
+            ("ACM", vec!["acme"]),
+            ("alpha", vec!["zulu"]),
+            ("OWNER@BETA.", vec!["beta"]),
+            ("%", vec!["pct"]),
+            ("_", vec!["pct"]),
+            ("0%_o", vec!["pct"]),
+            ("\\", vec![]),
+            ("core", vec![]),
+            ("  ", vec!["acme", "beta", "dyna", "echo", "pct", "zulu"]),
+        ] {
+            assert_eq!(found!(store.tenant_search().matching(text)).0, expected, "{text:?}");
+        }
+        let (none, search) = found!(store.tenant_search().matching("nothing"));
+        assert_eq!((none.len(), search.total, search.page, search.pages), (0, 0, 1, 1));
+
+        // Filters; deleted tenants only under canceled.
+        assert_eq!(found!(store.tenant_search().on_plan("pro")).0, ["beta", "dyna", "pct"]);
+        assert_eq!(found!(store.tenant_search().on_plan("basic").matching("ZULU")).0, ["zulu"]);
+        assert_eq!(found!(store.tenant_search().in_state(SubscriptionState::Suspended)).0, ["echo"]);
+        let (canceled, search) = found!(store.tenant_search().in_state(SubscriptionState::Canceled));
+        assert_eq!(canceled, ["core"]);
+        assert!(search.tenants[0].tenant.deleted_at.is_some());
+        assert_eq!(search.tenants[0].seats_held, 0, "deletion released its seats");
+        assert_eq!(found!(store.tenant_search().in_state(SubscriptionState::Active).on_plan("pro")).1.total, 3);
+    }
+
+    async fn console_totals_price_each_tenant_by_its_version(store: &Store) {
+        let eur = "EUR".parse().unwrap();
+        let usd = "USD".parse().unwrap();
+        store.create_plan(&plan("basic", 10, 0)).await.unwrap(); // 29.00 EUR
+        store.create_plan(&plan("tryout", 10, 14)).await.unwrap();
+        let mut dollar = plan("dollar", 10, 0);
+        dollar.price_per_seat_month = Money::new(500, usd).unwrap();
+        store.create_plan(&dollar).await.unwrap();
+        store.create_plan(&plan("idle", 10, 0)).await.unwrap();
+        for (slug, plan) in [
+            ("acme", "basic"),
+            ("beta", "basic"),
+            ("core", "basic"),
+            ("echo", "basic"),
+            ("try", "tryout"),
+            ("usd", "dollar"),
+        ] {
+            store.create_tenant(&new_tenant(slug, plan, None)).await.unwrap();
+        }
+        seat_all(store, "acme", 2).await;
+        seat_all(store, "beta", 1).await;
+        seat_all(store, "core", 4).await;
+        seat_all(store, "echo", 1).await;
+        seat_all(store, "try", 2).await;
+        seat_all(store, "usd", 3).await;
+        store.change_tenant("beta", &state(SubscriptionState::PastDue)).await.unwrap();
+        store.change_tenant("echo", &state(SubscriptionState::Suspended)).await.unwrap();
+        store.delete_tenant("core").await.unwrap();
+        let mut dearer = plan("basic", 10, 0);
+        dearer.price_per_seat_month.minor = 3500;
+        assert_eq!(store.revise_plan(&dearer).await.unwrap().version, 2);
+        store.create_tenant(&new_tenant("fox", "basic", None)).await.unwrap();
+        seat_all(store, "fox", 1).await;
+
+        let totals = store.plan_totals().await.unwrap();
+        assert_eq!(
+            totals.plans.keys().collect::<Vec<_>>(),
+            ["basic", "dollar", "idle", "tryout"],
+            "every plan, by name"
+        );
+        let figures = |name: &str| {
+            let plan = &totals.plans[name];
+            (plan.tenants, plan.seats_held, plan.trialing_seats, plan.mrr.clone())
+        };
+        // Active and past-due seats at their own version's price: (2 + 1) × 29.00 + 1 × 35.00.
+        assert_eq!(figures("basic"), (4, 5, 0, vec![Money::new(12_200, eur).unwrap()]));
+        assert_eq!(figures("tryout"), (1, 2, 2, vec![]));
+        assert_eq!(figures("dollar"), (1, 3, 0, vec![Money::new(1_500, usd).unwrap()]));
+        assert_eq!(figures("idle"), (0, 0, 0, vec![]));
+        let all = &totals.all;
+        assert_eq!((all.tenants, all.seats_held, all.trialing_seats), (6, 10, 2));
+        assert_eq!(
+            all.mrr,
+            [Money::new(12_200, eur).unwrap(), Money::new(1_500, usd).unwrap()],
+            "one sum per currency"
+        );
+    }
 }

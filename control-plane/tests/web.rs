@@ -6,6 +6,12 @@
 mod harness;
 
 use harness::{CacheKind, Db, TestApp};
+
+// The consoles' pages, each in its own file (they use this file's `Browser` and `Page`).
+#[path = "web/console.rs"]
+mod console;
+#[path = "web/provider.rs"]
+mod provider;
 use reqwest::header::{self, HeaderMap};
 use serde_json::{Value, json};
 
@@ -221,6 +227,21 @@ async fn the_slug_check_suggests_and_explains() {
     assert!(invalid["problem"].as_str().unwrap().contains("lowercase"), "{invalid}");
     let nothing = browser.slug_check("***", "").await;
     assert_eq!((nothing["slug"].clone(), nothing["available"].clone()), (Value::Null, json!(false)));
+
+    // A script walking through names meets the rate limit (30 at once, then 60 a minute).
+    let mut statuses = Vec::new();
+    for n in 0..40 {
+        let response = browser
+            .http
+            .get(format!("{}/signup/slug", app.url))
+            .query(&[("company", ""), ("slug", &format!("probe-{n}"))])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    let limited = statuses.iter().filter(|&&status| status == 429).count();
+    assert!(limited >= 5 && statuses.iter().all(|&s| s == 200 || s == 429), "{statuses:?}");
     app.stop().await;
 }
 
@@ -397,7 +418,7 @@ async fn login_and_logout() {
     let admin = app.tenant_admin("acme");
     let signed_in = browser.post("/login", &[("csrf", &token), ("token", &admin)], &cookies).await;
     assert_eq!(signed_in.status, 303, "{}", signed_in.text);
-    assert_eq!(signed_in.location(), "/t/acme");
+    assert_eq!(signed_in.location(), "/t/acme/console");
     let cookie = signed_in.set_cookie("tenantry_session").unwrap();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
     let max_age: u64 = cookie.split("Max-Age=").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
@@ -407,7 +428,7 @@ async fn login_and_logout() {
     page.assert_html(200);
 
     let provider = browser.post("/login", &[("csrf", &token), ("token", &app.provider)], &cookies).await;
-    assert_eq!((provider.status, provider.location()), (303, "/"));
+    assert_eq!((provider.status, provider.location()), (303, "/provider"));
 
     let out =
         browser.post("/logout", &[("csrf", &token)], &[("tenantry_csrf", &token), ("tenantry_session", &admin)]).await;
@@ -449,6 +470,7 @@ async fn the_master_password_needs_a_ready_erp_its_admin_and_a_cluster() {
         provisioning: control_plane::store::ProvisioningState::Ready,
         url: Some("https://keyholder.erp.test".into()),
         conditions: json!([{"type": "Ready", "status": "True"}]),
+        environments: json!([{"name": "production", "version": "7.0.59", "ready": true}]),
     };
     store.mirror_status("keyholder", &ready).await.unwrap();
     let browser = Browser::new(&app);

@@ -346,6 +346,9 @@ impl Deref for Session {
     }
 }
 
+/// The accessibility audit run by [`Session::accessibility_problems`].
+const ACCESSIBILITY_AUDIT: &str = include_str!("accessibility.js");
+
 impl Session {
     pub fn client(&self) -> &Client {
         &self.client
@@ -473,6 +476,44 @@ impl Session {
             })
             .await?;
         button.click().await.map_err(|e| self.command_failed(&format!("click {text:?}"), e))
+    }
+
+    /// What the accessibility audit (`accessibility.js`) finds wrong with the page as it is now:
+    /// controls without a name, broken `aria-*` references, duplicate ids, skipped heading
+    /// levels, positive `tabindex`, text below WCAG AA contrast. One sentence per problem.
+    pub async fn accessibility_problems(&self) -> Result<Vec<String>> {
+        let found = self
+            .client
+            .execute(ACCESSIBILITY_AUDIT, Vec::new())
+            .await
+            .map_err(|e| self.command_failed("run the accessibility audit", e))?;
+        serde_json::from_value(found).map_err(|e| self.command_failed("read the accessibility audit", e))
+    }
+
+    /// Presses Tab from the top of the page until the focused element matches `css`; the number
+    /// of presses, or `None` when `max_presses` did not reach it (it is not keyboard-reachable).
+    pub async fn tab_to(&self, css: &str, max_presses: usize) -> Result<Option<usize>> {
+        let failed = |e: CmdError| self.command_failed(&format!("tab to `{css}`"), e);
+        let check = "const el = document.activeElement; return !!el && el.matches(arguments[0]);";
+        // Blurring alone keeps the browser's focus-navigation starting point where it was:
+        // focusing the body (briefly focusable) moves it to the top of the page.
+        let to_top = "const body = document.body; body.setAttribute('tabindex', '-1'); body.focus(); \
+                      window.scrollTo(0, 0);";
+        self.client.execute(to_top, Vec::new()).await.map_err(failed)?;
+        let body = self.client.find(Locator::Css("body")).await.map_err(failed)?;
+        for presses in 1..=max_presses {
+            // Keys go to the focused element; with none focused, to the body.
+            let target = self.client.active_element().await.unwrap_or_else(|_| body.clone());
+            target.send_keys("\u{E004}").await.map_err(failed)?;
+            if presses == 1 {
+                self.client.execute("document.body.removeAttribute('tabindex');", Vec::new()).await.map_err(failed)?;
+            }
+            let reached = self.client.execute(check, vec![serde_json::json!(css)]).await.map_err(failed)?;
+            if reached.as_bool() == Some(true) {
+                return Ok(Some(presses));
+            }
+        }
+        Ok(None)
     }
 
     /// Saves a PNG of the viewport as `<dir>/<name>.png`; see [`screenshot`].

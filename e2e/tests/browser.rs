@@ -300,3 +300,52 @@ fn form_decode(value: &str) -> String {
 fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
+
+#[tokio::test]
+async fn the_accessibility_audit_finds_what_it_checks() {
+    let browser = ok(Browser::shared().await);
+    let session = ok(browser.new_session().await);
+    let bad = "<!DOCTYPE html><html><head></head><body>\
+        <h1>One</h1><h3>Skipped a level</h3><h1>Two</h1>\
+        <input type=text id=twice><span id=twice></span>\
+        <button aria-describedby=nowhere></button>\
+        <a href=/x tabindex=2>positive tabindex</a>\
+        <p style='color:#999;background:#fff'>pale text</p>\
+        <main></main></body></html>";
+    ok(session.open(&format!("data:text/html,{}", urlencode(bad))).await);
+    let problems = ok(session.accessibility_problems().await).join("\n");
+    for expected in [
+        "no lang attribute",
+        "no <title>",
+        "2 <h1> elements",
+        "skips from h1 to h3",
+        "the id \"twice\" is used 2 times",
+        "<input#twice> has no accessible name",
+        "\"nowhere\" but no element has that id",
+        "<button> has no accessible name",
+        "tabindex 2",
+        "\"pale text\" has contrast 2.85:1 (needs 4.5:1)",
+    ] {
+        assert!(problems.contains(expected), "{expected:?} not found in:\n{problems}");
+    }
+
+    let good = "<!DOCTYPE html><html lang=en><head><title>Fine</title></head><body><main>\
+        <h1>Fine</h1><h2>Part</h2><label for=name>Name</label><input id=name>\
+        <button>Send</button><p style='color:#1b1f24'>dark text</p></main></body></html>";
+    ok(session.open(&format!("data:text/html,{}", urlencode(good))).await);
+    assert_eq!(ok(session.accessibility_problems().await), Vec::<String>::new());
+    assert_eq!(ok(session.tab_to("#name", 5).await), Some(1), "the field is the first stop");
+    assert_eq!(ok(session.tab_to("button", 5).await), Some(2));
+    assert_eq!(ok(session.tab_to("#missing", 5).await), None);
+    ok(session.close().await);
+}
+
+/// Percent-encodes everything but unreserved characters, for a `data:` URL.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

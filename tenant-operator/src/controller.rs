@@ -118,7 +118,17 @@ pub async fn run(
             }
         }
     };
-    let counted = count_phases(reader, metrics.clone());
+    // The count loops forever: it stops when the reconciles do (a shutdown signal ends them).
+    let (reconciles_ended, stop_counting) = tokio::sync::oneshot::channel::<()>();
+    let counted = {
+        let metrics = metrics.clone();
+        async move {
+            tokio::select! {
+                () = count_phases(reader, metrics) => {}
+                _ = stop_counting => {}
+            }
+        }
+    };
 
     let events = EventPublisher::new(client.clone(), config.reporter.clone(), config.instance.clone());
     let context = Arc::new(Context::new(
@@ -134,6 +144,10 @@ pub async fn run(
             tracing::debug!(error = %e, "controller event");
         }
     });
+    let reconciles = async move {
+        reconciles.await;
+        let _ = reconciles_ended.send(());
+    };
     // Joined rather than spawned, so that dropping this future (a lost lease) stops it all.
     futures::join!(synced, reconciles, counted);
     readiness.set_not_ready("the controller has stopped");

@@ -5,7 +5,7 @@
 //! still held when `removed_at` is `None`. Everything is computed from the ledger rows, so a
 //! count "at a time T" is the same whenever it is asked.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::Serialize;
 
 /// One row of the seat ledger, as far as counting goes.
@@ -78,6 +78,30 @@ pub fn usage(holdings: &[Holding], from: DateTime<Utc>, to: DateTime<Utc>) -> Us
     }
 }
 
+/// The most seats held on one UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyPeak {
+    pub day: NaiveDate,
+    pub peak: u32,
+}
+
+/// The peak of each of the `days` UTC days up to and including `until`'s day (that day only up
+/// to `until`), oldest first: what the console's usage chart draws.
+pub fn daily_peaks(holdings: &[Holding], until: DateTime<Utc>, days: u32) -> Vec<DailyPeak> {
+    let last = until.date_naive();
+    (0..days)
+        .rev()
+        .filter_map(|back| last.checked_sub_days(Days::new(u64::from(back))))
+        .map(|day| {
+            let start = day.and_time(NaiveTime::MIN).and_utc();
+            let end = (start + TimeDelta::days(1)).min(until);
+            // At the instant `until` itself, a period would be empty: count the seats held then.
+            let peak = if end > start { usage(holdings, start, end).peak } else { count_at(holdings, start) };
+            DailyPeak { day, peak }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +159,26 @@ mod tests {
         let usage = usage(&ledger, day(5), day(5));
         assert_eq!((usage.peak, usage.seat_seconds, usage.current), (0, 0, 1));
         assert_eq!(super::usage(&[], day(1), day(9)).peak, 0);
+    }
+
+    #[test]
+    fn daily_peaks_cover_each_day_up_to_now() {
+        // One seat from March 2, a second for a few hours of March 4, a third from noon of March 5.
+        let ledger = [
+            held(2, None),
+            Holding { assigned_at: day(4) + TimeDelta::hours(9), removed_at: Some(day(4) + TimeDelta::hours(11)) },
+            Holding { assigned_at: day(5) + TimeDelta::hours(12), removed_at: None },
+        ];
+        let now = day(5) + TimeDelta::hours(15);
+        let peaks = daily_peaks(&ledger, now, 5);
+        let days: Vec<u32> = peaks.iter().map(|p| chrono::Datelike::day(&p.day)).collect();
+        assert_eq!(days, [1, 2, 3, 4, 5]);
+        assert_eq!(peaks.iter().map(|p| p.peak).collect::<Vec<_>>(), [0, 1, 1, 2, 2]);
+        // Before the third seat was taken, today's peak is still 1.
+        assert_eq!(daily_peaks(&ledger, day(5) + TimeDelta::hours(11), 1)[0].peak, 1);
+        // At midnight exactly, today has no time yet: the seats held at that instant.
+        assert_eq!(daily_peaks(&ledger, day(3), 1)[0].peak, 1);
+        assert!(daily_peaks(&ledger, now, 0).is_empty());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Datelike, Months, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -71,10 +72,50 @@ impl std::str::FromStr for SubscriptionState {
     }
 }
 
+/// When the billing period after `now` starts. Periods are calendar months from the anchor: the
+/// end of the trial when there was one (the first paid period starts then), else the
+/// subscription's start. A day the month lacks (the 31st) falls on the month's last day.
+pub fn next_period_start(
+    started_at: DateTime<Utc>,
+    trial_ends_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let anchor = trial_ends_at.unwrap_or(started_at);
+    if anchor > now {
+        return anchor;
+    }
+    // Whole months since the anchor, then the first anniversary after `now`.
+    let months = (now.year() - anchor.year()) * 12 + now.month() as i32 - anchor.month() as i32;
+    let mut months = u32::try_from(months.max(0)).unwrap_or(0);
+    loop {
+        match anchor.checked_add_months(Months::new(months)) {
+            Some(at) if at > now => return at,
+            Some(_) => months += 1,
+            None => return now,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::SubscriptionState::*;
     use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_next_period_starts_on_the_anchors_monthly_anniversary() {
+        let start = at("2026-01-31T10:00:00Z");
+        assert_eq!(next_period_start(start, None, at("2026-02-10T00:00:00Z")), at("2026-02-28T10:00:00Z"));
+        assert_eq!(next_period_start(start, None, at("2026-03-01T00:00:00Z")), at("2026-03-31T10:00:00Z"));
+        assert_eq!(next_period_start(start, None, at("2026-03-31T10:00:00Z")), at("2026-04-30T10:00:00Z"));
+        // A trial in progress: the first period starts when it ends; after it, months from then.
+        let trial_end = at("2026-02-14T10:00:00Z");
+        assert_eq!(next_period_start(start, Some(trial_end), at("2026-02-01T00:00:00Z")), trial_end);
+        assert_eq!(next_period_start(start, Some(trial_end), at("2026-05-20T00:00:00Z")), at("2026-06-14T10:00:00Z"));
+    }
 
     #[test]
     fn canceled_is_final_and_resuming_goes_to_active() {

@@ -45,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The cluster the tenants run in, when there is one (to read what the operator generated).
     pub cluster: Option<kube::Client>,
+    /// Whether that cluster only simulates its workloads (the pages then say so).
+    pub simulated_workloads: crate::provision::simulated::SimulatedWorkloads,
 }
 
 impl AppState {

@@ -9,12 +9,45 @@ use super::problem::Problem;
 use super::types::PlanView;
 use crate::auth::Principal;
 use crate::domain::plan::PlanSpec;
+use crate::store::Plan;
 
 type Response = Result<HttpResponse, Problem>;
 
 fn valid(spec: &PlanSpec) -> Result<(), Problem> {
     spec.validate()
         .map_err(|invalid| Problem::unprocessable("validation_failed", invalid.0.join("; ")).with_errors(invalid.0))
+}
+
+/// Version 1 of a new plan, as `principal` asks it: what `POST /v1/plans` and the provider
+/// console's "new plan" form both do. A name that exists (retired ones included) is 409.
+pub(crate) async fn create_plan(state: &AppState, principal: &Principal, spec: &PlanSpec) -> Result<Plan, Problem> {
+    access::provider_admin(principal)?;
+    valid(spec)?;
+    Ok(state.store.create_plan(spec).await?)
+}
+
+/// A new version of plan `name` from the whole plan as it should be (or the current version
+/// when nothing differs): what `PATCH /v1/plans/{name}` and the console's revision form do.
+pub(crate) async fn revise_plan(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    spec: &PlanSpec,
+) -> Result<Plan, Problem> {
+    access::provider_admin(principal)?;
+    if spec.name != name {
+        let problem =
+            format!("name: the body names plan {:?} but the path {name:?}; plans cannot be renamed", spec.name);
+        return Err(Problem::unprocessable("validation_failed", problem.clone()).with_errors(vec![problem]));
+    }
+    valid(spec)?;
+    Ok(state.store.revise_plan(spec).await?)
+}
+
+/// Retires plan `name`: no new tenants on it, existing ones keep it.
+pub(crate) async fn retire_plan(state: &AppState, principal: &Principal, name: &str) -> Result<Plan, Problem> {
+    access::provider_admin(principal)?;
+    Ok(state.store.retire_plan(name).await?)
 }
 
 /// The newest version of every plan, retired ones included (provider admins and billing
@@ -33,9 +66,7 @@ pub async fn list(state: web::Data<AppState>, principal: Principal) -> Response 
         (status = 422, body = Problem)))]
 #[post("/plans")]
 pub async fn create(state: web::Data<AppState>, principal: Principal, spec: web::Json<PlanSpec>) -> Response {
-    access::provider_admin(&principal)?;
-    valid(&spec)?;
-    let plan = state.store.create_plan(&spec).await?;
+    let plan = create_plan(&state, &principal, &spec).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/plans/{}", plan.spec.name)))
         .json(PlanView::from(plan)))
@@ -78,15 +109,7 @@ pub async fn update(
     name: web::Path<String>,
     spec: web::Json<PlanSpec>,
 ) -> Response {
-    access::provider_admin(&principal)?;
-    if spec.name != *name {
-        return Err(Problem::unprocessable(
-            "validation_failed",
-            format!("name: the body names plan {:?} but the path {:?}; plans cannot be renamed", spec.name, *name),
-        ));
-    }
-    valid(&spec)?;
-    let plan = state.store.revise_plan(&spec).await?;
+    let plan = revise_plan(&state, &principal, &name, &spec).await?;
     Ok(HttpResponse::Ok().json(PlanView::from(plan)))
 }
 
@@ -95,7 +118,6 @@ pub async fn update(
     responses((status = 200, body = PlanView), (status = 404, body = Problem)))]
 #[delete("/plans/{name}")]
 pub async fn retire(state: web::Data<AppState>, principal: Principal, name: web::Path<String>) -> Response {
-    access::provider_admin(&principal)?;
-    let plan = state.store.retire_plan(&name).await?;
+    let plan = retire_plan(&state, &principal, &name).await?;
     Ok(HttpResponse::Ok().json(PlanView::from(plan)))
 }

@@ -65,20 +65,44 @@ pub async fn add(
     slug: web::Path<String>,
     body: web::Json<SeatRequest>,
 ) -> Response {
-    access::tenant(&principal, &slug, false)?;
-    let mut problems = Problems::default();
-    problems.email("email", &body.email);
-    problems.into_result()?;
-    let added = state.store.add_seat(&slug, &body.email).await?;
-    let (mut response, seat) = match added {
-        SeatAdded::Added(seat) => {
-            state.refresh_seat_count(&slug).await;
-            state.changed();
-            (HttpResponse::Created(), seat)
-        }
+    let (mut response, seat) = match add_seat(&state, &principal, &slug, &body.email).await? {
+        SeatAdded::Added(seat) => (HttpResponse::Created(), seat),
         SeatAdded::AlreadyHeld(seat) => (HttpResponse::Ok(), seat),
     };
     Ok(response.json(SeatView { email: seat.email, assigned_at: seat.assigned_at }))
+}
+
+/// Seats `email` as `principal` asks it: what the tenant console and `POST .../seats` both do.
+pub(crate) async fn add_seat(
+    state: &AppState,
+    principal: &Principal,
+    slug: &str,
+    email: &str,
+) -> Result<SeatAdded, Problem> {
+    access::tenant(principal, slug, false)?;
+    let mut problems = Problems::default();
+    problems.email("email", email);
+    problems.into_result()?;
+    let added = state.store.add_seat(slug, email).await?;
+    if let SeatAdded::Added(_) = added {
+        state.refresh_seat_count(slug).await;
+        state.changed();
+    }
+    Ok(added)
+}
+
+/// Releases `email`'s seat as `principal` asks it.
+pub(crate) async fn remove_seat(
+    state: &AppState,
+    principal: &Principal,
+    slug: &str,
+    email: &str,
+) -> Result<(), Problem> {
+    access::tenant(principal, slug, false)?;
+    state.store.remove_seat(slug, email).await?;
+    state.refresh_seat_count(slug).await;
+    state.changed();
+    Ok(())
 }
 
 /// Releases a user's seat.
@@ -88,10 +112,7 @@ pub async fn add(
 #[delete("/tenants/{slug}/seats/{email}")]
 pub async fn remove(state: web::Data<AppState>, principal: Principal, path: web::Path<(String, String)>) -> Response {
     let (slug, email) = path.into_inner();
-    access::tenant(&principal, &slug, false)?;
-    state.store.remove_seat(&slug, &email).await?;
-    state.refresh_seat_count(&slug).await;
-    state.changed();
+    remove_seat(&state, &principal, &slug, &email).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -13,7 +13,7 @@ use super::problem::Problem;
 use super::tenants::{open_plan, unknown_plan_is_invalid};
 use super::types::{SignupRequest, SignupResponse, TenantView};
 use crate::auth::Role;
-use crate::cache::{Begin, IdempotencyRecord};
+use crate::cache::{Begin, IdempotencyRecord, RateLimit};
 use crate::slug::Slug;
 use crate::store::{NewTenant, StoreError};
 
@@ -93,9 +93,20 @@ pub async fn signup(
 
 /// The signup rate limit of the request's client address (the web signup form shares it).
 pub(crate) async fn check_rate(state: &AppState, request: &HttpRequest) -> Result<(), Problem> {
+    check_client_rate(state, request, "signup", state.settings.signup_rate).await
+}
+
+/// Rate-limits the request's client (its address, or the forwarded one from a trusted proxy)
+/// within `scope`.
+pub(crate) async fn check_client_rate(
+    state: &AppState,
+    request: &HttpRequest,
+    scope: &str,
+    limit: RateLimit,
+) -> Result<(), Problem> {
     let client = client_address(request, &state.settings.trusted_proxies);
     let client_key = client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-    match state.cache.check_rate(&format!("signup:{client_key}"), state.settings.signup_rate).await {
+    match state.cache.check_rate(&format!("{scope}:{client_key}"), limit).await {
         Ok(()) => Ok(()),
         Err(retry) => Err(Problem::too_many_requests(retry.0)),
     }

@@ -151,8 +151,19 @@ pub async fn update(
     slug: web::Path<String>,
     body: web::Json<UpdateTenantRequest>,
 ) -> Response {
-    access::tenant(&principal, &slug, false)?;
-    let body = body.into_inner();
+    let tenant = change(&state, &principal, &slug, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(TenantView::from(tenant)))
+}
+
+/// A change to a tenant as `principal` asks it, checked as the API checks it: what the pages'
+/// forms and `PATCH /v1/tenants/{slug}` both do.
+pub(crate) async fn change(
+    state: &AppState,
+    principal: &Principal,
+    slug: &str,
+    body: UpdateTenantRequest,
+) -> Result<crate::store::Tenant, Problem> {
+    access::tenant(principal, slug, false)?;
     if principal.role != Role::ProviderAdmin && (body.erp_version.is_some() || body.state.is_some()) {
         return Err(Problem::forbidden("only provider admins change the ERP version or the subscription state"));
     }
@@ -172,7 +183,7 @@ pub async fn update(
     }
     problems.into_result()?;
     if let Some(plan) = &body.plan {
-        open_plan(&state, plan).await?;
+        open_plan(state, plan).await?;
     }
     let change = TenantChange {
         display_name: body.display_name.map(|name| name.trim().to_string()),
@@ -183,10 +194,10 @@ pub async fn update(
         state: body.state,
         only_if_state: None,
     };
-    let tenant = state.store.change_tenant(&slug, &change).await.map_err(unknown_plan_is_invalid)?;
+    let tenant = state.store.change_tenant(slug, &change).await.map_err(unknown_plan_is_invalid)?;
     state.changed();
-    state.refresh_seat_count(&slug).await;
-    Ok(HttpResponse::Ok().json(TenantView::from(tenant)))
+    state.refresh_seat_count(slug).await;
+    Ok(tenant)
 }
 
 /// Cancels the tenant and removes its ERP (its data follows the Tenant's deletion policy). The
@@ -220,8 +231,20 @@ pub async fn resume(state: web::Data<AppState>, principal: Principal, slug: web:
 }
 
 async fn move_to(state: web::Data<AppState>, principal: Principal, slug: &str, to: SubscriptionState) -> Response {
-    access::tenant(&principal, slug, false)?;
-    access::provider_admin(&principal)?;
+    let tenant = change_state(&state, &principal, slug, to).await?;
+    Ok(HttpResponse::Ok().json(TenantView::from(tenant)))
+}
+
+/// Suspends (`Suspended`) or resumes (`Active`) a tenant: provider admins only; resuming only
+/// from `suspended`.
+pub(crate) async fn change_state(
+    state: &AppState,
+    principal: &Principal,
+    slug: &str,
+    to: SubscriptionState,
+) -> Result<crate::store::Tenant, Problem> {
+    access::tenant(principal, slug, false)?;
+    access::provider_admin(principal)?;
     // Resuming is for suspended tenants: it must not end a trial or settle a past-due account.
     if to == SubscriptionState::Active {
         let current = state.store.tenant(slug).await?;
@@ -235,7 +258,7 @@ async fn move_to(state: web::Data<AppState>, principal: Principal, slug: &str, t
     let change = TenantChange { state: Some(to), ..TenantChange::default() };
     let tenant = state.store.change_tenant(slug, &change).await?;
     state.changed();
-    Ok(HttpResponse::Ok().json(TenantView::from(tenant)))
+    Ok(tenant)
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]

@@ -29,6 +29,10 @@ pub struct TenantView {
     /// The Tenant's status conditions, as the operator reports them.
     #[schema(value_type = Object)]
     pub conditions: serde_json::Value,
+    /// Each environment (`production`, and `test` when the plan has one): `{name, version, ready,
+    /// url}`, as the operator reports them.
+    #[schema(value_type = Object)]
+    pub environments: serde_json::Value,
     pub trial_ends_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -49,6 +53,7 @@ impl From<store::Tenant> for TenantView {
             provisioning: tenant.provisioning,
             url: tenant.url,
             conditions: tenant.conditions,
+            environments: tenant.environments,
             trial_ends_at: tenant.trial_ends_at,
             created_at: tenant.created_at,
             updated_at: tenant.updated_at,

@@ -36,6 +36,8 @@ pub fn mirrored_status(status: Option<&TenantStatus>) -> MirroredStatus {
         provisioning,
         url: status.and_then(|s| s.url.clone()),
         conditions: serde_json::to_value(conditions).expect("conditions always serialise"),
+        environments: serde_json::to_value(status.map(|s| s.environments.as_slice()).unwrap_or_default())
+            .expect("environments always serialise"),
     }
 }
 
@@ -82,6 +84,7 @@ pub async fn mirror_removal(store: &Store, slug: &str) -> Result<(), StoreError>
         provisioning: ProvisioningState::Deleted,
         url: None,
         conditions: serde_json::Value::Array(Vec::new()),
+        environments: serde_json::Value::Array(Vec::new()),
     };
     mirror(store, slug, &gone).await.map(|_| ())
 }
@@ -188,7 +191,7 @@ impl Mirror {
 
 #[cfg(test)]
 mod tests {
-    use tenant_operator::api::Condition;
+    use tenant_operator::api::{Condition, EnvironmentStatus};
 
     use super::*;
 
@@ -218,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn url_and_conditions_are_carried_over() {
+    fn url_conditions_and_environments_are_carried_over() {
         let status = TenantStatus {
             phase: Some(Phase::Ready),
             url: Some("https://acme.example.com".into()),
@@ -230,9 +233,19 @@ mod tests {
                 last_transition_time: "2025-01-02T03:04:05Z".into(),
                 observed_generation: Some(3),
             }],
+            environments: vec![EnvironmentStatus {
+                name: "production".into(),
+                version: "7.0.59".into(),
+                ready: true,
+                url: Some("https://acme.example.com".into()),
+            }],
             ..TenantStatus::default()
         };
         let mirrored = mirrored_status(Some(&status));
+        assert_eq!(
+            mirrored.environments,
+            serde_json::json!([{"name": "production", "version": "7.0.59", "ready": true, "url": "https://acme.example.com"}])
+        );
         assert_eq!(mirrored.url.as_deref(), Some("https://acme.example.com"));
         assert_eq!(mirrored.conditions[0]["type"], "Ready");
         assert_eq!(mirrored.conditions[0]["lastTransitionTime"], "2025-01-02T03:04:05Z");

@@ -8,6 +8,7 @@ pub mod manifests;
 pub mod mirror;
 pub mod password;
 pub mod provisioner;
+pub mod simulated;
 pub mod worker;
 
 pub use decorate::Decorations;

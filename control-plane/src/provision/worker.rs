@@ -216,7 +216,7 @@ pub(crate) fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
     *shutdown.borrow() || shutdown.has_changed().is_err()
 }
 
-async fn sleep_or_shutdown(pause: Duration, shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn sleep_or_shutdown(pause: Duration, shutdown: &mut watch::Receiver<bool>) {
     tokio::select! {
         () = tokio::time::sleep(pause) => {}
         _ = shutdown.changed() => {}

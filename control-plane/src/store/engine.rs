@@ -55,7 +55,7 @@ pub(crate) use dialect;
 macro_rules! tenant_columns {
     () => {
         "slug, display_name, owner_email, plan, plan_version, state, erp_version, licensed_seats, provisioning, url, \
-         conditions, trial_ends_at, created_at, updated_at, deleted_at"
+         conditions, environments, trial_ends_at, created_at, updated_at, deleted_at"
     };
 }
 pub(crate) use tenant_columns;
@@ -81,6 +81,7 @@ pub(crate) struct TenantRow {
     provisioning: String,
     url: Option<String>,
     conditions: JsonDoc,
+    environments: JsonDoc,
     trial_ends_at: Option<Ts>,
     created_at: Ts,
     updated_at: Ts,
@@ -104,6 +105,7 @@ impl TryFrom<TenantRow> for Tenant {
             erp_version: row.erp_version,
             url: row.url,
             conditions: row.conditions.0,
+            environments: row.environments.0,
             trial_ends_at: row.trial_ends_at.map(Into::into),
             created_at: row.created_at.into(),
             updated_at: row.updated_at.into(),

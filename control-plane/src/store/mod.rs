@@ -9,6 +9,7 @@
 
 mod billing;
 mod codec;
+mod console;
 mod engine;
 mod plans;
 mod provision;
@@ -25,7 +26,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::domain::plan::PlanSpec;
-use crate::domain::seats::Usage;
+use crate::domain::seats::{Holding, Usage};
 use crate::domain::subscription::{SubscriptionState, TransitionError};
 use crate::slug::Slug;
 
@@ -105,6 +106,8 @@ pub struct Tenant {
     pub url: Option<String>,
     /// The Tenant's status conditions as the operator wrote them.
     pub conditions: serde_json::Value,
+    /// Each environment's status as the operator wrote it: `[{name, version, ready, url}]`.
+    pub environments: serde_json::Value,
     pub trial_ends_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -224,6 +227,7 @@ pub struct MirroredStatus {
     pub provisioning: ProvisioningState,
     pub url: Option<String>,
     pub conditions: serde_json::Value,
+    pub environments: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -481,6 +485,11 @@ impl Store {
     /// Deleted tenants too: billing asks about the past.
     pub async fn seat_count_at(&self, slug: &str, at: DateTime<Utc>) -> Result<u32> {
         on_pool!(self, seats::seat_count_at(slug, at))
+    }
+    /// The seat ledger's holdings that touch `[from, to]`: for usage over sub-periods (the
+    /// console's daily chart) without one query per sub-period. Deleted tenants too.
+    pub async fn seat_holdings(&self, slug: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Holding>> {
+        on_pool!(self, seats::seat_holdings(slug, from, to))
     }
     /// Deleted tenants too.
     pub async fn seat_usage(&self, slug: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Usage> {

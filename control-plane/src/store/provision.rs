@@ -167,16 +167,20 @@ per_engine! {
             provisioning: status.provisioning,
             url: status.url.clone(),
             conditions: status.conditions.clone(),
+            environments: status.environments.clone(),
             ..before.clone()
         };
         if after == before {
             return Ok(false);
         }
-        sqlx::query("UPDATE tenants SET provisioning = $2, url = $3, conditions = $4 WHERE slug = $1")
+        sqlx::query(
+            "UPDATE tenants SET provisioning = $2, url = $3, conditions = $4, environments = $5 WHERE slug = $1",
+        )
             .bind(slug)
             .bind(provisioning_as_str(after.provisioning))
             .bind(after.url.as_deref())
             .bind(JsonDoc(after.conditions.clone()))
+            .bind(JsonDoc(after.environments.clone()))
             .execute(&mut *tx)
             .await?;
         let became_ready =

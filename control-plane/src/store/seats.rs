@@ -175,6 +175,17 @@ per_engine! {
     }
 
     pub(crate) async fn seat_usage(pool: &DbPool, slug: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Usage> {
+        let holdings = seat_holdings(pool, slug, from, to).await?;
+        Ok(usage(&holdings, from, to))
+    }
+
+    /// Every holding that touches `[from, to]` (or the instant `from` when the period is empty).
+    pub(crate) async fn seat_holdings(
+        pool: &DbPool,
+        slug: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Holding>> {
         let mut conn = pool.acquire().await?;
         known_tenant(&mut conn, slug).await?;
         // Every holding that touches [min, max]: the period, or the instant `from` when empty.
@@ -187,7 +198,6 @@ per_engine! {
         .bind(Ts::from(from.max(to)))
         .fetch_all(&mut *conn)
         .await?;
-        let holdings = rows.iter().map(holding_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(usage(&holdings, from, to))
+        rows.iter().map(holding_from_row).collect()
     }
 }

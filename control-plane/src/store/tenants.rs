@@ -77,6 +77,7 @@ per_engine! {
             provisioning: ProvisioningState::Waiting,
             url: None,
             conditions: json!([]),
+            environments: json!([]),
             trial_ends_at,
             created_at: at,
             updated_at: at,

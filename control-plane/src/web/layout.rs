@@ -3,11 +3,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use maud::{DOCTYPE, Markup, html};
 
 use super::session::{CSRF_FIELD, CsrfToken, Session};
 use crate::auth::Role;
+use crate::http::AppState;
 
 pub const HTML: &str = "text/html; charset=utf-8";
 
@@ -45,9 +46,18 @@ pub fn csrf_field(csrf: &CsrfToken) -> Markup {
     html! { input type="hidden" name=(CSRF_FIELD) value=(csrf.value); }
 }
 
-/// The whole document: header (who is signed in, and a logout button), the main content, footer.
+/// The whole document: header (where a signed-in person can go, who is signed in, and a logout
+/// button), a notice when the cluster only simulates its workloads, the main content, footer.
 /// `refresh` adds a `<noscript>` meta refresh of that many seconds, for pages that update live.
-pub fn frame(title: &str, session: &Session, csrf: Option<&CsrfToken>, refresh: Option<u32>, main: Markup) -> Markup {
+pub fn frame(
+    request: &HttpRequest,
+    title: &str,
+    session: &Session,
+    csrf: Option<&CsrfToken>,
+    refresh: Option<u32>,
+    main: Markup,
+) -> Markup {
+    let simulated = request.app_data::<web::Data<AppState>>().is_some_and(|state| state.simulated_workloads.get());
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -65,6 +75,21 @@ pub fn frame(title: &str, session: &Session, csrf: Option<&CsrfToken>, refresh: 
                 a class="skip" href="#main" { "Skip to content" }
                 header class="top" {
                     a class="brand" href="/" { "Tenantry" }
+                    @if let Some(principal) = session.principal() {
+                        nav aria-label="Consoles" class="sections" {
+                            @match (principal.role, principal.tenant.as_deref()) {
+                                (Role::TenantAdmin, Some(slug)) => {
+                                    a href={ "/t/" (slug) } { "Set-up" }
+                                    a href={ "/t/" (slug) "/console" } { "Console" }
+                                }
+                                (Role::ProviderAdmin, _) => {
+                                    a href="/provider" { "Tenants" }
+                                    a href="/provider/plans" { "Plans" }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
                     nav aria-label="Account" {
                         @match (session.principal(), csrf) {
                             (Some(principal), Some(csrf)) => {
@@ -81,6 +106,13 @@ pub fn frame(title: &str, session: &Session, csrf: Option<&CsrfToken>, refresh: 
                                 a href="/login" { "Sign in" }
                             }
                         }
+                    }
+                }
+                @if simulated {
+                    p class="simulated" role="note" {
+                        strong { "Simulated workloads. " }
+                        "This control plane is connected to a test cluster whose nodes only pretend to run "
+                        "pods: tenants reach Ready, but no ERP actually runs and their addresses do not answer."
                     }
                 }
                 main id="main" tabindex="-1" { (main) }
@@ -109,7 +141,7 @@ pub fn not_found(request: &HttpRequest, session: &Session) -> HttpResponse {
             a href="/signup" { "sign up" } " for a new ERP."
         }
     };
-    page(request, StatusCode::NOT_FOUND, csrf.as_ref(), frame("Not found", session, csrf.as_ref(), None, main))
+    page(request, StatusCode::NOT_FOUND, csrf.as_ref(), frame(request, "Not found", session, csrf.as_ref(), None, main))
 }
 
 /// A refused form post (CSRF).
@@ -128,7 +160,7 @@ pub fn refused(request: &HttpRequest, status: StatusCode) -> HttpResponse {
         }
         p { a href="/" { "Back to the start page" } }
     };
-    page(request, status, None, frame("Refused", &session, None, None, main))
+    page(request, status, None, frame(request, "Refused", &session, None, None, main))
 }
 
 /// A page for a failure of the server itself (the store is down…).
@@ -137,5 +169,5 @@ pub fn unavailable(request: &HttpRequest, session: &Session) -> HttpResponse {
         h1 { "Something went wrong on our side" }
         p { "The service could not answer just now. Please try again in a moment." }
     };
-    page(request, StatusCode::SERVICE_UNAVAILABLE, None, frame("Unavailable", session, None, None, main))
+    page(request, StatusCode::SERVICE_UNAVAILABLE, None, frame(request, "Unavailable", session, None, None, main))
 }

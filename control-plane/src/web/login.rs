@@ -50,7 +50,8 @@ pub async fn submit(request: HttpRequest, session: Session, form: web::Form<Logi
     let lifetime = u64::try_from(claims.exp - Utc::now().timestamp()).unwrap_or(0).max(1);
     let cookie = session::session_cookie(&request, token, lifetime);
     let location = match (principal.role, principal.tenant.as_deref()) {
-        (Role::TenantAdmin, Some(slug)) => format!("/t/{slug}"),
+        (Role::TenantAdmin, Some(slug)) => format!("/t/{slug}/console"),
+        (Role::ProviderAdmin, _) => "/provider".to_string(),
         _ => "/".to_string(),
     };
     see_other(&location, &[cookie])
@@ -87,6 +88,6 @@ fn render(request: &HttpRequest, session: &Session, error: Option<String>, statu
         }
         p { "New here? " a href="/signup" { "Sign up for an ERP" } "." }
     };
-    let markup = frame("Sign in", session, Some(&csrf), None, main);
+    let markup = frame(request, "Sign in", session, Some(&csrf), None, main);
     page(request, status, Some(&csrf), markup)
 }

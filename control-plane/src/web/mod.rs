@@ -6,11 +6,16 @@
 //! - `GET /signup/slug?company=…&slug=…`: whether an address is free (JSON), as the form is typed.
 //! - `GET /t/{slug}`: provisioning progress; `GET /t/{slug}/progress`: the same as JSON.
 //! - `GET /login`, `POST /login`, `POST /logout`: sessions from a pasted token.
+//! - `/t/{slug}/console…`: the tenant console (`console`); `/provider…`: the provider console
+//!   (`provider`).
 
+pub mod chart;
+pub mod console;
 pub mod layout;
 pub mod login;
 pub mod password;
 pub mod progress;
+pub mod provider;
 pub mod session;
 pub mod signup;
 
@@ -25,14 +30,30 @@ const APP_JS: &str = include_str!("../../assets/app.js");
 /// Form bodies are small: a few fields.
 const FORM_LIMIT: usize = 16 * 1024;
 
-pub fn configure(config: &mut ServiceConfig) {
-    let form = || {
-        web::FormConfig::default().limit(FORM_LIMIT).error_handler(|error, request: &HttpRequest| {
-            tracing::debug!(%error, "form not read");
-            actix_web::error::InternalError::from_response(error, layout::refused(request, StatusCode::BAD_REQUEST))
-                .into()
-        })
+/// How the pages' forms are read: small bodies; a body that is not a form is refused with a page.
+pub(crate) fn form() -> web::FormConfig {
+    web::FormConfig::default().limit(FORM_LIMIT).error_handler(|error, request: &HttpRequest| {
+        tracing::debug!(%error, "form not read");
+        actix_web::error::InternalError::from_response(error, layout::refused(request, StatusCode::BAD_REQUEST)).into()
+    })
+}
+
+/// A problem's detail as a sentence for a page: a capital first letter, a final period, and
+/// without the `(got …)` echo of the input (the form shows what was typed).
+pub(crate) fn sentence(text: &str) -> String {
+    let text = text.split(" (got ").next().unwrap_or(text).trim();
+    let mut chars = text.chars();
+    let mut sentence: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => return String::new(),
     };
+    if !sentence.ends_with('.') {
+        sentence.push('.');
+    }
+    sentence
+}
+
+pub fn configure(config: &mut ServiceConfig) {
     config
         .service(web::resource("/").route(web::get().to(signup::form_page)))
         .service(
@@ -52,6 +73,8 @@ pub fn configure(config: &mut ServiceConfig) {
         .service(web::resource("/t/{slug}").route(web::get().to(progress::page_view)))
         .service(web::resource("/t/{slug}/progress").route(web::get().to(progress::json_view)))
         .service(web::resource("/t/{slug}/password").app_data(form()).route(web::post().to(password::reveal)))
+        .configure(console::configure)
+        .configure(provider::configure)
         .service(web::resource("/assets/app.css").route(web::get().to(css)))
         .service(web::resource("/assets/app.js").route(web::get().to(js)));
 }
@@ -70,4 +93,17 @@ fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
         .content_type(content_type)
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .body(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_read_as_sentences() {
+        assert_eq!(sentence("max_seats: at least 1 (got 0)"), "Max_seats: at least 1.");
+        assert_eq!(sentence("the plan allows 3 seats and 3 are held"), "The plan allows 3 seats and 3 are held.");
+        assert_eq!(sentence("done."), "Done.");
+        assert_eq!(sentence("  "), "");
+    }
 }

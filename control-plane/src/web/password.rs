@@ -135,7 +135,7 @@ pub async fn reveal(
         }
         p { a href={ "/t/" (tenant.slug) } { "Back to your ERP's status" } }
     };
-    let markup = frame("Master password", &session, Some(&csrf), None, main);
+    let markup = frame(&request, "Master password", &session, Some(&csrf), None, main);
     let mut response = page(&request, StatusCode::OK, Some(&csrf), markup);
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
@@ -154,5 +154,5 @@ fn message(
         p role="alert" { (text) }
         p { a href={ "/t/" (tenant.slug) } { "Back to your ERP's status" } }
     };
-    page(request, status, Some(csrf), frame("Master password", session, Some(csrf), None, main))
+    page(request, status, Some(csrf), frame(request, "Master password", session, Some(csrf), None, main))
 }

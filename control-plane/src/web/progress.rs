@@ -176,7 +176,11 @@ pub fn progress(tenant: &Tenant, now: DateTime<Utc>) -> Progress {
 
 /// The tenant, when the session may see it; `None` for an unknown tenant and for one the
 /// session may not see alike.
-async fn visible_tenant(state: &AppState, session: &Session, slug: &str) -> Result<Option<Tenant>, StoreError> {
+pub(super) async fn visible_tenant(
+    state: &AppState,
+    session: &Session,
+    slug: &str,
+) -> Result<Option<Tenant>, StoreError> {
     if !session.can_manage(slug) {
         return Ok(None);
     }
@@ -238,9 +242,12 @@ pub async fn page_view(
             }
         }
         (password_section)
+        @if progress.ready {
+            p { a href={ "/t/" (tenant.slug) "/console" } { "Manage seats, environments and your subscription" } }
+        }
     };
     let refresh = (!progress.ready).then_some(REFRESH_SECONDS);
-    let markup = frame(&format!("{} — progress", tenant.display_name), &session, Some(&csrf), refresh, main);
+    let markup = frame(&request, &format!("{} — progress", tenant.display_name), &session, Some(&csrf), refresh, main);
     page(&request, StatusCode::OK, Some(&csrf), markup)
 }
 
@@ -284,6 +291,7 @@ mod tests {
             provisioning,
             url: url.map(str::to_string),
             conditions,
+            environments: json!([]),
             trial_ends_at: None,
             created_at: now,
             updated_at: now,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layout::{self, csrf_field, frame, page, see_other};
 use super::session::{self, CsrfToken, Session, check_csrf};
+use crate::cache::RateLimit;
 use crate::domain::money::Money;
 use crate::domain::plan::{ModulePolicy, PlanSpec};
 use crate::http::AppState;
@@ -44,6 +45,9 @@ impl FormErrors {
         self.fields.entry(field).or_insert_with(|| message.into());
     }
 }
+
+/// Availability checks per client: a person typing makes a few per company name.
+const SLUG_CHECK_RATE: RateLimit = RateLimit { per_minute: 60, burst: 30 };
 
 /// The fields of the form, in order: (name, label).
 const FIELDS: [&str; 5] = ["company_name", "slug", "admin_email", "seats", "plan"];
@@ -225,7 +229,7 @@ fn sentence(text: &str) -> String {
 }
 
 /// The plans that take new tenants, cheapest first.
-async fn open_plans(state: &AppState) -> Result<Vec<PlanSpec>, StoreError> {
+pub(super) async fn open_plans(state: &AppState) -> Result<Vec<PlanSpec>, StoreError> {
     let mut plans: Vec<PlanSpec> = state
         .store
         .plans()
@@ -296,7 +300,7 @@ fn render(
             }
         }
     };
-    let markup = frame("Sign up", session, Some(csrf), None, main);
+    let markup = frame(request, "Sign up", session, Some(csrf), None, main);
     page(request, status, Some(csrf), markup)
 }
 
@@ -401,10 +405,20 @@ pub struct SlugCheck {
 
 /// `GET /signup/slug?company=…&slug=…`: the slug given (or suggested from the company name),
 /// whether it is free, and if not why.
-pub async fn check_slug(state: web::Data<AppState>, query: web::Query<SlugQuery>) -> HttpResponse {
+pub async fn check_slug(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<SlugQuery>,
+) -> HttpResponse {
     let query = query.into_inner();
     let given = query.slug.trim();
     let refused = |slug: Option<String>, problem: String| SlugCheck { slug, available: false, problem: Some(problem) };
+    // Each check is a store lookup and tells whether a tenant exists: generous for a person
+    // typing, a wall for a script walking through names.
+    if crate::http::signup::check_client_rate(&state, &request, "slug-check", SLUG_CHECK_RATE).await.is_err() {
+        let problem = "Too many checks just now; the address is checked again when you submit the form.";
+        return json(StatusCode::TOO_MANY_REQUESTS, &refused(None, problem.to_string()));
+    }
     let slug = if given.is_empty() {
         match Slug::suggest(&query.company) {
             Some(slug) => slug,

@@ -6,6 +6,8 @@
 //!   until Ctrl-C.
 //! - `testenv exec -- CMD…` starts it, runs CMD with those variables set, stops it, and exits
 //!   with CMD's status: how the test suite shares one cluster between test processes.
+//! - `testenv demo [--port 8080]` starts it with the operator and the control plane on it, prints
+//!   the signup URL and a provider-admin token, and keeps everything running until Ctrl-C.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -13,6 +15,13 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use e2e::Environment;
 use tokio::signal::unix::{SignalKind, signal};
+
+// A binary's root resolves modules next to itself, where cargo would take them for binaries of
+// their own; the demo's modules live in a folder named after this one.
+#[path = "testenv/binaries.rs"]
+mod binaries;
+#[path = "testenv/demo.rs"]
+mod demo;
 
 #[derive(Parser)]
 #[command(about = "Tenantry's local test environment: Kubernetes v1.20.2 with a simulated kubelet, PostgreSQL, Redis")]
@@ -36,6 +45,9 @@ enum Command {
         #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Start the environment with the tenant operator and the control plane on it, print the
+    /// signup URL and a provider-admin token, and keep everything running until interrupted.
+    Demo(demo::DemoArgs),
 }
 
 #[tokio::main]
@@ -46,7 +58,11 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse().command).await {
+    let outcome = match Cli::parse().command {
+        Command::Demo(args) => demo::run(args).await,
+        command => run(command).await.map_err(|e| e.to_string()),
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("testenv: {e}");
@@ -71,6 +87,7 @@ async fn run(command: Command) -> e2e::Result<ExitCode> {
             eprintln!("testenv: everything is installed ({:.0?})", started.elapsed());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo(_) => unreachable!("main runs the demo"),
         Command::Up => {
             let env = start().await?;
             // Before the exports are printed: whoever reads them may stop us at once, and a

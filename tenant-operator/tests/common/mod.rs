@@ -147,7 +147,9 @@ impl Operator {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+        // A controller that does not end when asked would hang a real operator's shutdown.
+        let stopped = tokio::time::timeout(Duration::from_secs(30), &mut self.task).await;
+        assert!(stopped.is_ok(), "the operator did not stop within 30 s of its shutdown signal");
     }
 }
 

@@ -1,0 +1,478 @@
+//! `/t/{slug}/console`: the tenant console — seats (who holds them, the count against the plan's
+//! limit, a chart of the last 90 days), environments (production and test: version, state,
+//! address) and the subscription (plan, price, next period, plan change).
+//!
+//! Its forms go through the same functions as the API (`http::seats`, `http::tenants`), so a
+//! limit the API enforces is enforced here too; the page also disables what the plan does not
+//! allow, so a person does not have to find out by trying.
+
+use actix_web::http::StatusCode;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{HttpRequest, HttpResponse};
+use chrono::{DateTime, TimeDelta, Utc};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::layout::{self, csrf_field, frame, page, see_other};
+use super::progress::visible_tenant;
+use super::session::{CsrfToken, Session, check_csrf};
+use super::signup::format_money;
+use super::{chart, sentence};
+use crate::domain::plan::PlanSpec;
+use crate::domain::seats::{DailyPeak, daily_peaks};
+use crate::domain::subscription::{SubscriptionState, next_period_start};
+use crate::http::AppState;
+use crate::http::problem::Problem;
+use crate::http::types::UpdateTenantRequest;
+use crate::store::{Plan, ProvisioningState, Seat, SeatAdded, SeatCount, StoreError, Tenant};
+
+/// How far back the usage chart looks.
+const CHART_DAYS: u32 = 90;
+
+pub fn configure(config: &mut ServiceConfig) {
+    config
+        .service(web::resource("/t/{slug}/console").route(web::get().to(page_view)))
+        .service(web::resource("/t/{slug}/console/seats").app_data(super::form()).route(web::post().to(add_seat)))
+        .service(
+            web::resource("/t/{slug}/console/seats/remove").app_data(super::form()).route(web::post().to(remove_seat)),
+        )
+        .service(web::resource("/t/{slug}/console/plan").app_data(super::form()).route(web::post().to(change_plan)));
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SeatForm {
+    pub email: String,
+    pub csrf: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PlanForm {
+    pub plan: String,
+    pub csrf: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Done {
+    pub done: Option<String>,
+}
+
+/// What a form sent back to the page: an error at a field, and what was typed.
+#[derive(Debug, Default)]
+struct Outcome {
+    seat_error: Option<String>,
+    seat_email: String,
+    plan_error: Option<String>,
+    /// A confirmation of the last change (after its redirect).
+    done: Option<&'static str>,
+}
+
+/// Everything the page shows, read in one place.
+struct Console {
+    tenant: Tenant,
+    /// The plan version the tenant pays by.
+    plan: Plan,
+    /// Plans a tenant may move to.
+    open_plans: Vec<PlanSpec>,
+    count: SeatCount,
+    seats: Vec<Seat>,
+    peaks: Vec<DailyPeak>,
+    now: DateTime<Utc>,
+}
+
+async fn load(state: &AppState, tenant: Tenant) -> Result<Console, StoreError> {
+    let now = Utc::now();
+    let plan = state.store.plan_version(&tenant.plan, tenant.plan_version).await?;
+    let open_plans = super::signup::open_plans(state).await?;
+    let count = state.store.seat_count(&tenant.slug).await?;
+    let seats = state.store.seats(&tenant.slug).await?;
+    let from = now - TimeDelta::days(i64::from(CHART_DAYS));
+    let holdings = state.store.seat_holdings(&tenant.slug, from, now).await?;
+    let peaks = daily_peaks(&holdings, now, CHART_DAYS);
+    Ok(Console { tenant, plan, open_plans, count, seats, peaks, now })
+}
+
+/// The tenant when the session may manage it, else the response to send instead.
+async fn tenant_for(
+    state: &AppState,
+    request: &HttpRequest,
+    session: &Session,
+    slug: &str,
+) -> Result<Tenant, HttpResponse> {
+    match visible_tenant(state, session, slug).await {
+        Ok(Some(tenant)) if tenant.deleted_at.is_none() => Ok(tenant),
+        Ok(_) => Err(layout::not_found(request, session)),
+        Err(error) => {
+            tracing::warn!(%error, "tenant not read for its console");
+            Err(layout::unavailable(request, session))
+        }
+    }
+}
+
+pub async fn page_view(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    session: Session,
+    slug: web::Path<String>,
+    query: web::Query<Done>,
+) -> HttpResponse {
+    let tenant = match tenant_for(&state, &request, &session, &slug).await {
+        Ok(tenant) => tenant,
+        Err(response) => return response,
+    };
+    let done = match query.done.as_deref() {
+        Some("seat-added") => Some("The seat was added."),
+        Some("seat-held") => Some("That person already holds a seat; nothing changed."),
+        Some("seat-removed") => Some("The seat was released."),
+        Some("plan-changed") => Some("Your plan was changed."),
+        _ => None,
+    };
+    render(&state, &request, &session, tenant, Outcome { done, ..Outcome::default() }, StatusCode::OK).await
+}
+
+pub async fn add_seat(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    session: Session,
+    slug: web::Path<String>,
+    form: web::Form<SeatForm>,
+) -> HttpResponse {
+    if check_csrf(&request, &form.csrf).is_err() {
+        return layout::forbidden(&request);
+    }
+    let tenant = match tenant_for(&state, &request, &session, &slug).await {
+        Ok(tenant) => tenant,
+        Err(response) => return response,
+    };
+    let Some(principal) = session.principal() else { return layout::not_found(&request, &session) };
+    let email = form.email.trim();
+    match crate::http::seats::add_seat(&state, principal, &slug, email).await {
+        Ok(SeatAdded::Added(_)) => see_other(&format!("/t/{slug}/console?done=seat-added#seats"), &[]),
+        Ok(SeatAdded::AlreadyHeld(_)) => see_other(&format!("/t/{slug}/console?done=seat-held#seats"), &[]),
+        Err(problem) => {
+            let Some((status, message)) = seat_problem(&problem) else {
+                return failure(&request, &session, &problem);
+            };
+            let outcome = Outcome { seat_error: Some(message), seat_email: email.to_string(), ..Outcome::default() };
+            render(&state, &request, &session, tenant, outcome, status).await
+        }
+    }
+}
+
+pub async fn remove_seat(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    session: Session,
+    slug: web::Path<String>,
+    form: web::Form<SeatForm>,
+) -> HttpResponse {
+    if check_csrf(&request, &form.csrf).is_err() {
+        return layout::forbidden(&request);
+    }
+    let tenant = match tenant_for(&state, &request, &session, &slug).await {
+        Ok(tenant) => tenant,
+        Err(response) => return response,
+    };
+    let Some(principal) = session.principal() else { return layout::not_found(&request, &session) };
+    match crate::http::seats::remove_seat(&state, principal, &slug, &form.email).await {
+        Ok(()) => see_other(&format!("/t/{slug}/console?done=seat-removed#seats"), &[]),
+        // Released already (another tab, or twice): the page shows who holds seats now.
+        Err(problem) if problem.code == "seat_not_found" => {
+            let outcome =
+                Outcome { seat_error: Some(format!("{} holds no seat (any more).", form.email)), ..Outcome::default() };
+            render(&state, &request, &session, tenant, outcome, StatusCode::NOT_FOUND).await
+        }
+        Err(problem) => failure(&request, &session, &problem),
+    }
+}
+
+pub async fn change_plan(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    session: Session,
+    slug: web::Path<String>,
+    form: web::Form<PlanForm>,
+) -> HttpResponse {
+    if check_csrf(&request, &form.csrf).is_err() {
+        return layout::forbidden(&request);
+    }
+    let tenant = match tenant_for(&state, &request, &session, &slug).await {
+        Ok(tenant) => tenant,
+        Err(response) => return response,
+    };
+    let Some(principal) = session.principal() else { return layout::not_found(&request, &session) };
+    let (status, message) = if form.plan.is_empty() {
+        (StatusCode::UNPROCESSABLE_ENTITY, "Choose a plan.".to_string())
+    } else if form.plan == tenant.plan {
+        (StatusCode::UNPROCESSABLE_ENTITY, "You are on this plan already.".to_string())
+    } else {
+        let change = UpdateTenantRequest { plan: Some(form.plan.clone()), ..UpdateTenantRequest::default() };
+        match crate::http::tenants::change(&state, principal, &slug, change).await {
+            Ok(_) => return see_other(&format!("/t/{slug}/console?done=plan-changed#subscription"), &[]),
+            Err(problem) => match problem.code {
+                "plan_too_small" | "seat_limit_reached" => (
+                    StatusCode::CONFLICT,
+                    format!("{} Release seats first, or choose a larger plan.", sentence(&problem.detail)),
+                ),
+                "plan_retired" | "validation_failed" | "plan_not_found" => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "That plan takes no new customers; choose one of the plans listed.".to_string(),
+                ),
+                _ => return failure(&request, &session, &problem),
+            },
+        }
+    };
+    let outcome = Outcome { plan_error: Some(message), ..Outcome::default() };
+    render(&state, &request, &session, tenant, outcome, status).await
+}
+
+/// The words and status for a refused seat, or `None` when it is not the form's fault.
+fn seat_problem(problem: &Problem) -> Option<(StatusCode, String)> {
+    match problem.code {
+        "seat_limit_reached" => Some((
+            StatusCode::CONFLICT,
+            format!("{} Release a seat or move to a larger plan first.", sentence(&problem.detail)),
+        )),
+        "validation_failed" => {
+            Some((StatusCode::UNPROCESSABLE_ENTITY, "Enter an email address, for example ada@example.com.".into()))
+        }
+        _ => None,
+    }
+}
+
+/// A failure that is not about the form: the tenant vanished, or the service is down.
+fn failure(request: &HttpRequest, session: &Session, problem: &Problem) -> HttpResponse {
+    if problem.status == 404 || problem.status == 403 {
+        return layout::not_found(request, session);
+    }
+    tracing::warn!(code = problem.code, detail = %problem.detail, "a console change failed");
+    layout::unavailable(request, session)
+}
+
+async fn render(
+    state: &AppState,
+    request: &HttpRequest,
+    session: &Session,
+    tenant: Tenant,
+    outcome: Outcome,
+    status: StatusCode,
+) -> HttpResponse {
+    let console = match load(state, tenant).await {
+        Ok(console) => console,
+        Err(error) => {
+            tracing::warn!(%error, "console not read");
+            return layout::unavailable(request, session);
+        }
+    };
+    let csrf = CsrfToken::for_request(request);
+    let title = format!("{} — console", console.tenant.display_name);
+    let main = html! {
+        h1 { (console.tenant.display_name) }
+        p class="lead" { "Your ERP " code { (console.tenant.slug) } ": seats, environments and subscription." }
+        @if let Some(done) = outcome.done {
+            p class="confirm" role="status" { (done) }
+        }
+        (seats_section(&console, &outcome, &csrf))
+        (environments_section(&console))
+        (subscription_section(&console, &outcome, &csrf))
+    };
+    page(request, status, Some(&csrf), frame(request, &title, session, Some(&csrf), None, main))
+}
+
+fn seats_section(console: &Console, outcome: &Outcome, csrf: &CsrfToken) -> Markup {
+    let slug = &console.tenant.slug;
+    let SeatCount { count, max_seats, .. } = console.count;
+    let full = count >= max_seats;
+    let described_by = match (&outcome.seat_error, full) {
+        (Some(_), _) => "seat-email-error",
+        (None, true) => "seat-limit-note",
+        (None, false) => "seat-email-hint",
+    };
+    html! {
+        section id="seats" class="console-section" aria-labelledby="seats-title" {
+            h2 id="seats-title" { "Seats" }
+            p class="meter-line" {
+                span id="seat-count" { strong data-seat-count { (count) } " of " (max_seats) " seats in use" }
+                meter min="0" max=(max_seats) value=(count) aria-labelledby="seat-count" {}
+            }
+            @if console.seats.is_empty() {
+                p { "Nobody holds a seat yet." }
+            } @else {
+                ul class="seat-list" aria-label="People holding a seat" {
+                    @for seat in &console.seats {
+                        li data-seat=(seat.email) {
+                            span { (seat.email) " " span class="hint" { "since " (seat.assigned_at.format("%-d %b %Y")) } }
+                            form method="post" action={ "/t/" (slug) "/console/seats/remove" } class="inline" {
+                                (csrf_field(csrf))
+                                input type="hidden" name="email" value=(seat.email);
+                                button type="submit" class="secondary" aria-label={ "Remove " (seat.email) } { "Remove" }
+                            }
+                        }
+                    }
+                }
+            }
+            form method="post" action={ "/t/" (slug) "/console/seats" } class="signup" novalidate {
+                (csrf_field(csrf))
+                div class={ "field" @if outcome.seat_error.is_some() { " invalid" } } {
+                    label for="seat-email" { "Add a person (email address)" }
+                    p class="hint" id="seat-email-hint" { "They take one seat; billing counts the seats held." }
+                    @if full {
+                        p class="notice" id="seat-limit-note" {
+                            "All " (max_seats) " seats of your plan are in use. Remove someone, or move to a larger plan below, to add more people."
+                        }
+                    }
+                    @if let Some(error) = &outcome.seat_error { p class="error" id="seat-email-error" role="alert" { (error) } }
+                    input type="email" id="seat-email" name="email" autocomplete="off" value=(outcome.seat_email)
+                        disabled[full] aria-describedby=(described_by)
+                        aria-invalid=[outcome.seat_error.as_ref().map(|_| "true")];
+                }
+                button type="submit" disabled[full] { "Add seat" }
+            }
+            h3 { "Usage" }
+            (chart::seat_usage(&console.peaks, max_seats))
+        }
+    }
+}
+
+/// One environment as the page shows it.
+struct EnvironmentView {
+    name: &'static str,
+    exists: bool,
+    version: String,
+    state: &'static str,
+    url: Option<String>,
+}
+
+fn environments(console: &Console) -> [EnvironmentView; 2] {
+    let tenant = &console.tenant;
+    let reported = |name: &str| {
+        tenant.environments.as_array().and_then(|list| list.iter().find(|env| env["name"] == name)).cloned()
+    };
+    let suspended = tenant.provisioning == ProvisioningState::Suspended;
+    let state = |reported: Option<&serde_json::Value>| -> &'static str {
+        match (reported, tenant.provisioning) {
+            (_, ProvisioningState::Suspended) => "suspended (scaled to zero, data kept)",
+            (_, ProvisioningState::Waiting | ProvisioningState::Applied) => "waiting to be built",
+            (_, ProvisioningState::Invalid) => "refused by the cluster",
+            (_, ProvisioningState::Deleting | ProvisioningState::Deleted) => "being removed",
+            (Some(env), _) if env["ready"] == true => "running",
+            (Some(_), _) => "starting",
+            (None, _) => "being built",
+        }
+    };
+    let production = reported("production");
+    let test = reported("test");
+    let has_test = console.plan.spec.test_environment || test.is_some();
+    let url = |env: Option<&serde_json::Value>| env.and_then(|env| env["url"].as_str().map(str::to_string));
+    let version = |env: Option<&serde_json::Value>| {
+        env.and_then(|env| env["version"].as_str().map(str::to_string)).unwrap_or_else(|| tenant.erp_version.clone())
+    };
+    [
+        EnvironmentView {
+            name: "production",
+            exists: true,
+            version: version(production.as_ref()),
+            state: state(production.as_ref()),
+            url: if suspended { None } else { url(production.as_ref()).or_else(|| tenant.url.clone()) },
+        },
+        EnvironmentView {
+            name: "test",
+            exists: has_test,
+            version: version(test.as_ref()),
+            state: state(test.as_ref()),
+            url: if suspended { None } else { url(test.as_ref()) },
+        },
+    ]
+}
+
+fn environments_section(console: &Console) -> Markup {
+    html! {
+        section id="environments" class="console-section" aria-labelledby="environments-title" {
+            h2 id="environments-title" { "Environments" }
+            div class="envs" {
+                @for env in environments(console) {
+                    div class="env" data-environment=(env.name) {
+                        h3 { @if env.name == "production" { "Production" } @else { "Test" } }
+                        @if env.exists {
+                            dl class="facts" {
+                                dt { "Version" } dd { "Tryton " (env.version) }
+                                dt { "State" } dd data-env-state { (env.state) }
+                                dt { "Address" }
+                                dd {
+                                    @match &env.url {
+                                        Some(url) => a href=(url) { (url) },
+                                        None => "not available yet",
+                                    }
+                                }
+                            }
+                        } @else {
+                            p { "Your plan has no test environment. Plans with one are listed below." }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn state_words(state: SubscriptionState) -> &'static str {
+    match state {
+        SubscriptionState::Trialing => "free trial",
+        SubscriptionState::Active => "active",
+        SubscriptionState::PastDue => "payment overdue",
+        SubscriptionState::Suspended => "suspended",
+        SubscriptionState::Canceled => "canceled",
+    }
+}
+
+fn subscription_section(console: &Console, outcome: &Outcome, csrf: &CsrfToken) -> Markup {
+    let tenant = &console.tenant;
+    let spec = &console.plan.spec;
+    let price = &spec.price_per_seat_month;
+    let held = console.count.count;
+    let monthly = price.times(held).map(|amount| format_money(&amount)).unwrap_or_else(|_| "—".into());
+    let next = next_period_start(tenant.created_at, tenant.trial_ends_at, console.now);
+    let trialing = tenant.state == SubscriptionState::Trialing;
+    html! {
+        section id="subscription" class="console-section" aria-labelledby="subscription-title" {
+            h2 id="subscription-title" { "Subscription" }
+            dl class="facts" {
+                dt { "Plan" } dd data-plan { (spec.display_name) }
+                dt { "Price" } dd { (format_money(price)) " per seat per month" }
+                dt { "State" } dd data-subscription-state { (state_words(tenant.state)) }
+                @if let (true, Some(ends)) = (trialing, tenant.trial_ends_at) {
+                    dt { "Trial ends" } dd { (ends.format("%-d %B %Y")) }
+                }
+                dt { "Next period" } dd { "from " (next.format("%-d %B %Y")) }
+                dt { "Next period's amount" }
+                dd { (monthly) " for the " (held) " " (if held == 1 { "seat" } else { "seats" }) " held now" }
+            }
+            form method="post" action={ "/t/" (tenant.slug) "/console/plan" } class="signup" {
+                (csrf_field(csrf))
+                fieldset class={ "field" @if outcome.plan_error.is_some() { " invalid" } }
+                    aria-describedby=[outcome.plan_error.as_ref().map(|_| "plan-error")] {
+                    legend { "Change plan" }
+                    @if let Some(error) = &outcome.plan_error { p class="error" id="plan-error" role="alert" { (error) } }
+                    @for plan in &console.open_plans {
+                        @let id = format!("plan-{}", plan.name);
+                        @let too_small = plan.max_seats < held;
+                        div class="choice" {
+                            input type="radio" id=(id) name="plan" value=(plan.name)
+                                checked[plan.name == tenant.plan] disabled[too_small && plan.name != tenant.plan];
+                            label for=(id) {
+                                strong { (plan.display_name) } " — " (format_money(&plan.price_per_seat_month))
+                                " per seat per month, up to " (plan.max_seats) " seats"
+                                @if plan.test_environment { ", test environment" }
+                                @if plan.name == tenant.plan { " (your plan)" }
+                                @if too_small && plan.name != tenant.plan { " — too small for your " (held) " seats" }
+                            }
+                        }
+                    }
+                }
+                button type="submit" { "Change plan" }
+            }
+        }
+    }
+}

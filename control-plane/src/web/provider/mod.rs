@@ -1,0 +1,153 @@
+//! The provider console, for provider-admin sessions only: anyone else gets the page of an
+//! unknown URL, so the console does not even show that it exists.
+//!
+//! - `GET /provider`: totals per plan (tenants, seats, monthly recurring revenue) and the tenant
+//!   table (search, filters, sorting, pages) (`tenants`);
+//! - `GET /provider/tenants/{slug}`: one tenant, with `POST …/suspend` and `…/resume` (`detail`);
+//! - `GET /provider/plans`, `GET|POST /provider/plans/{name}` (revise), `POST
+//!   /provider/plans/{name}/retire`, `GET|POST /provider/new-plan` (`plans`, forms in
+//!   `plan_form`).
+//!
+//! Changes go through the same functions as the API (`crate::http::tenants::change_state`,
+//! `crate::http::plans::{create_plan, revise_plan, retire_plan}`), so they are checked alike.
+
+mod detail;
+mod plan_form;
+mod plans;
+mod tenants;
+
+use actix_web::HttpRequest;
+use actix_web::web::{self, ServiceConfig};
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+
+use super::sentence;
+use super::session::Session;
+use crate::auth::{Principal, Role};
+use crate::domain::subscription::SubscriptionState;
+use crate::store::ProvisioningState;
+
+pub fn configure(config: &mut ServiceConfig) {
+    let form = super::form;
+    config
+        .service(web::resource("/provider").route(web::get().to(tenants::page_view)))
+        .service(web::resource("/provider/tenants/{slug}").route(web::get().to(detail::page_view)))
+        .service(
+            web::resource("/provider/tenants/{slug}/suspend").app_data(form()).route(web::post().to(detail::suspend)),
+        )
+        .service(
+            web::resource("/provider/tenants/{slug}/resume").app_data(form()).route(web::post().to(detail::resume)),
+        )
+        .service(web::resource("/provider/plans").route(web::get().to(plans::list_view)))
+        .service(
+            web::resource("/provider/new-plan")
+                .app_data(form())
+                .route(web::get().to(plans::new_plan_view))
+                .route(web::post().to(plans::create)),
+        )
+        .service(
+            web::resource("/provider/plans/{name}")
+                .app_data(form())
+                .route(web::get().to(plans::plan_view))
+                .route(web::post().to(plans::revise)),
+        )
+        .service(web::resource("/provider/plans/{name}/retire").app_data(form()).route(web::post().to(plans::retire)));
+}
+
+/// The provider admin of the session; `None` for every other session and for none.
+fn provider_admin(session: &Session) -> Option<&Principal> {
+    session.principal().filter(|principal| principal.role == Role::ProviderAdmin)
+}
+
+/// The query string's pairs; the first of a repeated name counts. A query that cannot be read
+/// at all counts as empty (the pages then show their defaults).
+fn query_pairs(request: &HttpRequest) -> Vec<(String, String)> {
+    web::Query::<Vec<(String, String)>>::from_query(request.query_string()).map(|q| q.into_inner()).unwrap_or_default()
+}
+
+fn query_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+}
+
+/// `?name=value&…`, percent-encoded, leaving out empty values; empty when nothing is left.
+fn query_string(pairs: &[(&str, &str)]) -> String {
+    let encoded: Vec<String> = pairs
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| format!("{}={}", percent_encode(name), percent_encode(value)))
+        .collect();
+    if encoded.is_empty() { String::new() } else { format!("?{}", encoded.join("&")) }
+}
+
+/// Every byte but the unreserved characters of RFC 3986 as `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+fn state_label(state: SubscriptionState) -> &'static str {
+    match state {
+        SubscriptionState::Trialing => "trialing",
+        SubscriptionState::Active => "active",
+        SubscriptionState::PastDue => "past due",
+        SubscriptionState::Suspended => "suspended",
+        SubscriptionState::Canceled => "canceled",
+    }
+}
+
+fn provisioning_label(state: ProvisioningState) -> &'static str {
+    match state {
+        ProvisioningState::Waiting => "waiting",
+        ProvisioningState::Applied => "applied",
+        ProvisioningState::Provisioning => "provisioning",
+        ProvisioningState::Ready => "ready",
+        ProvisioningState::Degraded => "degraded",
+        ProvisioningState::Suspended => "suspended",
+        ProvisioningState::Invalid => "invalid",
+        ProvisioningState::Deleting => "deleting",
+        ProvisioningState::Deleted => "deleted",
+    }
+}
+
+/// A day, readable, with the exact instant for machines.
+fn date(at: DateTime<Utc>) -> Markup {
+    html! { time datetime=(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)) { (at.format("%Y-%m-%d")) } }
+}
+
+/// A day and time (UTC).
+fn date_time(at: DateTime<Utc>) -> Markup {
+    html! {
+        time datetime=(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)) { (at.format("%Y-%m-%d %H:%M UTC")) }
+    }
+}
+
+/// A short confirmation after a change, announced politely.
+fn confirmation(message: Option<&str>) -> Markup {
+    html! {
+        @if let Some(message) = message {
+            p class="confirmation" role="status" { (message) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_encoded_and_skip_empty_values() {
+        assert_eq!(
+            query_string(&[("q", "100% off & more"), ("plan", ""), ("page", "2")]),
+            "?q=100%25%20off%20%26%20more&page=2"
+        );
+        assert_eq!(query_string(&[("q", "")]), "");
+        assert_eq!(percent_encode("ä"), "%C3%A4");
+    }
+}
