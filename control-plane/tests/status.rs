@@ -33,32 +33,7 @@ async fn until_api(app: &TestApp, path: &str, what: &str, done: impl Fn(&Value) 
 /// Opens the progress page as the tenant's admin and presses "Show the master password":
 /// (status, page text).
 async fn reveal(app: &TestApp, slug: &str, session: &str) -> (u16, String) {
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let page = http
-        .get(format!("{}/t/{slug}", app.url))
-        .header("cookie", format!("tenantry_session={session}"))
-        .send()
-        .await
-        .unwrap();
-    let csrf_cookie =
-        page.headers().get_all("set-cookie").iter().filter_map(|value| value.to_str().ok()).find_map(|value| {
-            value.strip_prefix("tenantry_csrf=").map(|rest| rest.split(';').next().unwrap().to_string())
-        });
-    let text = page.text().await.unwrap();
-    let marker = "name=\"csrf\" value=\"";
-    let csrf = match text.find(marker) {
-        Some(start) => text[start + marker.len()..].split('"').next().unwrap().to_string(),
-        None => return (0, text),
-    };
-    let cookie = format!("tenantry_session={session}; tenantry_csrf={}", csrf_cookie.unwrap_or_else(|| csrf.clone()));
-    let response = http
-        .post(format!("{}/t/{slug}/password", app.url))
-        .header("cookie", cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
+    harness::reveal_master_password(&app.url, slug, session).await
 }
 
 #[tokio::test]

@@ -45,7 +45,14 @@ pub struct KubeBinaries {
 /// Everything installed: packages, Kubernetes binaries. Cheap after the first call.
 pub fn ensure_all() -> Result<KubeBinaries> {
     ensure_debian_packages(RUNTIME_PACKAGES)?;
+    ensure_helm()?;
     ensure_kubernetes()
+}
+
+/// Helm v4's engine for the chart tests: helm-python-sdk in a cached virtualenv
+/// ([`crate::helm::HelmSdk`]).
+pub fn ensure_helm() -> Result<()> {
+    crate::helm::HelmSdk::ensure().map(drop)
 }
 
 /// A lock file in the cache, held until dropped.

@@ -5,12 +5,14 @@
 
 pub mod browser;
 pub mod error;
+pub mod helm;
 pub mod install;
 pub mod paths;
 pub mod postgres;
 pub mod process;
 pub mod redis_server;
 pub mod tryton;
+mod venv;
 
 pub mod cluster;
 pub mod env;

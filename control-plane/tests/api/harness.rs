@@ -186,3 +186,33 @@ impl Reply {
         assert_eq!(self.body["status"], status, "{self:?}");
     }
 }
+
+/// Opens `/t/{slug}` of the server at `base_url` with `session` and presses "Show the master
+/// password", as a browser would (the page's CSRF cookie and field): (status, page text).
+#[allow(dead_code, reason = "the status and chart tests use it; the API tests do not")]
+pub async fn reveal_master_password(base_url: &str, slug: &str, session: &str) -> (u16, String) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = http
+        .get(format!("{base_url}/t/{slug}"))
+        .header("cookie", format!("tenantry_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    let csrf_cookie =
+        page.headers().get_all("set-cookie").iter().filter_map(|value| value.to_str().ok()).find_map(|value| {
+            value.strip_prefix("tenantry_csrf=").map(|rest| rest.split(';').next().unwrap().to_string())
+        });
+    let text = page.text().await.unwrap();
+    let marker = "name=\"csrf\" value=\"";
+    let Some(start) = text.find(marker) else { return (0, text) };
+    let csrf = text[start + marker.len()..].split('"').next().unwrap().to_string();
+    let cookie = format!("tenantry_session={session}; tenantry_csrf={}", csrf_cookie.unwrap_or_else(|| csrf.clone()));
+    let response = http
+        .post(format!("{base_url}/t/{slug}/password"))
+        .header("cookie", cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}

@@ -14,6 +14,7 @@ use crate::install::{CacheLock, ensure_debian_packages, which};
 use crate::paths::cache_dir;
 use crate::postgres::Postgres;
 use crate::process::{Spec, Supervised, WorkDir, run, run_async};
+use crate::venv::{publish, remove_unused_venvs};
 
 /// Name of the file, inside a finished virtualenv, listing what was installed into it. It is
 /// written last, so a virtualenv without it (or with another list) is never used.
@@ -266,35 +267,6 @@ fn install(series: &str, root: &Path, link: &Path, python: &Path, requirements: 
         tracing::info!(series, elapsed = ?started.elapsed(), "Tryton installed");
     }
     result
-}
-
-/// Points `link` at `root/<name>` in one `rename`, so readers see the old venv or the new one.
-fn publish(root: &Path, link: &Path, name: &str) -> Result<()> {
-    // A real directory there (not made by this code) cannot be replaced by a rename.
-    if fs::symlink_metadata(link).is_ok_and(|m| m.is_dir()) {
-        fs::remove_dir_all(link).context(|| format!("removing {}", link.display()))?;
-    }
-    let temporary = root.join(format!(".venv-link-{}", std::process::id()));
-    let _ = fs::remove_file(&temporary);
-    std::os::unix::fs::symlink(name, &temporary).context(|| format!("creating {}", temporary.display()))?;
-    fs::rename(&temporary, link).context(|| format!("publishing {}", link.display()))
-}
-
-/// Removes venvs left by failed or superseded installs, except the one `link` points to (a
-/// test process may still be running from it).
-fn remove_unused_venvs(root: &Path, link: &Path) {
-    let current = fs::read_link(link).ok();
-    let Ok(entries) = fs::read_dir(root) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let is_venv = name.to_str().is_some_and(|n| n.starts_with("venv-"));
-        if is_venv && current.as_deref() != Some(Path::new(&name)) {
-            tracing::debug!(path = %entry.path().display(), "removing an unused Tryton venv");
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 /// `trytond --version` prints `trytond 7.0.59`.
