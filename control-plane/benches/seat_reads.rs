@@ -38,7 +38,6 @@ use e2e::postgres::{Postgres, PostgresServer};
 use e2e::process::{Spec, Supervised, WorkDir};
 use e2e::redis_server::Redis;
 use futures::{StreamExt, TryStreamExt, stream};
-use tokio::signal::unix::{SignalKind, signal};
 
 /// The plan every benchmark tenant is on.
 const PLAN: &str = "bench-seats";
@@ -87,7 +86,7 @@ async fn main() -> ExitCode {
     let outcome = tokio::select! {
         outcome = run(&args) => outcome,
         // Dropping `run` stops the server, Redis, PostgreSQL, wrk and pgbench.
-        _ = interrupted() => Err("interrupted".into()),
+        _ = e2e::process::interrupted() => Err("interrupted".into()),
     };
     match outcome {
         Ok(report) => {
@@ -98,17 +97,6 @@ async fn main() -> ExitCode {
             eprintln!("seat_reads: {message}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

@@ -41,7 +41,6 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tenant_operator::api::{Phase, Tenant};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -77,7 +76,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let outcome = tokio::select! {
         outcome = run(&args) => outcome,
-        _ = interrupted() => Err("interrupted; this run's Tenants may be left in the cluster".into()),
+        _ = e2e::process::interrupted() => Err("interrupted; this run's Tenants may be left in the cluster".into()),
     };
     match outcome {
         Ok(report) => {
@@ -88,17 +87,6 @@ async fn main() -> ExitCode {
             eprintln!("signup_to_ready: {message}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

@@ -394,6 +394,22 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr().context(|| "finding a free port".into())?.port())
 }
 
+/// Resolves on Ctrl-C or SIGTERM: what a long-running tool (a bench, the demo) stops on. Never
+/// resolves when no SIGTERM handler can be installed (Ctrl-C still works then).
+pub async fn interrupted() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

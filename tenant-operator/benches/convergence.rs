@@ -45,7 +45,6 @@ use tenant_operator::controller::OperatorConfig;
 use tenant_operator::profile::ImageDefaults;
 use tenant_operator::validate::validate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 /// The label that selects one run's Tenants (the operator's `--tenant-selector`).
@@ -103,15 +102,6 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
 /// What the measurements run against.
 struct Bench {
     client: Client,
@@ -132,12 +122,12 @@ async fn run(args: Args) -> Result<(), String> {
     // Interrupted while setting up, the operator (if started) is stopped as `set_up` is dropped.
     let bench = tokio::select! {
         bench = set_up(&args, &run_id, &spec) => bench?,
-        _ = interrupted() => return Err("interrupted".into()),
+        _ = e2e::process::interrupted() => return Err("interrupted".into()),
     };
 
     let measured = tokio::select! {
         measured = measure(&bench, &args, &run_id, &spec) => Some(measured),
-        _ = interrupted() => {
+        _ = e2e::process::interrupted() => {
             progress("interrupted: cleaning up (interrupt again to leave everything as it is)");
             None
         }
@@ -146,7 +136,7 @@ async fn run(args: Args) -> Result<(), String> {
     progress("cleaning up");
     let cleaned = tokio::select! {
         cleaned = clean_up(&bench, &run_id, n) => cleaned,
-        _ = interrupted() => Err(format!("interrupted while cleaning up: run {run_id}'s objects are left")),
+        _ = e2e::process::interrupted() => Err(format!("interrupted while cleaning up: run {run_id}'s objects are left")),
     };
     // The operator is stopped by now; its figures were taken while it ran.
     let log = bench.operator.keep_log();

@@ -137,17 +137,7 @@ impl TryFrom<PlanRow> for Plan {
 }
 
 pub(crate) fn provisioning_as_str(state: ProvisioningState) -> &'static str {
-    match state {
-        ProvisioningState::Waiting => "waiting",
-        ProvisioningState::Applied => "applied",
-        ProvisioningState::Provisioning => "provisioning",
-        ProvisioningState::Ready => "ready",
-        ProvisioningState::Degraded => "degraded",
-        ProvisioningState::Suspended => "suspended",
-        ProvisioningState::Invalid => "invalid",
-        ProvisioningState::Deleting => "deleting",
-        ProvisioningState::Deleted => "deleted",
-    }
+    state.as_str()
 }
 
 fn provisioning_from_str(text: &str) -> Result<ProvisioningState> {

@@ -91,6 +91,23 @@ pub enum ProvisioningState {
     Deleted,
 }
 
+impl ProvisioningState {
+    /// As stored, and as in the API's JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Applied => "applied",
+            Self::Provisioning => "provisioning",
+            Self::Ready => "ready",
+            Self::Degraded => "degraded",
+            Self::Suspended => "suspended",
+            Self::Invalid => "invalid",
+            Self::Deleting => "deleting",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tenant {
     pub slug: String,

@@ -18,6 +18,7 @@ use super::progress::visible_tenant;
 use super::session::{CsrfToken, Session, check_csrf};
 use super::signup::format_money;
 use super::{chart, sentence};
+use crate::auth::Principal;
 use crate::domain::plan::PlanSpec;
 use crate::domain::seats::{DailyPeak, daily_peaks};
 use crate::domain::subscription::{SubscriptionState, next_period_start};
@@ -111,6 +112,23 @@ async fn tenant_for(
     }
 }
 
+/// A console form's checks before it acts: the CSRF token, and a session that may manage the
+/// tenant. The tenant and who acts, else the response to send instead.
+async fn posted<'s>(
+    state: &AppState,
+    request: &HttpRequest,
+    session: &'s Session,
+    slug: &str,
+    csrf: &str,
+) -> Result<(Tenant, &'s Principal), HttpResponse> {
+    if check_csrf(request, csrf).is_err() {
+        return Err(layout::forbidden(request));
+    }
+    let tenant = tenant_for(state, request, session, slug).await?;
+    let principal = session.principal().ok_or_else(|| layout::not_found(request, session))?;
+    Ok((tenant, principal))
+}
+
 pub async fn page_view(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -139,14 +157,10 @@ pub async fn add_seat(
     slug: web::Path<String>,
     form: web::Form<SeatForm>,
 ) -> HttpResponse {
-    if check_csrf(&request, &form.csrf).is_err() {
-        return layout::forbidden(&request);
-    }
-    let tenant = match tenant_for(&state, &request, &session, &slug).await {
-        Ok(tenant) => tenant,
+    let (tenant, principal) = match posted(&state, &request, &session, &slug, &form.csrf).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
-    let Some(principal) = session.principal() else { return layout::not_found(&request, &session) };
     let email = form.email.trim();
     match crate::http::seats::add_seat(&state, principal, &slug, email).await {
         Ok(SeatAdded::Added(_)) => see_other(&format!("/t/{slug}/console?done=seat-added#seats"), &[]),
@@ -168,14 +182,10 @@ pub async fn remove_seat(
     slug: web::Path<String>,
     form: web::Form<SeatForm>,
 ) -> HttpResponse {
-    if check_csrf(&request, &form.csrf).is_err() {
-        return layout::forbidden(&request);
-    }
-    let tenant = match tenant_for(&state, &request, &session, &slug).await {
-        Ok(tenant) => tenant,
+    let (tenant, principal) = match posted(&state, &request, &session, &slug, &form.csrf).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
-    let Some(principal) = session.principal() else { return layout::not_found(&request, &session) };
     match crate::http::seats::remove_seat(&state, principal, &slug, &form.email).await {
         Ok(()) => see_other(&format!("/t/{slug}/console?done=seat-removed#seats"), &[]),
         // Released already (another tab, or twice): the page shows who holds seats now.
@@ -195,14 +205,10 @@ pub async fn change_plan(
     slug: web::Path<String>,
     form: web::Form<PlanForm>,
 ) -> HttpResponse {
-    if check_csrf(&request, &form.csrf).is_err() {
-        return layout::forbidden(&request);
-    }
-    let tenant = match tenant_for(&state, &request, &session, &slug).await {
-        Ok(tenant) => tenant,
+    let (tenant, principal) = match posted(&state, &request, &session, &slug, &form.csrf).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
-    let Some(principal) = session.principal() else { return layout::not_found(&request, &session) };
     let (status, message) = if form.plan.is_empty() {
         (StatusCode::UNPROCESSABLE_ENTITY, "Choose a plan.".to_string())
     } else if form.plan == tenant.plan {

@@ -103,17 +103,7 @@ fn state_label(state: SubscriptionState) -> &'static str {
 }
 
 fn provisioning_label(state: ProvisioningState) -> &'static str {
-    match state {
-        ProvisioningState::Waiting => "waiting",
-        ProvisioningState::Applied => "applied",
-        ProvisioningState::Provisioning => "provisioning",
-        ProvisioningState::Ready => "ready",
-        ProvisioningState::Degraded => "degraded",
-        ProvisioningState::Suspended => "suspended",
-        ProvisioningState::Invalid => "invalid",
-        ProvisioningState::Deleting => "deleting",
-        ProvisioningState::Deleted => "deleted",
-    }
+    state.as_str()
 }
 
 /// A day, readable, with the exact instant for machines.
