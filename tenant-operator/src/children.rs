@@ -383,6 +383,14 @@ pub fn summarize(kind: &str, object: &DynamicObject) -> Option<Readiness> {
 }
 
 /// Kinds watched in full (for their readiness) rather than as metadata only.
+/// Whether the operator watches children of `kind` at all. Not Secrets: a watch (or list) of
+/// Secrets cannot be narrowed by RBAC to the operator's own, and would let it read every Secret
+/// of the cluster. Its Secrets are created once and never changed, so knowing that it created
+/// (or found) them is enough; it reads and patches them by name only.
+pub fn watched(kind: &str) -> bool {
+    kind != "Secret"
+}
+
 pub fn watched_in_full(kind: &str) -> bool {
     matches!(kind, "Deployment" | "StatefulSet" | "Job")
 }

@@ -98,7 +98,7 @@ pub async fn run(
     let cache = ChildCache::new();
     let mut kinds = managed_kinds();
     kinds.push(ApiResource::erase::<Namespace>(&()));
-    for resource in kinds {
+    for resource in kinds.into_iter().filter(|resource| children::watched(&resource.kind)) {
         controller = if children::watched_in_full(&resource.kind) {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
             watch_children(controller, api, &resource, &managed, &cache, children::summarize)

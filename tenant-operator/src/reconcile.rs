@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy};
@@ -331,23 +331,35 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
                     .patch(&namespace, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .map_err(|e| Error::kube(&namespace, e))?;
-                for resource in build::managed_kinds()
-                    .into_iter()
-                    .filter(|r| r.kind == "Secret" || r.kind == "PersistentVolumeClaim")
-                {
-                    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
-                    let selector = format!("{}={}", labels::TENANT, name);
-                    let objects = api
-                        .list_metadata(&ListParams::default().labels(&selector))
-                        .await
-                        .map_err(|e| Error::kube(&namespace, e))?;
-                    for object in objects {
-                        if let Some(patch) = release(&object.metadata) {
-                            ctx.metrics.api_write(&resource.kind, "patch");
-                            api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                                .await
-                                .map_err(|e| Error::kube(object.name_any(), e))?;
-                        }
+                // The data kept: the volumes, found by label, and the generated Secrets, by name
+                // (the operator may not list Secrets; see `children::watched`).
+                let volumes: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+                let selector = format!("{}={}", labels::TENANT, name);
+                let claims = volumes
+                    .list_metadata(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(|e| Error::kube(&namespace, e))?;
+                for claim in claims {
+                    if let Some(patch) = release(&claim.metadata) {
+                        ctx.metrics.api_write("PersistentVolumeClaim", "patch");
+                        volumes
+                            .patch(&claim.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                            .map_err(|e| Error::kube(claim.name_any(), e))?;
+                    }
+                }
+                let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+                for secret in [build::DATABASE_SECRET, build::MASTER_PASSWORD_SECRET] {
+                    let Some(found) = secrets.get_metadata_opt(secret).await.map_err(|e| Error::kube(secret, e))?
+                    else {
+                        continue;
+                    };
+                    if let Some(patch) = release(&found.metadata) {
+                        ctx.metrics.api_write("Secret", "patch");
+                        secrets
+                            .patch(secret, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                            .map_err(|e| Error::kube(secret, e))?;
                     }
                 }
             }

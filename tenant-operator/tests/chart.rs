@@ -343,29 +343,35 @@ async fn the_operator_cluster_role_grants_exactly_what_the_code_uses() {
     let chart = rendered(json!({})).await;
     let role = chart.get("ClusterRole", "tenantry-system-demo-tenantry-operator").unwrap();
     let mut expected = BTreeSet::new();
-    let mut grant = |group: &str, resource: &str, verbs: &[&str]| {
+    let mut grant = |group: &str, resource: &str, verbs: &[&str], names: &[&str]| {
         for verb in verbs {
-            expected.insert((group.to_string(), resource.to_string(), verb.to_string(), Vec::new()));
+            let names = names.iter().map(|name| name.to_string()).collect();
+            expected.insert((group.to_string(), resource.to_string(), verb.to_string(), names));
         }
     };
     // The controller lists and watches Tenants; the finalizer is a JSON patch; the status is
     // server-side applied to the status subresource; blockOwnerDeletion needs finalizers.
-    grant("tenantry.dev", "tenants", &["list", "watch", "patch"]);
-    grant("tenantry.dev", "tenants/status", &["patch"]);
-    grant("tenantry.dev", "tenants/finalizers", &["update"]);
+    grant("tenantry.dev", "tenants", &["list", "watch", "patch"], &[]);
+    grant("tenantry.dev", "tenants/status", &["patch"], &[]);
+    grant("tenantry.dev", "tenants/finalizers", &["update"], &[]);
     let mut kinds = tenant_operator::build::managed_kinds();
     kinds.push(kube::api::ApiResource::erase::<Namespace>(&()));
     for kind in kinds {
         // Watched, read when the cache cannot vouch, created, patched (apply, ownership upgrade,
-        // release on Retain), deleted as orphans. Secrets are never deleted; Jobs never patched.
+        // release on Retain), deleted as orphans. Jobs are never patched. Secrets are not
+        // watched: created, then read and patched by the names the operator generates.
+        if kind.kind == "Secret" {
+            grant("", "secrets", &["create"], &[]);
+            let generated = [tenant_operator::build::DATABASE_SECRET, tenant_operator::build::MASTER_PASSWORD_SECRET];
+            grant("", "secrets", &["get", "patch"], &generated);
+            continue;
+        }
         let mut verbs = vec!["get", "list", "watch", "create"];
         if kind.kind != "Job" {
             verbs.push("patch");
         }
-        if kind.kind != "Secret" {
-            verbs.push("delete");
-        }
-        grant(&kind.group, &kind.plural, &verbs);
+        verbs.push("delete");
+        grant(&kind.group, &kind.plural, &verbs, &[]);
     }
     assert_eq!(grants(role), expected);
 
@@ -577,6 +583,13 @@ async fn operator_rbac_is_sufficient_and_least() {
         Api::<Secret>::namespaced(client.clone(), "kube-system").delete("any", &DeleteParams::default()).await,
         "deleting a Secret",
     );
+    let kube_system: Api<Secret> = Api::namespaced(client.clone(), "kube-system");
+    assert_forbidden(kube_system.get("any").await, "reading a Secret in kube-system");
+    assert_forbidden(kube_system.list(&ListParams::default()).await, "listing the Secrets of kube-system");
+    assert_forbidden(Api::<Secret>::all(client.clone()).list(&ListParams::default()).await, "listing every Secret");
+    // Even in its own tenant's namespace: only the Secrets it generates, by name.
+    let own_namespace: Api<Secret> = Api::namespaced(client.clone(), &namespace_of(&name));
+    assert_forbidden(own_namespace.list(&ListParams::default()).await, "listing a tenant's Secrets");
     assert_forbidden(Api::<Pod>::all(client.clone()).list(&ListParams::default()).await, "listing Pods");
     assert_forbidden(Api::<Node>::all(client.clone()).list(&ListParams::default()).await, "listing Nodes");
     let job_patch = Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}));
