@@ -145,6 +145,12 @@ pub async fn start_with_cache(settings: Settings, cache: Cache) -> Result<Runnin
         webhooks.clone(),
         shutdown_rx.clone(),
     )));
+    workers.push(tokio::spawn(crate::retention::run_retention(
+        store.clone(),
+        settings.history_retention,
+        crate::retention::PRUNE_INTERVAL,
+        shutdown_rx.clone(),
+    )));
     workers.push(tokio::spawn(crate::webhooks::run_delivery_worker(
         store.clone(),
         Sealer::new(settings.secret_key()?),

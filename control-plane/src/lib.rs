@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod provision;
+pub mod retention;
 pub mod secrets;
 pub mod slug;
 pub mod store;

@@ -10,7 +10,8 @@ use control_plane::domain::subscription::SubscriptionState;
 use control_plane::provision::desired::tenant_json;
 use control_plane::slug::Slug;
 use control_plane::store::{
-    MirroredStatus, NewTenant, ProvisionOp, ProvisioningState, SeatAdded, Store, StoreError, TenantChange, TenantFilter,
+    MirroredStatus, NewTenant, ProvisionOp, ProvisioningState, Pruned, SeatAdded, Store, StoreError, TenantChange,
+    TenantFilter,
 };
 use serde_json::json;
 
@@ -765,5 +766,48 @@ mod provider_console {
             [Money::new(12_200, eur).unwrap(), Money::new(1_500, usd).unwrap()],
             "one sum per currency"
         );
+    }
+}
+
+mod retention {
+    use super::*;
+
+    conformance!(pruning_removes_settled_history_and_keeps_pending_work);
+
+    async fn pruning_removes_settled_history_and_keeps_pending_work(store: &Store) {
+        store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+        let hook = store.create_webhook("https://billing.example/hook", &[], b"sealed").await.unwrap();
+        store.create_tenant(&new_tenant("acme", "basic", Some("ada@acme.example"))).await.unwrap();
+        let later = || chrono::Utc::now() + chrono::TimeDelta::hours(1);
+
+        // Everything is pending: a job to apply, two events each waiting for its delivery.
+        assert_eq!(store.prune(later()).await.unwrap(), Pruned::default());
+        assert_eq!(store.pending_provision_jobs().await.unwrap(), 1);
+        assert_eq!(event_types(store).await, ["tenant.created", "seats.changed"]);
+
+        let jobs = store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap();
+        store.finish_provision_job(jobs[0].id).await.unwrap();
+        let deliveries = store.claim_deliveries(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(deliveries.len(), 2);
+        assert!(deliveries.iter().all(|d| d.endpoint_id == hook.id));
+        store.finish_delivery(deliveries[0].id).await.unwrap();
+        store.retry_delivery(deliveries[1].id, "HTTP 500", None).await.unwrap(); // given up: dead
+
+        // Settled, but not before the cut-off: kept.
+        assert_eq!(store.prune(chrono::Utc::now() - chrono::TimeDelta::hours(1)).await.unwrap(), Pruned::default());
+        assert_eq!(event_types(store).await.len(), 2);
+
+        let pruned = store.prune(later()).await.unwrap();
+        assert_eq!(pruned, Pruned { outbox: 1, deliveries: 2, events: 2 });
+        assert!(event_types(store).await.is_empty());
+        // What billing needs is never pruned.
+        assert_eq!(store.tenant("acme").await.unwrap().slug, "acme");
+        assert_eq!(store.seat_count("acme").await.unwrap().count, 1);
+
+        // New work after a prune is delivered as before.
+        store.add_seat("acme", "bob@acme.example").await.unwrap();
+        assert_eq!(event_types(store).await, ["seats.changed"]);
+        assert_eq!(store.claim_deliveries(10, Duration::from_secs(60)).await.unwrap().len(), 1);
+        assert_eq!(store.prune(later()).await.unwrap().events, 0, "its delivery is pending");
     }
 }

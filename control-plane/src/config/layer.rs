@@ -37,6 +37,8 @@ pub struct Layer {
     #[serde(default)]
     pub webhook: WebhookLayer,
     pub log_format: Option<LogFormat>,
+    /// How long settled provisioning jobs, webhook deliveries and events are kept.
+    pub history_retention: Option<HumanDuration>,
     pub database_max_connections: Option<u32>,
     /// HTTP worker threads.
     pub workers: Option<usize>,
@@ -161,6 +163,7 @@ impl Layer {
                 timeout: typed(vars, "TENANTRY_WEBHOOK_TIMEOUT")?,
             },
             log_format: typed(vars, "TENANTRY_LOG_FORMAT")?,
+            history_retention: typed(vars, "TENANTRY_HISTORY_RETENTION")?,
             database_max_connections: typed(vars, "TENANTRY_DATABASE_MAX_CONNECTIONS")?,
             workers: typed(vars, "TENANTRY_WORKERS")?,
             tenants: TenantsLayer {
@@ -226,6 +229,7 @@ impl Layer {
                 timeout: self.webhook.timeout.or(lower.webhook.timeout),
             },
             log_format: self.log_format.or(lower.log_format),
+            history_retention: self.history_retention.or(lower.history_retention),
             database_max_connections: self.database_max_connections.or(lower.database_max_connections),
             workers: self.workers.or(lower.workers),
             tenants: TenantsLayer {

@@ -183,6 +183,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub webhook: WebhookSettings,
     pub log_format: LogFormat,
+    /// Settled provisioning jobs, webhook deliveries and events older than this are deleted.
+    pub history_retention: Duration,
     pub database_max_connections: u32,
     /// HTTP worker threads; `None`: one per CPU.
     pub workers: Option<usize>,
@@ -207,6 +209,7 @@ impl fmt::Debug for Settings {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("webhook", &self.webhook)
             .field("log_format", &self.log_format)
+            .field("history_retention", &self.history_retention)
             .field("database_max_connections", &self.database_max_connections)
             .field("workers", &self.workers)
             .field("tenants", &self.tenants)
@@ -310,6 +313,7 @@ impl Settings {
                 timeout: merged.webhook.timeout.map_or(Duration::from_secs(10), |timeout| timeout.0),
             },
             log_format: merged.log_format.unwrap_or_default(),
+            history_retention: merged.history_retention.map_or(Duration::from_secs(30 * 86_400), |keep| keep.0),
             database_max_connections: merged.database_max_connections.unwrap_or(32),
             workers: merged.workers,
             tenants: crate::provision::Decorations {
@@ -343,6 +347,9 @@ impl Settings {
         }
         if self.max_body_bytes < 1024 {
             return invalid("max_body_bytes", "at least 1024");
+        }
+        if self.history_retention < Duration::from_secs(3600) {
+            return invalid("history_retention", "at least 1h: settled work is kept at least that long");
         }
         if self.webhook.max_attempts == 0 {
             return invalid("webhook.max_attempts", "at least 1");

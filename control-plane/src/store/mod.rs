@@ -13,6 +13,7 @@ mod console;
 mod engine;
 mod plans;
 mod provision;
+mod retention;
 mod seats;
 mod tenants;
 mod webhooks;
@@ -245,6 +246,14 @@ pub struct MirroredStatus {
     pub url: Option<String>,
     pub conditions: serde_json::Value,
     pub environments: serde_json::Value,
+}
+
+/// What [`Store::prune`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub outbox: u64,
+    pub deliveries: u64,
+    pub events: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -582,6 +591,13 @@ impl Store {
     }
     /// Every event document written so far, oldest first: for tests and diagnostics.
     #[doc(hidden)]
+    /// Deletes what was settled before `before`: finished or superseded provisioning jobs,
+    /// delivered or dead webhook deliveries, and events no delivery is left for. Pending work
+    /// is never touched, whatever its age.
+    pub async fn prune(&self, before: DateTime<Utc>) -> Result<Pruned> {
+        on_pool!(self, retention::prune(before))
+    }
+
     pub async fn recorded_events(&self) -> Result<Vec<serde_json::Value>> {
         on_pool!(self, webhooks::recorded_events())
     }
