@@ -188,16 +188,16 @@ async fn measure(
     let script = write_wrk_script(&services.workdir, &token, &slugs)?;
     let machine_before = Machine::now()?;
     let redis_before = redis_info(&services.redis.url()).await?;
-    let server_cpu_before = cpu_time(services.server.process.pid())?;
-    let redis_cpu_before = cpu_time(services.redis.process().pid())?;
+    let server_cpu_before = e2e::process::cpu_time(services.server.process.pid())?;
+    let redis_cpu_before = e2e::process::cpu_time(services.redis.process().pid())?;
     let busy_before = CpuSample::now()?;
     progress(&format!("wrk: {} connections for {} s", args.connections, args.seconds));
     let wrk = run_wrk(wrk, &services.server.base_url, &script, args).await?;
     let busy = CpuSample::now()?.busy_since(&busy_before);
     services.server.process.check_alive().map_err(|e| e.to_string())?;
-    let server_cpu = cpu_time(services.server.process.pid())? - server_cpu_before;
-    let redis_cpu = cpu_time(services.redis.process().pid())? - redis_cpu_before;
-    let (peak_rss_kib, rss_kib) = memory(services.server.process.pid())?;
+    let server_cpu = e2e::process::cpu_time(services.server.process.pid())? - server_cpu_before;
+    let redis_cpu = e2e::process::cpu_time(services.redis.process().pid())? - redis_cpu_before;
+    let (peak_rss_kib, rss_kib) = e2e::process::resident_memory_kib(services.server.process.pid())?;
     let redis_after = redis_info(&services.redis.url()).await?;
     let control_plane = ControlPlane {
         wrk,
@@ -655,33 +655,6 @@ async fn redis_info(url: &str) -> Result<RedisInfo, String> {
         keyspace_hits: number("keyspace_hits")?,
         keyspace_misses: number("keyspace_misses")?,
     })
-}
-
-/// (VmHWM, VmRSS) in KiB: the peak and the current resident set of a process.
-fn memory(pid: u32) -> Result<(u64, u64), String> {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .ok_or_else(|| format!("no {name} in {path}"))
-    };
-    Ok((field("VmHWM:")?, field("VmRSS:")?))
-}
-
-/// CPU time (user + system) a process has used so far.
-fn cpu_time(pid: u32) -> Result<Duration, String> {
-    let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
-    // Fields after the command (which may hold spaces) start at the state, field 3; utime and
-    // stime are fields 14 and 15, in clock ticks of 1/100 s (USER_HZ on Linux).
-    let fields: Vec<&str> =
-        text.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| format!("no field {i} in {path}"))
-    };
-    Ok(Duration::from_millis((ticks(14)? + ticks(15)?) * 10))
 }
 
 /// The whole machine's CPU counters (`/proc/stat`), to tell how busy every CPU was meanwhile.

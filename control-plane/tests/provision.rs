@@ -10,6 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
+use control_plane::domain::plan::PlanSpec;
 use control_plane::provision::desired::{self, MANAGED_BY, MANAGED_BY_LABEL};
 use control_plane::provision::worker::{FAILPOINT_AFTER_CLAIM, FAILPOINT_VAR};
 use control_plane::provision::{
@@ -274,32 +275,20 @@ async fn postgres_store(prefix: &str) -> (Store, String) {
     let url = postgres.url(&name);
     let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
-    store.create_plan(&serde_json::from_value(plan()).unwrap()).await.unwrap();
+    store.create_plan(&plan()).await.unwrap();
     (store, url)
 }
 
 async fn sqlite_store(dir: &Path) -> Store {
     let store = Store::connect(&format!("sqlite:{}", dir.join("tenantry.db").display())).await.unwrap();
     store.migrate().await.unwrap();
-    store.create_plan(&serde_json::from_value(plan()).unwrap()).await.unwrap();
+    store.create_plan(&plan()).await.unwrap();
     store
 }
 
-fn plan() -> serde_json::Value {
-    json!({
-        "name": PLAN,
-        "display_name": "Business",
-        "price_per_seat_month": {"minor": 2900, "currency": "EUR"},
-        "max_seats": 50,
-        "max_concurrent_users": 40,
-        "database_size_limit": "20Gi",
-        "resources": {"server": {"cpuRequest": "250m", "memoryLimit": "2Gi"}, "databaseStorage": "20Gi",
-                      "quota": {"cpu": "8", "memory": "16Gi", "pods": 30}},
-        "test_environment": true,
-        "module_policy": "custom_allowed",
-        "backup_retention_days": 30,
-        "trial_days": 14
-    })
+/// The default catalogue's business plan: what a fresh install serves.
+fn plan() -> PlanSpec {
+    control_plane::catalogue::default_plans().into_iter().find(|plan| plan.name == PLAN).expect("the business plan")
 }
 
 fn unique_slug(prefix: &str) -> String {

@@ -394,6 +394,34 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr().context(|| "finding a free port".into())?.port())
 }
 
+/// (VmHWM, VmRSS) in KiB: the peak and the current resident set of process `pid`, for the
+/// benchmarks' figures.
+pub fn resident_memory_kib(pid: u32) -> std::result::Result<(u64, u64), String> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or_else(|| format!("no {name} in {path}"))
+    };
+    Ok((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// CPU time (user + system) process `pid` has used so far.
+pub fn cpu_time(pid: u32) -> std::result::Result<Duration, String> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+    // Fields after the command (which may hold spaces) start at the state, field 3; utime and
+    // stime are fields 14 and 15, in clock ticks of 1/100 s (USER_HZ on Linux).
+    let fields: Vec<&str> =
+        text.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| format!("no field {i} in {path}"))
+    };
+    Ok(Duration::from_millis((ticks(14)? + ticks(15)?) * 10))
+}
+
 /// Resolves on Ctrl-C or SIGTERM: what a long-running tool (a bench, the demo) stops on. Never
 /// resolves when no SIGTERM handler can be installed (Ctrl-C still works then).
 pub async fn interrupted() {

@@ -308,7 +308,7 @@ async fn measure_operator(
     watch_progress.wait_for(|p| p.synced).await.map_err(|_| "the Tenant watch stopped".to_string())?;
 
     let at_start = operator.scrape().await?;
-    let cpu_at_start = operator.cpu_time()?;
+    let cpu_at_start = e2e::process::cpu_time(operator.process.pid())?;
     let names: Vec<String> = (0..n).map(|i| format!("bt-{run_id}-{i:04}")).collect();
     progress(&format!("creating {n} Tenants"));
     let started = Instant::now();
@@ -331,7 +331,7 @@ async fn measure_operator(
     let limits = (timeout, Duration::from_secs(args.stall_secs));
     let applied = wait_all(&mut watch_progress, operator, started, limits, n, |p| &p.applied).await?;
     let at_applied = operator.scrape().await?;
-    let cpu_to_applied = operator.cpu_time()? - cpu_at_start;
+    let cpu_to_applied = e2e::process::cpu_time(operator.process.pid())? - cpu_at_start;
     let ready = if applied.gave_up.is_none() {
         progress("waiting until every Tenant is Ready");
         wait_all(&mut watch_progress, operator, started, limits, n, |p| &p.ready).await?
@@ -339,7 +339,7 @@ async fn measure_operator(
         Waited { reached: watch_progress.borrow().ready.len(), all_after: None, median: None, gave_up: None }
     };
     let at_ready = operator.scrape().await?;
-    let cpu_to_ready = operator.cpu_time()? - cpu_at_start;
+    let cpu_to_ready = e2e::process::cpu_time(operator.process.pid())? - cpu_at_start;
 
     progress("counting the children by label");
     let verified = verify_children(client, &names, spec).await?;
@@ -347,7 +347,7 @@ async fn measure_operator(
         Some(_) => Some(watch_converged(&tenants, &names, args, operator).await?),
         None => None,
     };
-    let (peak_rss_kib, rss_kib) = operator.memory()?;
+    let (peak_rss_kib, rss_kib) = e2e::process::resident_memory_kib(operator.process.pid())?;
 
     Ok(OperatorFigures {
         creation,
@@ -821,33 +821,6 @@ impl OperatorProcess {
             return Err(format!("/metrics answered {status}"));
         }
         Ok(Scrape::parse(&body))
-    }
-
-    /// (VmHWM, VmRSS) in KiB: the peak and the current resident set.
-    fn memory(&self) -> Result<(u64, u64), String> {
-        let path = format!("/proc/{}/status", self.process.pid());
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .ok_or_else(|| format!("no {name} in {path}"))
-        };
-        Ok((field("VmHWM:")?, field("VmRSS:")?))
-    }
-
-    /// CPU time (user + system) the operator has used so far.
-    fn cpu_time(&self) -> Result<Duration, String> {
-        let path = format!("/proc/{}/stat", self.process.pid());
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
-        // Fields after the command (which may hold spaces) start at the state, field 3; utime
-        // and stime are fields 14 and 15, in clock ticks of 1/100 s (USER_HZ on Linux).
-        let fields: Vec<&str> =
-            text.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| format!("no field {i} in {path}"))
-        };
-        Ok(Duration::from_millis((ticks(14)? + ticks(15)?) * 10))
     }
 
     /// SIGTERM, then SIGKILL after 10 s.

@@ -25,7 +25,7 @@ use crate::domain::subscription::{SubscriptionState, next_period_start};
 use crate::http::AppState;
 use crate::http::problem::Problem;
 use crate::http::types::UpdateTenantRequest;
-use crate::store::{Plan, ProvisioningState, Seat, SeatAdded, SeatCount, StoreError, Tenant};
+use crate::store::{Plan, ProvisioningState, Seat, SeatAdded, StoreError, Tenant};
 
 /// How far back the usage chart looks.
 const CHART_DAYS: u32 = 90;
@@ -77,22 +77,27 @@ struct Console {
     plan: Plan,
     /// Plans a tenant may move to.
     open_plans: Vec<PlanSpec>,
-    count: SeatCount,
     seats: Vec<Seat>,
     peaks: Vec<DailyPeak>,
     now: DateTime<Utc>,
+}
+
+impl Console {
+    /// Seats held now: the ledger's open seats, listed above.
+    fn held(&self) -> u32 {
+        u32::try_from(self.seats.len()).unwrap_or(u32::MAX)
+    }
 }
 
 async fn load(state: &AppState, tenant: Tenant) -> Result<Console, StoreError> {
     let now = Utc::now();
     let plan = state.store.plan_version(&tenant.plan, tenant.plan_version).await?;
     let open_plans = super::signup::open_plans(state).await?;
-    let count = state.store.seat_count(&tenant.slug).await?;
     let seats = state.store.seats(&tenant.slug).await?;
     let from = now - TimeDelta::days(i64::from(CHART_DAYS));
     let holdings = state.store.seat_holdings(&tenant.slug, from, now).await?;
     let peaks = daily_peaks(&holdings, now, CHART_DAYS);
-    Ok(Console { tenant, plan, open_plans, count, seats, peaks, now })
+    Ok(Console { tenant, plan, open_plans, seats, peaks, now })
 }
 
 /// The tenant when the session may manage it, else the response to send instead.
@@ -289,7 +294,7 @@ async fn render(
 
 fn seats_section(console: &Console, outcome: &Outcome, csrf: &CsrfToken) -> Markup {
     let slug = &console.tenant.slug;
-    let SeatCount { count, max_seats, .. } = console.count;
+    let (count, max_seats) = (console.held(), console.plan.spec.max_seats);
     let full = count >= max_seats;
     let described_by = match (&outcome.seat_error, full) {
         (Some(_), _) => "seat-email-error",
@@ -437,7 +442,7 @@ fn subscription_section(console: &Console, outcome: &Outcome, csrf: &CsrfToken) 
     let tenant = &console.tenant;
     let spec = &console.plan.spec;
     let price = &spec.price_per_seat_month;
-    let held = console.count.count;
+    let held = console.held();
     let monthly = price.times(held).map(|amount| format_money(&amount)).unwrap_or_else(|_| "—".into());
     let next = next_period_start(tenant.created_at, tenant.trial_ends_at, console.now);
     let trialing = tenant.state == SubscriptionState::Trialing;

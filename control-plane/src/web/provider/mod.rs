@@ -69,27 +69,14 @@ fn query_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str>
     pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
 }
 
-/// `?name=value&…`, percent-encoded, leaving out empty values; empty when nothing is left.
+/// `?name=value&…`, form-encoded as the browser sends a GET form, leaving out empty values;
+/// empty when nothing is left.
 fn query_string(pairs: &[(&str, &str)]) -> String {
-    let encoded: Vec<String> = pairs
-        .iter()
-        .filter(|(_, value)| !value.is_empty())
-        .map(|(name, value)| format!("{}={}", percent_encode(name), percent_encode(value)))
-        .collect();
-    if encoded.is_empty() { String::new() } else { format!("?{}", encoded.join("&")) }
-}
-
-/// Every byte but the unreserved characters of RFC 3986 as `%XX`.
-fn percent_encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
+    let kept: Vec<&(&str, &str)> = pairs.iter().filter(|(_, value)| !value.is_empty()).collect();
+    match serde_urlencoded::to_string(&kept) {
+        Ok(encoded) if !encoded.is_empty() => format!("?{encoded}"),
+        _ => String::new(),
     }
-    encoded
 }
 
 fn state_label(state: SubscriptionState) -> &'static str {
@@ -135,9 +122,9 @@ mod tests {
     fn query_strings_are_encoded_and_skip_empty_values() {
         assert_eq!(
             query_string(&[("q", "100% off & more"), ("plan", ""), ("page", "2")]),
-            "?q=100%25%20off%20%26%20more&page=2"
+            "?q=100%25+off+%26+more&page=2"
         );
         assert_eq!(query_string(&[("q", "")]), "");
-        assert_eq!(percent_encode("ä"), "%C3%A4");
+        assert_eq!(query_string(&[("q", "ä")]), "?q=%C3%A4");
     }
 }
