@@ -316,6 +316,10 @@ async fn measure_operator(
         .map(|name| {
             let tenants = tenants.clone();
             let mut tenant = Tenant::new(&name, spec.clone());
+            // Every Tenant has a host of its own: the operator refuses a host another one has.
+            if let Some(ingress) = tenant.spec.ingress.as_mut() {
+                ingress.host = common::host_of(&name);
+            }
             tenant.metadata.labels = Some(BTreeMap::from([(RUN_LABEL.to_string(), run_id.to_string())]));
             async move { tenants.create(&PostParams::default(), &tenant).await.map(drop).map_err(kube_error) }
         })

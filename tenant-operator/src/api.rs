@@ -183,7 +183,10 @@ pub struct EnvironmentSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressSpec {
-    /// The production host; the test environment gets `test-<host>`.
+    /// The production host. The test environment's host is this one with `test` inserted as its
+    /// second label (`acme.erp.example.com` → `acme.test.erp.example.com`, see [`test_host`]).
+    /// No two Tenants may use the same host in any environment: the one that serves a host first
+    /// keeps it.
     pub host: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_name: Option<String>,
@@ -193,6 +196,21 @@ pub struct IngressSpec {
     /// An existing TLS Secret to use instead of cert-manager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_secret_name: Option<String>,
+    /// Serve the ingress controller's default certificate: one wildcard certificate for the
+    /// provider's domain (`*.<domain>` and `*.test.<domain>`) instead of one per tenant.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_default_certificate: bool,
+}
+
+/// The test environment's host for a production host: `test` becomes its second label, so that
+/// it can never equal any tenant's production host `<slug>.<domain>` (a slug is one label, and
+/// `test` is not a slug), and one wildcard certificate for `*.test.<domain>` covers every test
+/// environment.
+pub fn test_host(production_host: &str) -> String {
+    match production_host.split_once('.') {
+        Some((first, rest)) => format!("{first}.test.{rest}"),
+        None => format!("{production_host}.test"),
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -282,6 +300,10 @@ pub mod condition {
     pub const DATABASE_READY: &str = "DatabaseReady";
     pub const SERVER_READY: &str = "ServerReady";
     pub const WEB_READY: &str = "WebReady";
+    /// True once an environment's public host changed from what the status last announced
+    /// (as when test hosts moved from `test-<host>` to the
+    /// scheme of [`super::test_host`]): the message names both hosts.
+    pub const HOST_CHANGED: &str = "HostChanged";
 }
 
 /// Labels and names every party relies on.

@@ -109,6 +109,7 @@ pub async fn run(
     }
 
     let reader = controller.store();
+    let tenant_store = reader.clone();
     let synced = {
         let readiness = readiness.clone();
         let reader = reader.clone();
@@ -138,6 +139,7 @@ pub async fn run(
         config.images.clone(),
         config.ingress_controller_namespace.clone(),
         cache,
+        tenant_store,
     ));
     let reconciles = controller.run(reconcile, error_policy, context).for_each(|result| async move {
         if let Err(e) = result {

@@ -4,6 +4,7 @@
 //! The reconcile is a pipeline (read, validate, build, apply, status) in which only reading and
 //! applying talk to the cluster; validation and building are pure and unit-tested.
 
+pub mod admission;
 pub mod api;
 pub mod apply;
 pub mod build;

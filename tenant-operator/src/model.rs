@@ -106,6 +106,8 @@ pub enum Tls {
     Issuer(String),
     /// An existing Secret (the same for every environment's host).
     Secret(String),
+    /// The ingress controller's default certificate: the provider's wildcard certificate.
+    ControllerDefault,
 }
 
 pub const DEFAULT_DATABASE_STORAGE: &str = "10Gi";

@@ -12,9 +12,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
+use crate::admission;
 use crate::api::{DeletionPolicy, Phase, Tenant, TenantStatus, labels, namespace_of};
 use crate::apply::{Applier, FIELD_MANAGER};
 use crate::build::{self, BuildContext, Child, GeneratedSecrets};
@@ -25,12 +27,14 @@ use crate::metrics::Metrics;
 use crate::model::TenantModel;
 use crate::profile::ImageDefaults;
 use crate::status::{self, EnvironmentObserved, Observed, Readiness};
-use crate::validate::validate;
+use crate::validate::{Invalid, validate};
 
 pub const FINALIZER: &str = "tenantry.dev/cleanup";
 /// Even with nothing changing, look again this often (watches can miss what happens while the
 /// operator is down).
 const RESYNC: Duration = Duration::from_secs(600);
+/// How often a Tenant refused for a host another Tenant holds looks again.
+const HOST_RECHECK: Duration = Duration::from_secs(60);
 /// How long a reconcile waits for the children's watches to list everything once.
 const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -43,6 +47,9 @@ pub struct Context {
     pub ingress_controller_namespace: BTreeMap<String, String>,
     /// The children as the watches report them, and what this process wrote.
     pub children: ChildCache,
+    /// Every Tenant this operator serves, as its watch reports them (hosts are checked against
+    /// the others').
+    pub tenants: reflector::Store<Tenant>,
 }
 
 impl Context {
@@ -53,8 +60,9 @@ impl Context {
         images: ImageDefaults,
         ingress_controller_namespace: BTreeMap<String, String>,
         children: ChildCache,
+        tenants: reflector::Store<Tenant>,
     ) -> Self {
-        Self { client, metrics, events, images, ingress_controller_namespace, children }
+        Self { client, metrics, events, images, ingress_controller_namespace, children, tenants }
     }
 }
 
@@ -89,13 +97,23 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let previous = tenant.status.clone().unwrap_or_default();
     let now = now();
 
-    // 1. Validate: an invalid spec is reported and nothing else is touched.
-    let model = match validate(&name, &tenant.spec, &ctx.images) {
+    // 1. Validate, then check against the other Tenants and the tenant's own past: an invalid
+    // spec is reported and nothing else is touched.
+    let mut host_taken = false;
+    let checked = validate(&name, &tenant.spec, &ctx.images).and_then(|model| {
+        let others = ctx.tenants.state();
+        let mut problems = admission::host_conflicts(tenant, others.iter().map(AsRef::as_ref));
+        host_taken = !problems.is_empty();
+        problems.extend(admission::production_downgrade(&tenant.spec, tenant.status.as_ref()));
+        if problems.is_empty() { Ok(model) } else { Err(Invalid(problems)) }
+    });
+    let model = match checked {
         Ok(model) => model,
         Err(invalid) => {
             let status = status::invalid(&invalid.to_string(), &previous, generation, &now);
             write_status(tenant, &previous, status, ctx).await?;
-            return Ok(Action::await_change());
+            // A host is freed by another Tenant's change, which does not wake this one.
+            return Ok(if host_taken { Action::requeue(HOST_RECHECK) } else { Action::await_change() });
         }
     };
 

@@ -108,6 +108,20 @@ pub fn for_model(
             url: env.host.as_ref().map(|host| format!("https://{host}")),
         })
         .collect::<Vec<_>>();
+    // A host that moved is announced, not changed silently: bookmarks and the certificate's
+    // name were the old one.
+    let moved: Vec<String> = environments
+        .iter()
+        .filter_map(|env| {
+            let before = previous.environments.iter().find(|p| p.name == env.name)?.url.as_deref()?;
+            let after = env.url.as_deref()?;
+            (before != after).then(|| format!("the {} environment moved from {before} to {after}", env.name))
+        })
+        .collect();
+    if !moved.is_empty() {
+        let message = format!("{}; the old address is no longer served", moved.join("; "));
+        set_condition(&mut conditions, condition::HOST_CHANGED, "True", "HostChanged", &message, generation, now);
+    }
     let url = environments.first().and_then(|e| e.url.clone()).or_else(|| {
         // Without an ingress the ERP is reachable inside the cluster only.
         Some(format!("http://erp-web-production.{}.svc", model.namespace))
@@ -241,6 +255,27 @@ mod tests {
         let degraded = for_model(&model, &waiting, &ready, 1, "T4");
         assert_eq!(degraded.phase, Some(Phase::Degraded));
         assert_eq!(condition(&degraded, "Ready").last_transition_time, "T4");
+    }
+
+    #[test]
+    fn a_moved_test_host_is_announced() {
+        let mut spec = model(true, false);
+        spec.environments[0].host = Some("acme.erp.example.com".into());
+        spec.environments[1].host = Some("acme.test.erp.example.com".into());
+        let mut before = for_model(&spec, &all_ready(2), &TenantStatus::default(), 1, "T1");
+        assert!(before.conditions.iter().all(|c| c.type_ != "HostChanged"), "nothing moved on creation");
+        // The status as the `test-<host>` scheme wrote it.
+        before.environments[1].url = Some("https://test-acme.erp.example.com".into());
+        let after = for_model(&spec, &all_ready(2), &before, 1, "T2");
+        let moved = condition(&after, "HostChanged");
+        assert_eq!(moved.status, "True");
+        assert_eq!(
+            moved.message,
+            "the test environment moved from https://test-acme.erp.example.com to \
+             https://acme.test.erp.example.com; the old address is no longer served"
+        );
+        // Announced once: the next reconcile keeps it as it is.
+        assert_eq!(for_model(&spec, &all_ready(2), &after, 1, "T3"), after);
     }
 
     #[test]

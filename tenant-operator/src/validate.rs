@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{ComputeResources, EnvironmentSpec, TenantSpec, namespace_of};
+use crate::api::{ComputeResources, EnvironmentSpec, TenantSpec, namespace_of, test_host};
 use crate::model::{
     Compute, DEFAULT_DATABASE_STORAGE, DEFAULT_FILESTORE_STORAGE, Environment, EnvironmentKind, Ingress, Quota,
     Resources, TenantModel, Tls,
@@ -114,7 +114,7 @@ pub fn validate(name: &str, spec: &TenantSpec, images: &ImageDefaults) -> Result
         }
         let host = spec.ingress.as_ref().map(|ingress| match kind {
             EnvironmentKind::Production => ingress.host.clone(),
-            EnvironmentKind::Test => format!("test-{}", ingress.host),
+            EnvironmentKind::Test => test_host(&ingress.host),
         });
         environments.push(Environment { kind, version, server_replicas: replicas.max(0), host });
     };
@@ -159,29 +159,32 @@ pub fn validate(name: &str, spec: &TenantSpec, images: &ImageDefaults) -> Result
     let resources = resources(spec, &mut problem);
 
     let ingress = spec.ingress.as_ref().and_then(|ingress| {
-        if let Err(e) = dns_name(&ingress.host) {
+        if let Err(e) = check_host(&ingress.host) {
             problem(format!("spec.ingress.host: {e}"));
-        } else if let Err(e) = dns_name(&format!("test-{}", ingress.host))
-            .and(dns_label(&format!("test-{}", ingress.host.split('.').next().unwrap_or_default()), 63))
-        {
-            problem(format!("spec.ingress.host: the test environment's host test-{} is not valid: {e}", ingress.host));
         }
         if let Some(class) = &ingress.class_name
             && let Err(e) = dns_name(class)
         {
             problem(format!("spec.ingress.className: {e}"));
         }
-        let tls = match (&ingress.tls_issuer, &ingress.tls_secret_name) {
-            (Some(_), Some(_)) => {
-                problem("spec.ingress: set tlsIssuer or tlsSecretName, not both".into());
+        let tls = match (&ingress.tls_issuer, &ingress.tls_secret_name, ingress.tls_default_certificate) {
+            (None, None, false) => {
+                problem(
+                    "spec.ingress needs one of tlsIssuer, tlsSecretName or tlsDefaultCertificate: tenants are \
+                     served over HTTPS only"
+                        .into(),
+                );
                 None
             }
-            (None, None) => {
-                problem("spec.ingress needs tlsIssuer or tlsSecretName: tenants are served over HTTPS only".into());
+            (Some(_), Some(_), _) | (Some(_), _, true) | (_, Some(_), true) => {
+                problem(
+                    "spec.ingress: set one of tlsIssuer, tlsSecretName or tlsDefaultCertificate, not several".into(),
+                );
                 None
             }
-            (Some(issuer), None) => Some(Tls::Issuer(issuer.clone())),
-            (None, Some(secret)) => match dns_name(secret) {
+            (None, None, true) => Some(Tls::ControllerDefault),
+            (Some(issuer), None, false) => Some(Tls::Issuer(issuer.clone())),
+            (None, Some(secret), false) => match dns_name(secret) {
                 Ok(()) => Some(Tls::Secret(secret.clone())),
                 Err(e) => {
                     problem(format!("spec.ingress.tlsSecretName: {e}"));
@@ -252,6 +255,19 @@ fn resources(spec: &TenantSpec, problem: &mut dyn FnMut(String)) -> Resources {
     Resources { server, web, database, database_storage, filestore_storage, quota }
 }
 
+/// A production host: a DNS name whose test host is one too, and that is no test host itself
+/// (`a.test.b` is the test host of `a.b`; as a production host it would take that tenant's test
+/// environment's address).
+pub fn check_host(host: &str) -> Result<(), String> {
+    dns_name(host)?;
+    let test = test_host(host);
+    dns_name(&test).map_err(|e| format!("the test environment's host {test} is not valid: {e}"))?;
+    if host.split('.').nth(1) == Some("test") {
+        return Err(format!("`{host}` has `test` as its second label, which is reserved for test environments"));
+    }
+    Ok(())
+}
+
 /// An RFC 1123 label: lowercase letters, digits and `-`, starting and ending alphanumeric.
 fn dns_label(text: &str, max: usize) -> Result<(), String> {
     if text.is_empty() {
@@ -316,7 +332,7 @@ mod tests {
         assert_eq!(model.config["web"]["cache_timeout"], "300");
         assert_eq!(model.environments.len(), 2);
         assert_eq!(model.environments[0].host.as_deref(), Some("acme.example.com"));
-        assert_eq!(model.environments[1].host.as_deref(), Some("test-acme.example.com"));
+        assert_eq!(model.environments[1].host.as_deref(), Some("acme.test.example.com"));
         // A development version is fine in test.
         assert!(model.environments[1].version.is_development());
         assert_eq!(model.resources.database_storage, DEFAULT_DATABASE_STORAGE);
@@ -380,11 +396,35 @@ mod tests {
         spec.ingress.as_mut().unwrap().tls_issuer = None;
         assert_eq!(
             problems(&spec),
-            ["spec.ingress needs tlsIssuer or tlsSecretName: tenants are served over HTTPS only"]
+            ["spec.ingress needs one of tlsIssuer, tlsSecretName or tlsDefaultCertificate: tenants are served over \
+                 HTTPS only"]
         );
         spec.ingress.as_mut().unwrap().tls_issuer = Some("a".into());
         spec.ingress.as_mut().unwrap().tls_secret_name = Some("b".into());
-        assert_eq!(problems(&spec), ["spec.ingress: set tlsIssuer or tlsSecretName, not both"]);
+        assert_eq!(
+            problems(&spec),
+            ["spec.ingress: set one of tlsIssuer, tlsSecretName or tlsDefaultCertificate, not several"]
+        );
+        spec.ingress.as_mut().unwrap().tls_secret_name = None;
+        spec.ingress.as_mut().unwrap().tls_default_certificate = true;
+        assert_eq!(
+            problems(&spec),
+            ["spec.ingress: set one of tlsIssuer, tlsSecretName or tlsDefaultCertificate, not several"]
+        );
+        spec.ingress.as_mut().unwrap().tls_issuer = None;
+        let model = validate("acme", &spec, &ImageDefaults::default()).unwrap();
+        assert_eq!(model.ingress.unwrap().tls, Tls::ControllerDefault);
+    }
+
+    #[test]
+    fn a_production_host_cannot_take_a_test_host() {
+        let mut spec = spec();
+        spec.ingress.as_mut().unwrap().host = "acme.test.example.com".into();
+        assert_eq!(
+            problems(&spec),
+            ["spec.ingress.host: `acme.test.example.com` has `test` as its second label, which is reserved for test \
+              environments"]
+        );
     }
 
     #[test]

@@ -79,7 +79,7 @@ async fn tenant_reaches_ready() {
     let client = &operator.client;
     let tenant = operator.tenants().get(&name).await.unwrap();
     let status = tenant.status.clone().unwrap();
-    assert_eq!(status.url.as_deref(), Some("https://acme.example.com"));
+    assert_eq!(status.url, Some(format!("https://{}", common::host_of(&name))));
     for type_ in ["Ready", "Valid", "DatabaseReady", "ServerReady", "WebReady"] {
         assert_eq!(condition(&tenant, type_).0, "True", "{type_}: {:?}", condition(&tenant, type_));
     }
@@ -320,6 +320,89 @@ async fn development_version_refused_in_production() {
     operator.create(&name, dev_in_test).await;
     let tenant = operator.wait_phase(&name, Phase::Ready).await;
     assert_eq!(tenant.status.unwrap().environments[1].version, "7.1.0");
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn colliding_host_is_refused() {
+    let operator = start().await;
+    let (holder, _) = ready_tenant(&operator, "holder", true).await;
+    let holder_host = common::host_of(&holder);
+    // The test environment's host of the holder, given by hand to another Tenant as its
+    // production host, and the holder's own production host given to a third.
+    let test_host = tenant_operator::api::test_host(&holder_host);
+    assert_eq!(test_host, format!("{holder}.test.example.com"));
+    for (prefix, host, expected) in [
+        (
+            "taker-test",
+            test_host.clone(),
+            format!(
+                "spec.ingress.host: `{test_host}` has `test` as its second label, which is reserved for test environments"
+            ),
+        ),
+        (
+            "taker-prod",
+            holder_host.clone(),
+            format!(
+                "spec.ingress.host: the production environment's host {holder_host} is already used by another tenant"
+            ),
+        ),
+    ] {
+        let name = operator.name(prefix);
+        let mut taker = spec(false);
+        taker.ingress.as_mut().unwrap().host = host;
+        operator.create(&name, taker).await;
+        let tenant = operator.wait_phase(&name, Phase::Invalid).await;
+        let message = condition(&tenant, "Valid").1;
+        assert_eq!(message, expected);
+        assert!(!message.contains(&format!("{holder} ")), "the holder is not named: {message}");
+        assert!(Api::<Namespace>::all(operator.client.clone()).get_opt(&namespace_of(&name)).await.unwrap().is_none());
+    }
+    // The holder kept both its hosts and is still Ready.
+    let client = &operator.client;
+    let holder_ns = namespace_of(&holder);
+    let hosts: Vec<String> = api::<Ingress>(client, &holder_ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|ingress| ingress.spec.as_ref().unwrap().rules.as_ref().unwrap()[0].host.clone().unwrap())
+        .collect();
+    assert_eq!(hosts, [holder_host.clone(), test_host]);
+    assert_eq!(operator.tenants().get(&holder).await.unwrap().status.unwrap().phase, Some(Phase::Ready));
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn lower_production_version_is_refused() {
+    let operator = start().await;
+    let (name, ns) = ready_tenant(&operator, "downgrade", false).await;
+    operator.patch_spec(&name, json!({"erp": {"version": "7.2.1"}})).await;
+    let tenant = operator.wait_phase(&name, Phase::Ready).await;
+    assert_eq!(tenant.status.unwrap().environments[0].version, "7.2.1");
+    // The server's spec as the operator last wrote it (its status keeps changing while the
+    // rollout finishes, so resource versions would not do).
+    let server = || async {
+        let deployment = api::<Deployment>(&operator.client, &ns).get("erp-server-production").await.unwrap();
+        (deployment.metadata.generation, serde_json::to_value(&deployment.spec).unwrap())
+    };
+    let before = server().await;
+
+    operator.patch_spec(&name, json!({"erp": {"version": "7.0.59"}})).await;
+    let tenant = operator.wait_phase(&name, Phase::Invalid).await;
+    assert_eq!(
+        condition(&tenant, "Valid").1,
+        "spec.erp.version: 7.0.59 is older than 7.2.1, which production runs; an older ERP on a database that a \
+         newer one has migrated would corrupt it, so production versions only go up"
+    );
+    // Production keeps running the newer version, untouched.
+    assert_eq!(tenant.status.unwrap().environments[0].version, "7.2.1");
+    assert_eq!(server().await, before);
+
+    // Going forward again is fine.
+    operator.patch_spec(&name, json!({"erp": {"version": "7.2.1"}})).await;
+    operator.wait_phase(&name, Phase::Ready).await;
     operator.stop().await;
 }
 

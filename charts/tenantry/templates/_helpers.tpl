@@ -229,6 +229,10 @@ and the plan import: `include "tenantry.controlPlane.env" (list . <database sour
 {{- end }}
 - name: TENANTRY_DEFAULT_ERP_VERSION
   value: {{ $cp.defaultErpVersion | quote }}
+{{- with $cp.erpVersions }}
+- name: TENANTRY_ERP_VERSIONS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- with $cp.tenants.domain }}
 - name: TENANTRY_TENANT_DOMAIN
   value: {{ . | quote }}
@@ -236,6 +240,10 @@ and the plan import: `include "tenantry.controlPlane.env" (list . <database sour
 {{- with $cp.tenants.tlsIssuer }}
 - name: TENANTRY_TENANT_TLS_ISSUER
   value: {{ . | quote }}
+{{- end }}
+{{- if $cp.tenants.tlsDefaultCertificate }}
+- name: TENANTRY_TENANT_TLS_DEFAULT_CERTIFICATE
+  value: "true"
 {{- end }}
 {{- with $cp.tenants.ingressClassName }}
 - name: TENANTRY_TENANT_INGRESS_CLASS

@@ -34,7 +34,7 @@ pub(crate) fn fixture() -> TenantModel {
                 kind: EnvironmentKind::Test,
                 version: "7.1.3".parse().unwrap(),
                 server_replicas: 1,
-                host: Some("test-acme.example.com".into()),
+                host: Some("acme.test.example.com".into()),
             },
         ],
         suspended: false,

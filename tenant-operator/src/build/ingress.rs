@@ -36,13 +36,15 @@ pub(crate) fn children(ctx: &BuildContext) -> Vec<Child> {
 fn build(ctx: &BuildContext, ingress: &IngressModel, environment: &Environment, host: &str) -> Ingress {
     let mut annotations = BTreeMap::from([(NGINX_BODY_SIZE_ANNOTATION.to_string(), MAX_BODY_SIZE.to_string())]);
     let secret_name = match &ingress.tls {
-        Tls::Secret(name) => name.clone(),
+        Tls::Secret(name) => Some(name.clone()),
         Tls::Issuer(issuer) => {
             // cert-manager's ingress-shim sees this and issues the certificate into the Secret
             // named in `tls` below.
             annotations.insert(CLUSTER_ISSUER_ANNOTATION.into(), issuer.clone());
-            format!("{}-tls", environment.name())
+            Some(format!("{}-tls", environment.name()))
         }
+        // A TLS entry without a Secret: the controller serves its default certificate for it.
+        Tls::ControllerDefault => None,
     };
     let mut meta =
         metadata(ctx, names::ingress(environment), labels_for(ctx.model, Some(Component::Web), Some(environment)));
@@ -64,7 +66,7 @@ fn build(ctx: &BuildContext, ingress: &IngressModel, environment: &Environment, 
                     paths: vec![HTTPIngressPath { path: Some("/".into()), path_type: "Prefix".into(), backend }],
                 }),
             }]),
-            tls: Some(vec![IngressTLS { hosts: Some(vec![host.to_string()]), secret_name: Some(secret_name) }]),
+            tls: Some(vec![IngressTLS { hosts: Some(vec![host.to_string()]), secret_name }]),
             ..Default::default()
         }),
         ..Default::default()
@@ -84,7 +86,7 @@ mod tests {
         let names: Vec<_> = children.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["erp-production", "erp-test"]);
         for (child, host, secret) in
-            [(&children[0], "acme.example.com", "production-tls"), (&children[1], "test-acme.example.com", "test-tls")]
+            [(&children[0], "acme.example.com", "production-tls"), (&children[1], "acme.test.example.com", "test-tls")]
         {
             let body = &child.body;
             assert_eq!(body["metadata"]["annotations"][CLUSTER_ISSUER_ANNOTATION], "letsencrypt");
@@ -94,7 +96,7 @@ mod tests {
             assert_eq!(rule["host"], host);
             assert_eq!(rule["http"]["paths"][0]["path"], "/");
             assert_eq!(rule["http"]["paths"][0]["pathType"], "Prefix");
-            let env = if host.starts_with("test-") { "test" } else { "production" };
+            let env = if host.contains(".test.") { "test" } else { "production" };
             assert_eq!(
                 rule["http"]["paths"][0]["backend"]["service"],
                 json!({"name": format!("erp-web-{env}"), "port": {"number": 80}})
@@ -111,6 +113,21 @@ mod tests {
             assert_eq!(child.body["spec"]["tls"][0]["secretName"], "wildcard-example-com");
             assert!(child.body["metadata"]["annotations"].get(CLUSTER_ISSUER_ANNOTATION).is_none());
             assert!(child.body["spec"].get("ingressClassName").is_none());
+        }
+    }
+
+    #[test]
+    fn controller_default_certificate_lists_the_hosts_without_a_secret() {
+        let mut model = fixture();
+        model.ingress = Some(IngressModel { class_name: None, tls: Tls::ControllerDefault });
+        let fx = Fixture::new(model);
+        let children = children(&fx.ctx());
+        assert_eq!(children.len(), 2);
+        for child in children {
+            let tls = &child.body["spec"]["tls"][0];
+            assert_eq!(tls["hosts"][0], child.body["spec"]["rules"][0]["host"]);
+            assert!(tls.get("secretName").is_none(), "{tls}");
+            assert!(child.body["metadata"]["annotations"].get(CLUSTER_ISSUER_ANNOTATION).is_none());
         }
     }
 

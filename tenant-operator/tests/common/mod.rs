@@ -97,7 +97,12 @@ impl Operator {
     }
 
     /// Creates a Tenant this operator serves.
-    pub async fn create(&self, name: &str, spec: TenantSpec) -> Tenant {
+    /// Creates the Tenant. One with [`spec`]'s sample host gets a host of its own instead
+    /// ([`host_of`]): the operator refuses a second Tenant with a host another one has.
+    pub async fn create(&self, name: &str, mut spec: TenantSpec) -> Tenant {
+        if let Some(ingress) = spec.ingress.as_mut().filter(|ingress| ingress.host == SAMPLE_HOST) {
+            ingress.host = host_of(name);
+        }
         let mut tenant = Tenant::new(name, spec);
         tenant.metadata.labels = Some(BTreeMap::from([(RUN_LABEL.to_string(), self.run_id.clone())]));
         self.tenants().create(&PostParams::default(), &tenant).await.unwrap()
@@ -159,6 +164,14 @@ impl Drop for Operator {
     }
 }
 
+/// The host of [`spec`]'s ingress.
+pub const SAMPLE_HOST: &str = "acme.example.com";
+
+/// The host each created Tenant gets instead of the sample one.
+pub fn host_of(name: &str) -> String {
+    format!("{name}.example.com")
+}
+
 /// A Tenant with production and test environments behind an ingress with cert-manager TLS.
 pub fn spec(with_test: bool) -> TenantSpec {
     serde_json::from_value(json!({
@@ -173,7 +186,7 @@ pub fn spec(with_test: bool) -> TenantSpec {
             "quota": {"cpu": "8", "memory": "16Gi", "storage": "100Gi", "pods": 30}
         },
         "environments": if with_test { json!({"production": {}, "test": {"version": "7.2.3"}}) } else { json!({"production": {}}) },
-        "ingress": {"host": "acme.example.com", "className": "nginx", "tlsIssuer": "letsencrypt"},
+        "ingress": {"host": SAMPLE_HOST, "className": "nginx", "tlsIssuer": "letsencrypt"},
     }))
     .unwrap()
 }
