@@ -326,6 +326,8 @@ async fn seed(database_url: &str, tenants: u32) -> Result<Vec<SeededTenant>, Str
                     licensed_seats: MAX_SEATS,
                     erp_version: config::DEFAULT_ERP_VERSION.into(),
                     first_seat: None,
+                    host: None,
+                    generated_host: None,
                 };
                 store.create_tenant(&new).await.map_err(|e| format!("creating tenant {slug}: {e}"))?;
                 for user in 0..seats {

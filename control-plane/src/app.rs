@@ -97,7 +97,7 @@ pub async fn start_with_cache(settings: Settings, cache: Cache) -> Result<Runnin
     }
     let keys = web::Data::new(settings.jwt_keys()?);
     let sealer = Sealer::new(settings.secret_key()?);
-    let provisioner = Provisioner::from_setting(&settings.provisioner).await?;
+    let provisioner = Provisioner::from_setting(&settings.provisioner, settings.kubeconfig.as_deref()).await?;
     tracing::info!(
         database = ?store.backend(),
         cache = cache.backend_name(),
@@ -172,6 +172,8 @@ pub async fn start_with_cache(settings: Settings, cache: Cache) -> Result<Runnin
             signup_rate: RateLimit { per_minute: settings.signup.per_minute, burst: settings.signup.burst },
             trusted_proxies: settings.trusted_proxies.clone(),
             default_erp_version: settings.default_erp_version.clone(),
+            erp_versions: settings.erp_versions.clone(),
+            tenant_hosts: settings.tenants.clone(),
             signup_token_ttl: settings.auth.signup_token_ttl,
             max_body_bytes: settings.max_body_bytes,
         },

@@ -90,7 +90,8 @@ async fn crash_child() {
     let slug = std::env::var(CRASH_SLUG_VAR).expect("run by outbox_survives_crash only");
     let store = Store::connect(&url).await.unwrap();
     create_tenant(&store, &slug).await;
-    let provisioner = Provisioner::from_setting(&ProvisionerSetting::Cluster).await.unwrap();
+    let kubeconfig = std::env::var("KUBECONFIG").expect("the parent passes its KUBECONFIG");
+    let provisioner = Provisioner::from_setting(&ProvisionerSetting::Cluster, Some(&kubeconfig)).await.unwrap();
     let settings = WorkerSettings { lease: CRASH_LEASE, ..WorkerSettings::default() };
     let (_stop, shutdown) = watch::channel(false);
     // Returns only if the failpoint did not fire; the parent then sees a clean exit and fails.
@@ -103,7 +104,7 @@ async fn manifests_provisioner_writes_yaml() {
     let store = sqlite_store(data.path()).await;
     let dir = data.path().join("gitops").join("tenants");
     // Created on demand, as a fresh GitOps checkout may lack it.
-    let provisioner = Provisioner::from_setting(&ProvisionerSetting::Manifests(dir.clone())).await.unwrap();
+    let provisioner = Provisioner::from_setting(&ProvisionerSetting::Manifests(dir.clone()), None).await.unwrap();
     let slug = unique_slug("yaml");
     create_tenant(&store, &slug).await;
     let worker = Worker::start(&store, provisioner, WorkerSettings::default());
@@ -304,6 +305,8 @@ async fn create_tenant(store: &Store, slug: &str) -> Tenant {
         licensed_seats: 5,
         erp_version: "7.0.1".into(),
         first_seat: Some("owner@acme.example.com".into()),
+        host: None,
+        generated_host: None,
     };
     store.create_tenant(&new).await.unwrap()
 }

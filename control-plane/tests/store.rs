@@ -114,6 +114,8 @@ fn new_tenant(slug: &str, plan: &str, first_seat: Option<&str>) -> NewTenant {
         licensed_seats: 1,
         erp_version: "7.0.0".into(),
         first_seat: first_seat.map(str::to_string),
+        host: None,
+        generated_host: None,
     }
 }
 

@@ -156,6 +156,8 @@ fn new_tenant(slug: &str) -> NewTenant {
         licensed_seats: 5,
         erp_version: control_plane::config::DEFAULT_ERP_VERSION.into(),
         first_seat: None,
+        host: None,
+        generated_host: None,
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Layer {
     pub signup: SignupLayer,
     pub trusted_proxies: Option<Vec<IpAddr>>,
     pub default_erp_version: Option<String>,
+    /// The ERP versions tenants may be given (the provider's catalogue).
+    pub erp_versions: Option<Vec<String>>,
     pub max_body_bytes: Option<usize>,
     #[serde(default)]
     pub webhook: WebhookLayer,
@@ -55,8 +57,11 @@ pub struct TenantsLayer {
     /// Added to every Tenant (e.g. to shard Tenants between operators).
     pub labels: Option<BTreeMap<String, String>>,
     pub ingress_class: Option<String>,
-    /// cert-manager ClusterIssuer for the tenants' certificates.
+    /// cert-manager ClusterIssuer for the tenants' certificates (one per host).
     pub tls_issuer: Option<String>,
+    /// Serve the ingress controller's default certificate instead: one wildcard certificate
+    /// for `*.<domain>` and `*.test.<domain>`.
+    pub tls_default_certificate: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -157,6 +162,8 @@ impl Layer {
                 None => None,
             },
             default_erp_version: text("TENANTRY_DEFAULT_ERP_VERSION"),
+            erp_versions: get("TENANTRY_ERP_VERSIONS")
+                .map(|list| list.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_string).collect()),
             max_body_bytes: typed(vars, "TENANTRY_MAX_BODY_BYTES")?,
             webhook: WebhookLayer {
                 max_attempts: typed(vars, "TENANTRY_WEBHOOK_MAX_ATTEMPTS")?,
@@ -187,6 +194,7 @@ impl Layer {
                 },
                 ingress_class: text("TENANTRY_TENANT_INGRESS_CLASS"),
                 tls_issuer: text("TENANTRY_TENANT_TLS_ISSUER"),
+                tls_default_certificate: typed(vars, "TENANTRY_TENANT_TLS_DEFAULT_CERTIFICATE")?,
             },
         })
     }
@@ -223,6 +231,7 @@ impl Layer {
             },
             trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
             default_erp_version: self.default_erp_version.or(lower.default_erp_version),
+            erp_versions: self.erp_versions.or(lower.erp_versions),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             webhook: WebhookLayer {
                 max_attempts: self.webhook.max_attempts.or(lower.webhook.max_attempts),
@@ -237,6 +246,7 @@ impl Layer {
                 labels: self.tenants.labels.or(lower.tenants.labels),
                 ingress_class: self.tenants.ingress_class.or(lower.tenants.ingress_class),
                 tls_issuer: self.tenants.tls_issuer.or(lower.tenants.tls_issuer),
+                tls_default_certificate: self.tenants.tls_default_certificate.or(lower.tenants.tls_default_certificate),
             },
         }
     }

@@ -173,6 +173,9 @@ pub struct Settings {
     pub redis_url: Option<String>,
     pub tls: Option<TlsSettings>,
     pub provisioner: ProvisionerSetting,
+    /// The kubeconfig file(s) of `KUBECONFIG`; without one the cluster provisioner uses
+    /// `~/.kube/config` or the in-cluster service account.
+    pub kubeconfig: Option<String>,
     pub auth: AuthSettings,
     /// Seals webhook secrets; `None`: generated in the data directory (see [`Settings::secret_key`]).
     pub secret_key: Option<Secret>,
@@ -180,6 +183,8 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
     pub default_erp_version: String,
+    /// The only ERP versions tenants may be given; `default_erp_version` is one of them.
+    pub erp_versions: crate::domain::versions::VersionCatalogue,
     pub max_body_bytes: usize,
     pub webhook: WebhookSettings,
     pub log_format: LogFormat,
@@ -206,6 +211,7 @@ impl fmt::Debug for Settings {
             .field("signup", &self.signup)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("default_erp_version", &self.default_erp_version)
+            .field("erp_versions", &self.erp_versions)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("webhook", &self.webhook)
             .field("log_format", &self.log_format)
@@ -299,6 +305,7 @@ impl Settings {
             redis_url: merged.redis_url,
             tls,
             provisioner,
+            kubeconfig: var("KUBECONFIG").map(str::to_string),
             auth,
             secret_key,
             signup: SignupSettings {
@@ -307,6 +314,11 @@ impl Settings {
             },
             trusted_proxies: merged.trusted_proxies.unwrap_or_default(),
             default_erp_version: merged.default_erp_version.unwrap_or_else(|| DEFAULT_ERP_VERSION.into()),
+            erp_versions: match &merged.erp_versions {
+                Some(list) => crate::domain::versions::VersionCatalogue::new(list)
+                    .map_err(|e| ConfigError::Invalid { field: "erp_versions", problem: e.to_string() })?,
+                None => crate::domain::versions::VersionCatalogue::default(),
+            },
             max_body_bytes: merged.max_body_bytes.unwrap_or(64 * 1024),
             webhook: WebhookSettings {
                 max_attempts: merged.webhook.max_attempts.unwrap_or(12),
@@ -321,6 +333,7 @@ impl Settings {
                 domain: merged.tenants.domain,
                 ingress_class: merged.tenants.ingress_class,
                 tls_issuer: merged.tenants.tls_issuer,
+                tls_default_certificate: merged.tenants.tls_default_certificate.unwrap_or(false),
             },
         };
         settings.check()?;
@@ -341,6 +354,9 @@ impl Settings {
             .and_then(tenant_operator::version::ErpVersion::check_production)
         {
             return invalid("default_erp_version", &e.to_string());
+        }
+        if let Err(e) = self.erp_versions.offered(&self.default_erp_version) {
+            return invalid("default_erp_version", &format!("{e}: add it to erp_versions"));
         }
         if self.signup.per_minute == 0 || self.signup.burst == 0 {
             return invalid("signup", "per_minute and burst must be at least 1");
@@ -376,9 +392,15 @@ impl Settings {
             if domain.len() > 200 || !domain.split('.').all(label_ok) {
                 return invalid("tenants.domain", "a lowercase DNS name such as erp.example.com");
             }
-            if self.tenants.tls_issuer.is_none() {
-                return invalid("tenants.tls_issuer", "needed with tenants.domain: tenants are served over HTTPS only");
+            if self.tenants.tls_issuer.is_none() && !self.tenants.tls_default_certificate {
+                return invalid(
+                    "tenants.tls_issuer",
+                    "needed with tenants.domain (or tenants.tls_default_certificate): tenants are served over HTTPS only",
+                );
             }
+        }
+        if self.tenants.tls_issuer.is_some() && self.tenants.tls_default_certificate {
+            return invalid("tenants.tls_default_certificate", "set it or tenants.tls_issuer, not both");
         }
         for (key, value) in &self.tenants.labels {
             let name = key.rsplit('/').next().unwrap_or_default();

@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, web};
 use chrono::{DateTime, Utc};
 
 use super::problem::Problem;
+use crate::domain::versions::VersionCatalogue;
 use crate::slug::Slug;
 
 pub const MAX_PAGE: u32 = 500;
@@ -43,6 +44,24 @@ impl Problems {
         }
     }
 
+    /// A production host given by hand, in lowercase (host names are case-insensitive).
+    pub fn host(&mut self, field: &str, value: &str) -> Option<String> {
+        let host = value.trim().trim_end_matches('.').to_ascii_lowercase();
+        let checked = if host.split('.').count() < 2 {
+            Err(format!("`{host}` is not a public host name such as erp.example.com"))
+        } else {
+            tenant_operator::validate::check_host(&host)
+        };
+        checked.map(|()| host).map_err(|e| self.push(format!("{field}: {e}"))).ok()
+    }
+
+    /// A version of the provider's catalogue.
+    pub fn offered_version(&mut self, field: &str, value: &str, catalogue: &VersionCatalogue) {
+        if let Err(e) = catalogue.offered(value) {
+            self.push(format!("{field}: {e}"));
+        }
+    }
+
     pub fn slug(&mut self, field: &str, value: &str) -> Option<Slug> {
         Slug::parse(value).map_err(|error| self.push(format!("{field}: {error}"))).ok()
     }
@@ -55,13 +74,6 @@ impl Problems {
                 self.push(format!("{field}: a whole number of seats, at least 1 (got {value})"));
                 None
             }
-        }
-    }
-
-    pub fn production_version(&mut self, field: &str, value: &str) {
-        match value.parse::<tenant_operator::version::ErpVersion>().and_then(|version| version.check_production()) {
-            Ok(_) => {}
-            Err(error) => self.push(format!("{field}: {error}")),
         }
     }
 }
@@ -187,11 +199,15 @@ mod tests {
         let mut problems = Problems::default();
         problems.text("display_name", "", 100);
         assert_eq!(problems.seats("seats", -3), None);
-        problems.production_version("erp_version", "7.1.0");
+        problems.offered_version("erp_version", "7.1.0", &VersionCatalogue::default());
+        assert_eq!(problems.host("host", "ERP.Acme.Example."), Some("erp.acme.example".to_string()));
+        assert_eq!(problems.host("host", "acme.test.example.com"), None);
+        assert_eq!(problems.host("host", "localhost"), None);
         let problem = problems.into_result().unwrap_err();
         assert_eq!(problem.status, 422);
-        assert_eq!(problem.errors.len(), 3, "{:?}", problem.errors);
-        assert!(problem.errors[2].contains("development"), "{:?}", problem.errors);
+        assert_eq!(problem.errors.len(), 5, "{:?}", problem.errors);
+        assert!(problem.errors[2].contains("7.1.0 is not in the provider's catalogue"), "{:?}", problem.errors);
+        assert!(problem.errors[3].contains("reserved for test environments"), "{:?}", problem.errors);
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub struct ApiSettings {
     /// Proxies whose `X-Forwarded-For` is believed for the signup rate limit.
     pub trusted_proxies: Vec<IpAddr>,
     pub default_erp_version: String,
+    /// The only ERP versions tenants may be given.
+    pub erp_versions: crate::domain::versions::VersionCatalogue,
+    /// Where tenants are served: generated hosts, and whether a host given by hand gets TLS.
+    pub tenant_hosts: crate::provision::Decorations,
     pub signup_token_ttl: Duration,
     pub max_body_bytes: usize,
 }

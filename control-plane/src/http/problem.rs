@@ -136,6 +136,8 @@ impl From<StoreError> for Problem {
             error @ StoreError::SeatLimit { .. } => Problem::conflict("seat_limit_reached", error.to_string()),
             error @ StoreError::PlanTooSmall { .. } => Problem::conflict("plan_too_small", error.to_string()),
             error @ StoreError::Transition(_) => Problem::conflict("invalid_state_transition", error.to_string()),
+            error @ StoreError::VersionDowngrade { .. } => Problem::conflict("version_downgrade", error.to_string()),
+            error @ StoreError::HostTaken(_) => Problem::conflict("host_taken", error.to_string()),
             error @ StoreError::BadUrl(_) => {
                 tracing::error!(%error, "store misconfigured");
                 Problem::internal()

@@ -139,6 +139,7 @@ pub(crate) async fn create(state: &AppState, body: SignupRequest) -> Result<Sign
         let candidate = if attempt == 1 { Some(slug.clone()) } else { numbered(&slug, attempt) };
         let Some(candidate) = candidate else { break };
         let new = NewTenant {
+            generated_host: state.settings.tenant_hosts.generated_host(candidate.as_str()),
             slug: candidate,
             display_name: body.company_name.trim().to_string(),
             owner_email: body.admin_email.clone(),
@@ -146,6 +147,7 @@ pub(crate) async fn create(state: &AppState, body: SignupRequest) -> Result<Sign
             licensed_seats,
             erp_version: state.settings.default_erp_version.clone(),
             first_seat: Some(body.admin_email.clone()),
+            host: None,
         };
         match state.store.create_tenant(&new).await {
             Ok(created) => {

@@ -79,11 +79,16 @@ pub async fn create(
     problems.email("owner_email", &body.owner_email);
     let seats = problems.seats("seats", body.seats);
     let erp_version = body.erp_version.unwrap_or_else(|| state.settings.default_erp_version.clone());
-    problems.production_version("erp_version", &erp_version);
+    problems.offered_version("erp_version", &erp_version, &state.settings.erp_versions);
+    let host = body.host.as_deref().and_then(|host| problems.host("host", host));
     problems.into_result()?;
+    if let Some(host) = &host {
+        host_available(&state, host, None).await?;
+    }
     let (Some(slug), Some(licensed_seats)) = (slug, seats) else { unreachable!("checked above") };
     open_plan(&state, &body.plan).await?;
     let new = NewTenant {
+        generated_host: state.settings.tenant_hosts.generated_host(slug.as_str()),
         slug,
         display_name: body.display_name.trim().to_string(),
         owner_email: body.owner_email,
@@ -91,9 +96,11 @@ pub async fn create(
         licensed_seats,
         erp_version,
         first_seat: None,
+        host,
     };
     let tenant = state.store.create_tenant(&new).await.map_err(|error| match error {
         crate::store::StoreError::Conflict(message) => Problem::conflict("slug_taken", message),
+        error @ crate::store::StoreError::HostTaken(_) => error.into(),
         error => unknown_plan_is_invalid(error),
     })?;
     state.changed();
@@ -101,6 +108,34 @@ pub async fn create(
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/tenants/{}", tenant.slug)))
         .json(TenantView::from(tenant)))
+}
+
+/// A host given by hand must be servable over HTTPS and must not be another tenant's generated
+/// address (`<slug>.<domain>`). Hosts given by hand to two tenants are refused by the store, under
+/// its unique index.
+async fn host_available(state: &AppState, host: &str, own_slug: Option<&str>) -> Result<(), Problem> {
+    let hosts = &state.settings.tenant_hosts;
+    if !hosts.serves_tls() {
+        return Err(Problem::unprocessable(
+            "validation_failed",
+            "host: this deployment has no TLS for tenants (tenants.tls_issuer or tenants.tls_default_certificate)",
+        )
+        .with_errors(vec!["host: this deployment cannot serve a host given by hand over HTTPS".into()]));
+    }
+    let generated_slug = hosts.domain.as_ref().and_then(|domain| {
+        let first = host.strip_suffix(domain.as_str())?.strip_suffix('.')?;
+        (!first.contains('.')).then_some(first)
+    });
+    if let Some(slug) = generated_slug
+        && Some(slug) != own_slug
+    {
+        match state.store.tenant(slug).await {
+            Ok(_) => return Err(crate::store::StoreError::HostTaken(host.to_string()).into()),
+            Err(crate::store::StoreError::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
 }
 
 /// New tenants only go on a plan that exists and is not retired. (The store checks again in
@@ -164,8 +199,12 @@ pub(crate) async fn change(
     body: UpdateTenantRequest,
 ) -> Result<crate::store::Tenant, Problem> {
     access::tenant(principal, slug, false)?;
-    if principal.role != Role::ProviderAdmin && (body.erp_version.is_some() || body.state.is_some()) {
-        return Err(Problem::forbidden("only provider admins change the ERP version or the subscription state"));
+    if principal.role != Role::ProviderAdmin
+        && (body.erp_version.is_some() || body.state.is_some() || body.host.is_some())
+    {
+        return Err(Problem::forbidden(
+            "only provider admins change the ERP version, the host or the subscription state",
+        ));
     }
     let mut problems = Problems::default();
     if let Some(name) = &body.display_name {
@@ -176,8 +215,9 @@ pub(crate) async fn change(
     }
     let seats = body.seats.map(|seats| problems.seats("seats", seats));
     if let Some(version) = &body.erp_version {
-        problems.production_version("erp_version", version);
+        problems.offered_version("erp_version", version, &state.settings.erp_versions);
     }
+    let host = body.host.as_ref().map(|host| host.as_deref().and_then(|host| problems.host("host", host)));
     if body.state == Some(SubscriptionState::Canceled) {
         problems.push("state: a tenant is canceled by deleting it (DELETE /v1/tenants/{slug})");
     }
@@ -185,12 +225,16 @@ pub(crate) async fn change(
     if let Some(plan) = &body.plan {
         open_plan(state, plan).await?;
     }
+    if let Some(Some(host)) = &host {
+        host_available(state, host, Some(slug)).await?;
+    }
     let change = TenantChange {
         display_name: body.display_name.map(|name| name.trim().to_string()),
         owner_email: body.owner_email,
         plan: body.plan,
         licensed_seats: seats.flatten(),
         erp_version: body.erp_version,
+        host,
         state: body.state,
         only_if_state: None,
     };

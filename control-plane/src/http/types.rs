@@ -20,6 +20,10 @@ pub struct TenantView {
     #[schema(value_type = String, example = "trialing")]
     pub state: SubscriptionState,
     pub erp_version: String,
+    /// The production host given by hand (a customer's own domain); `null`: the deployment's
+    /// `<slug>.<domain>`. The test environment is at the same host with `test` as its second
+    /// label.
+    pub host: Option<String>,
     /// Licensed seats, passed to the ERP.
     pub seats: u32,
     /// `waiting` (recorded, not yet applied), `applied`, then the operator's phase in lowercase.
@@ -49,6 +53,7 @@ impl From<store::Tenant> for TenantView {
             plan_version: tenant.plan_version,
             state: tenant.state,
             erp_version: tenant.erp_version,
+            host: tenant.host,
             seats: tenant.licensed_seats,
             provisioning: tenant.provisioning,
             url: tenant.url,
@@ -115,8 +120,10 @@ pub struct CreateTenantRequest {
     pub owner_email: String,
     pub plan: String,
     pub seats: i64,
-    /// The deployment's default when absent; development versions (odd B) are refused.
+    /// The deployment's default when absent; one of the provider's catalogue of ERP versions.
     pub erp_version: Option<String>,
+    /// A production host given by hand (a customer's own domain), unique among tenants.
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -128,7 +135,13 @@ pub struct UpdateTenantRequest {
     /// allows.
     pub plan: Option<String>,
     pub seats: Option<i64>,
+    /// Provider admins only: one of the catalogue's versions, never older than production's.
     pub erp_version: Option<String>,
+    /// Provider admins only: a production host given by hand, unique among tenants; `null` goes
+    /// back to the deployment's generated host.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub host: Option<Option<String>>,
     /// Provider admins only; `canceled` is reached by deleting the tenant.
     #[schema(value_type = Option<String>, example = "past_due")]
     pub state: Option<SubscriptionState>,
@@ -215,4 +228,13 @@ impl From<store::WebhookEndpoint> for WebhookView {
             secret: None,
         }
     }
+}
+
+/// A field that may be set to `null`: `Some(None)` when it was, `None` when it was absent.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }

@@ -14,8 +14,10 @@ pub struct Decorations {
     /// `<slug>.<domain>` becomes the Tenant's `spec.ingress.host`.
     pub domain: Option<String>,
     pub ingress_class: Option<String>,
-    /// cert-manager ClusterIssuer for the tenants' certificates.
+    /// cert-manager ClusterIssuer for the tenants' certificates (one per host).
     pub tls_issuer: Option<String>,
+    /// The ingress controller's default certificate (a wildcard) serves every tenant.
+    pub tls_default_certificate: bool,
 }
 
 impl Decorations {
@@ -37,17 +39,35 @@ impl Decorations {
             }
         }
         if let Some(domain) = &self.domain
-            && object["spec"]["ingress"].is_null()
+            && object.pointer("/spec/ingress").is_none_or(Value::is_null)
         {
-            let mut ingress = json!({"host": format!("{slug}.{domain}")});
-            if let Some(class) = &self.ingress_class {
-                ingress["className"] = Value::String(class.clone());
-            }
-            if let Some(issuer) = &self.tls_issuer {
-                ingress["tlsIssuer"] = Value::String(issuer.clone());
-            }
-            object["spec"]["ingress"] = ingress;
+            object["spec"]["ingress"] = json!({"host": format!("{slug}.{domain}")});
         }
+        // A host given by hand gets the same class and certificates as the generated ones.
+        if let Some(ingress) = object.pointer_mut("/spec/ingress").and_then(Value::as_object_mut) {
+            if let Some(class) = &self.ingress_class {
+                ingress.entry("className").or_insert_with(|| Value::String(class.clone()));
+            }
+            let has_tls =
+                ["tlsIssuer", "tlsSecretName", "tlsDefaultCertificate"].iter().any(|k| ingress.contains_key(*k));
+            if !has_tls {
+                if let Some(issuer) = &self.tls_issuer {
+                    ingress.insert("tlsIssuer".into(), Value::String(issuer.clone()));
+                } else if self.tls_default_certificate {
+                    ingress.insert("tlsDefaultCertificate".into(), Value::Bool(true));
+                }
+            }
+        }
+    }
+
+    /// The host a tenant gets when none was given by hand.
+    pub fn generated_host(&self, slug: &str) -> Option<String> {
+        self.domain.as_ref().map(|domain| format!("{slug}.{domain}"))
+    }
+
+    /// Whether tenants can be served over HTTPS at a host given by hand.
+    pub fn serves_tls(&self) -> bool {
+        self.tls_issuer.is_some() || self.tls_default_certificate
     }
 }
 
@@ -78,6 +98,7 @@ mod tests {
             domain: Some("erp.example.com".into()),
             ingress_class: Some("nginx".into()),
             tls_issuer: Some("letsencrypt".into()),
+            tls_default_certificate: false,
         };
         let mut decorated = object();
         decorations.apply("acme", &mut decorated);
@@ -94,5 +115,24 @@ mod tests {
             "erp": {"version": "7.0.1"}, "ingress": decorated["spec"]["ingress"]}}))
         .unwrap();
         assert_eq!(tenant.spec.ingress.unwrap().host, "acme.erp.example.com");
+    }
+
+    #[test]
+    fn a_host_given_by_hand_gets_the_deployment_tls() {
+        let decorations = Decorations {
+            domain: Some("erp.example.com".into()),
+            tls_default_certificate: true,
+            ..Decorations::default()
+        };
+        let mut decorated = object();
+        decorated["spec"]["ingress"] = json!({"host": "erp.acme.example"});
+        decorations.apply("acme", &mut decorated);
+        assert_eq!(decorated["spec"]["ingress"], json!({"host": "erp.acme.example", "tlsDefaultCertificate": true}));
+        let mut generated = object();
+        decorations.apply("acme", &mut generated);
+        assert_eq!(
+            generated["spec"]["ingress"],
+            json!({"host": "acme.erp.example.com", "tlsDefaultCertificate": true})
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use kube::Resource;
 use tenant_operator::api::{
-    EnvironmentSpec, EnvironmentsSpec, ErpSpec, Tenant as TenantObject, TenantSpec, default_profile,
+    EnvironmentSpec, EnvironmentsSpec, ErpSpec, IngressSpec, Tenant as TenantObject, TenantSpec, default_profile,
 };
 
 use crate::store::{Plan, Tenant};
@@ -26,7 +26,9 @@ pub fn tenant_object(tenant: &Tenant, plan: &Plan) -> TenantObject {
             test: plan.spec.test_environment.then(EnvironmentSpec::default),
         },
         suspended: !tenant.state.runs(),
-        ingress: None,
+        // A host given by hand; the deployment's decorations fill in the rest (or, without
+        // one, generate `<slug>.<domain>`).
+        ingress: tenant.host.as_ref().map(|host| IngressSpec { host: host.clone(), ..IngressSpec::default() }),
         deletion_policy: Default::default(),
     };
     let mut object = TenantObject::new(&tenant.slug, spec);

@@ -36,19 +36,41 @@ pub enum ProvisionError {
     NoTarget,
     #[error("kubernetes: {0}")]
     Kube(#[from] kube::Error),
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("writing YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
 }
 
+/// The client configuration of the kubeconfig files `paths` (merged in order, as kubectl does).
+async fn cluster_config(paths: &str) -> Result<kube::Config, ProvisionError> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let mut merged: Option<Kubeconfig> = None;
+    for path in paths.split(':').filter(|path| !path.is_empty()) {
+        let file = Kubeconfig::read_from(path)?;
+        merged = Some(match merged {
+            Some(earlier) => earlier.merge(file)?,
+            None => file,
+        });
+    }
+    Ok(kube::Config::from_custom_kubeconfig(merged.unwrap_or_default(), &KubeConfigOptions::default()).await?)
+}
+
 impl Provisioner {
-    /// The provisioner the configuration asks for. A cluster client comes from the kubeconfig
-    /// (`KUBECONFIG`, `~/.kube/config`) or the in-cluster service account; a manifests directory
-    /// is created when missing.
-    pub async fn from_setting(setting: &ProvisionerSetting) -> Result<Self, ProvisionError> {
+    /// The provisioner the configuration asks for. A cluster client comes from `kubeconfig` (the
+    /// settings' `KUBECONFIG`: one path, or several separated by `:`), else `~/.kube/config` or
+    /// the in-cluster service account; a manifests directory is created when missing.
+    pub async fn from_setting(setting: &ProvisionerSetting, kubeconfig: Option<&str>) -> Result<Self, ProvisionError> {
         match setting {
-            ProvisionerSetting::Cluster => Ok(Self::Cluster(kube::Client::try_default().await?)),
+            ProvisionerSetting::Cluster => {
+                let client = match kubeconfig {
+                    Some(paths) => kube::Client::try_from(cluster_config(paths).await?)?,
+                    None => kube::Client::try_default().await?,
+                };
+                Ok(Self::Cluster(client))
+            }
             ProvisionerSetting::Manifests(dir) => {
                 manifests::prepare_dir(dir).await?;
                 Ok(Self::Manifests(dir.clone()))

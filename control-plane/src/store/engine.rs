@@ -55,7 +55,7 @@ pub(crate) use dialect;
 macro_rules! tenant_columns {
     () => {
         "slug, display_name, owner_email, plan, plan_version, state, erp_version, licensed_seats, provisioning, url, \
-         conditions, environments, trial_ends_at, created_at, updated_at, deleted_at"
+         conditions, environments, trial_ends_at, created_at, updated_at, deleted_at, host"
     };
 }
 pub(crate) use tenant_columns;
@@ -86,6 +86,7 @@ pub(crate) struct TenantRow {
     created_at: Ts,
     updated_at: Ts,
     deleted_at: Option<Ts>,
+    host: Option<String>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -110,6 +111,7 @@ impl TryFrom<TenantRow> for Tenant {
             created_at: row.created_at.into(),
             updated_at: row.updated_at.into(),
             deleted_at: row.deleted_at.map(Into::into),
+            host: row.host,
         })
     }
 }
@@ -224,6 +226,15 @@ per_engine! {
         };
         let row: Option<TenantRow> = sqlx::query_as(sql).bind(slug).fetch_optional(&mut *conn).await?;
         row.map(Tenant::try_from).transpose()
+    }
+
+    /// The live tenant that was given `host` by hand, if any.
+    pub(crate) async fn host_holder(conn: &mut Conn, host: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT slug FROM tenants WHERE host = $1 AND deleted_at IS NULL")
+            .bind(host)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(row.map(|(slug,)| slug))
     }
 
     /// A tenant that is not deleted, locked for the rest of the transaction.

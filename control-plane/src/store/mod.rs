@@ -52,6 +52,15 @@ pub enum StoreError {
     PlanTooSmall { max: u32, held: u32 },
     #[error(transparent)]
     Transition(#[from] TransitionError),
+    /// Production would go back to an older ERP version than it has (or runs).
+    #[error(
+        "production runs ERP {current}; {wanted} is older, and an older ERP on a database that a newer one has \
+         migrated would corrupt it, so versions only go up"
+    )]
+    VersionDowngrade { current: String, wanted: String },
+    /// Another live tenant has this host.
+    #[error("the host {0} is already used by another tenant")]
+    HostTaken(String),
     #[error("invalid database URL {0:?}: use postgres://… or sqlite:…")]
     BadUrl(String),
     #[error("database: {0}")]
@@ -130,6 +139,8 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The production host given by hand; `None`: the deployment's `<slug>.<domain>`.
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +153,11 @@ pub struct NewTenant {
     pub erp_version: String,
     /// Seated at creation (the admin), counted against the plan's maximum.
     pub first_seat: Option<String>,
+    /// A production host given by hand.
+    pub host: Option<String>,
+    /// The deployment's generated host for this slug (`<slug>.<domain>`), when it has a domain:
+    /// the slug is taken if another tenant was given this host by hand.
+    pub generated_host: Option<String>,
 }
 
 /// A change to a tenant; `None` leaves a field as it is.
@@ -153,6 +169,8 @@ pub struct TenantChange {
     pub plan: Option<String>,
     pub licensed_seats: Option<u32>,
     pub erp_version: Option<String>,
+    /// `Some(None)` goes back to the deployment's generated host.
+    pub host: Option<Option<String>>,
     pub state: Option<SubscriptionState>,
     /// Change nothing unless the tenant is in this state when the change is made (under its
     /// row lock): for background moves that must not undo a person's change made meanwhile.

@@ -13,9 +13,33 @@ use super::{
 };
 use crate::domain::subscription::SubscriptionState;
 use crate::provision::desired::tenant_json;
+use tenant_operator::version::ErpVersion;
 
 fn slug_taken(slug: &str) -> StoreError {
     StoreError::Conflict(format!("slug {slug:?} is taken"))
+}
+
+/// The production version a tenant has: the newer of what it was last given and what its
+/// production environment reports running (they differ while a change is rolling out).
+fn production_version(tenant: &Tenant) -> Option<ErpVersion> {
+    let given = tenant.erp_version.parse::<ErpVersion>().ok();
+    let running = tenant
+        .environments
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|env| env["name"] == "production")
+        .and_then(|env| env["version"].as_str()?.parse::<ErpVersion>().ok());
+    given.max(running)
+}
+
+fn check_no_downgrade(tenant: &Tenant, wanted: &str) -> Result<()> {
+    match (production_version(tenant), wanted.parse::<ErpVersion>()) {
+        (Some(current), Ok(wanted)) if wanted < current => {
+            Err(StoreError::VersionDowngrade { current: current.to_string(), wanted: wanted.to_string() })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn tenant_data(tenant: &Tenant) -> serde_json::Value {
@@ -64,6 +88,17 @@ per_engine! {
         if shared::tenant(&mut tx, slug, false).await?.is_some() {
             return Err(slug_taken(slug));
         }
+        if let Some(generated) = &new.generated_host
+            && shared::host_holder(&mut tx, generated).await?.is_some()
+        {
+            // The slug's own address was given to another tenant by hand.
+            return Err(slug_taken(slug));
+        }
+        if let Some(host) = &new.host
+            && shared::host_holder(&mut tx, host).await?.is_some()
+        {
+            return Err(StoreError::HostTaken(host.clone()));
+        }
         let (state, trial_ends_at) = initial_state(&plan, at);
         let tenant = Tenant {
             slug: slug.to_string(),
@@ -82,11 +117,12 @@ per_engine! {
             created_at: at,
             updated_at: at,
             deleted_at: None,
+            host: new.host.clone(),
         };
         sqlx::query(
             "INSERT INTO tenants (slug, display_name, owner_email, plan, plan_version, state, erp_version, \
-             licensed_seats, provisioning, url, conditions, trial_ends_at, created_at, updated_at, seat_version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $12, $13)",
+             licensed_seats, provisioning, url, conditions, trial_ends_at, created_at, updated_at, seat_version, \
+             host) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $12, $13, $14)",
         )
         .bind(slug)
         .bind(&tenant.display_name)
@@ -101,9 +137,17 @@ per_engine! {
         .bind(trial_ends_at.map(Ts::from))
         .bind(Ts::from(at))
         .bind(i64::from(new.first_seat.is_some()))
+        .bind(new.host.as_deref())
         .execute(&mut *tx)
         .await
-        .map_err(|e| if is_unique_violation(&e) { slug_taken(slug) } else { e.into() })?;
+        .map_err(|e| match &new.host {
+            // Two tenants given one host at once: the unique index refuses the second.
+            Some(host) if is_unique_violation(&e) && e.to_string().contains("host") => {
+                StoreError::HostTaken(host.clone())
+            }
+            _ if is_unique_violation(&e) => slug_taken(slug),
+            _ => e.into(),
+        })?;
         if let Some(email) = &new.first_seat {
             sqlx::query("INSERT INTO seats (tenant, email, assigned_at) VALUES ($1, $2, $3)")
                 .bind(slug)
@@ -185,7 +229,17 @@ per_engine! {
             after.owner_email = email.clone();
         }
         if let Some(version) = &change.erp_version {
+            check_no_downgrade(&before, version)?;
             after.erp_version = version.clone();
+        }
+        if let Some(host) = &change.host {
+            if let Some(host) = host
+                && before.host.as_ref() != Some(host)
+                && shared::host_holder(&mut tx, host).await?.is_some_and(|holder| holder != slug)
+            {
+                return Err(StoreError::HostTaken(host.clone()));
+            }
+            after.host = host.clone();
         }
         if after == before {
             return Ok(before);
@@ -193,7 +247,7 @@ per_engine! {
         after.updated_at = at;
         sqlx::query(
             "UPDATE tenants SET display_name = $2, owner_email = $3, plan = $4, plan_version = $5, state = $6, \
-             erp_version = $7, licensed_seats = $8, updated_at = $9 WHERE slug = $1",
+             erp_version = $7, licensed_seats = $8, updated_at = $9, host = $10 WHERE slug = $1",
         )
         .bind(slug)
         .bind(&after.display_name)
@@ -204,8 +258,13 @@ per_engine! {
         .bind(&after.erp_version)
         .bind(i64::from(after.licensed_seats))
         .bind(Ts::from(at))
+        .bind(after.host.as_deref())
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| match &after.host {
+            Some(host) if is_unique_violation(&e) => StoreError::HostTaken(host.clone()),
+            _ => e.into(),
+        })?;
 
         let plan_changed = (after.plan.as_str(), after.plan_version) != (before.plan.as_str(), before.plan_version);
         if plan_changed {

@@ -296,6 +296,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             deleted_at: None,
+            host: None,
         }
     }
 

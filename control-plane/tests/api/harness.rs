@@ -85,7 +85,11 @@ impl TestApp {
     #[allow(dead_code)]
     pub async fn start_on_cluster(label: (&str, &str)) -> Self {
         let labels = format!("{}={}", label.0, label.1);
+        // The shared test environment, found (or started) the way every other test finds it,
+        // not whatever cluster the ambient `KUBECONFIG` names.
+        let kubeconfig = e2e::TestEnv::shared().await.kubeconfig_path().await.display().to_string();
         let env = [
+            ("KUBECONFIG", kubeconfig.as_str()),
             ("TENANTRY_PROVISIONER", "cluster"),
             ("TENANTRY_TENANT_LABELS", labels.as_str()),
             ("TENANTRY_TENANT_DOMAIN", "erp.test"),

@@ -1,6 +1,7 @@
 //! The HTTP API end to end: a real server on port 0 over a real store and cache.
 
 mod harness;
+mod hosts_and_versions;
 mod matrix;
 
 use harness::{CacheKind, Db, TestApp, plan_body};

@@ -510,3 +510,35 @@ async fn new_plans_copy_their_resources_and_plans_retire() {
     assert!(shown.text.contains("This plan is retired") && !shown.text.contains("id=\"confirm\""));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn version_change_offers_the_catalogue_and_never_goes_back() {
+    let app = start().await;
+    app.tenant("acme", "starter").await;
+    let browser = Browser::new(&app);
+    let page = as_provider(&browser, "/provider/tenants/acme").await;
+    // The default catalogue is 7.0.59 and 8.0.12; the tenant has 7.0.59: only 8.0.12 is offered.
+    assert!(page.text.contains("The provider's catalogue offers 7.0.59, 8.0.12"), "{}", page.text);
+    assert!(page.text.contains("<option value=\"8.0.12\">8.0.12</option>"), "{}", page.text);
+    assert!(!page.text.contains("<option value=\"7.0.59\">"), "{}", page.text);
+    let csrf = page.cookie_value("tenantry_csrf").unwrap();
+    let session = app.provider.clone();
+    let cookies = [("tenantry_session", session.as_str()), ("tenantry_csrf", csrf.as_str())];
+
+    let moved =
+        browser.post("/provider/tenants/acme/version", &[("csrf", &csrf), ("version", "8.0.12")], &cookies).await;
+    assert_eq!((moved.status, moved.location()), (303, "/provider/tenants/acme?done=version"), "{}", moved.text);
+    assert_eq!(api_tenant(&app, "acme").await["erp_version"], "8.0.12");
+    let page = as_provider(&browser, "/provider/tenants/acme").await;
+    assert!(page.text.contains("No newer version is in the catalogue."), "{}", page.text);
+
+    // A forged older version is refused with the reason, and changes nothing.
+    let back =
+        browser.post("/provider/tenants/acme/version", &[("csrf", &csrf), ("version", "7.0.59")], &cookies).await;
+    back.assert_html(409);
+    assert!(back.text.contains("The ERP version was not changed. Production runs ERP 8.0.12"), "{}", back.text);
+    let unknown =
+        browser.post("/provider/tenants/acme/version", &[("csrf", &csrf), ("version", "99.0.0")], &cookies).await;
+    unknown.assert_html(422);
+    assert_eq!(api_tenant(&app, "acme").await["erp_version"], "8.0.12");
+}

@@ -11,6 +11,7 @@ use super::{
     confirmation, date, date_time, provider_admin, provisioning_label, query_pairs, query_value, sentence, state_label,
 };
 use crate::domain::subscription::SubscriptionState;
+use crate::domain::versions::VersionCatalogue;
 use crate::http::AppState;
 use crate::http::problem::Problem;
 use crate::store::{Plan, PlanChange, Seat, StoreError, Tenant};
@@ -18,6 +19,7 @@ use crate::web::layout::{self, csrf_field, frame, page, see_other};
 use crate::web::progress::progress;
 use crate::web::session::{CsrfToken, Session, check_csrf};
 use crate::web::signup::format_money;
+use tenant_operator::version::ErpVersion;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -25,11 +27,19 @@ pub struct StateForm {
     pub csrf: String,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct VersionForm {
+    pub csrf: String,
+    pub version: String,
+}
+
 /// What the page says after `?done=…`.
 fn done_message(done: &str) -> Option<&'static str> {
     match done {
         "suspended" => Some("The tenant is suspended: its ERP is being scaled to zero, and all its data is kept."),
         "resumed" => Some("The tenant is active again: its ERP is being started."),
+        "version" => Some("The ERP version is changed: the tenant's ERP is being moved to it."),
         _ => None,
     }
 }
@@ -96,6 +106,36 @@ async fn move_to(
                 layout::unavailable(request, session)
             }
         },
+    }
+}
+
+/// Changes the tenant's ERP version to one of the catalogue, through the API's own change.
+pub async fn change_version(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    session: Session,
+    slug: web::Path<String>,
+    form: web::Form<VersionForm>,
+) -> HttpResponse {
+    let Some(principal) = provider_admin(&session) else { return layout::not_found(&request, &session) };
+    if check_csrf(&request, &form.csrf).is_err() {
+        return layout::forbidden(&request);
+    }
+    let body =
+        crate::http::types::UpdateTenantRequest { erp_version: Some(form.version.clone()), ..Default::default() };
+    match crate::http::tenants::change(&state, principal, &slug, body).await {
+        Ok(_) => see_other(&format!("/provider/tenants/{slug}?done=version"), &[]),
+        Err(problem) if matches!(problem.status, 409 | 422) => {
+            let refusal = format!("The ERP version was not changed. {}", sentence(&problem.detail));
+            let outcome = Outcome { notice: None, refusal: Some(refusal) };
+            let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::CONFLICT);
+            render(&state, &request, &session, &slug, outcome, status).await
+        }
+        Err(problem) if problem.status == 404 => layout::not_found(&request, &session),
+        Err(problem) => {
+            tracing::warn!(%problem, tenant = %slug, "ERP version not changed from the provider console");
+            layout::unavailable(&request, &session)
+        }
     }
 }
 
@@ -176,6 +216,7 @@ async fn render(
         }
         (subscription(&tenant, &details))
         (actions(&tenant, &csrf))
+        (version(&tenant, &state.settings.erp_versions, &csrf))
         (seats(&tenant, &details))
         (provisioning(&tenant))
         (history(&details.history))
@@ -239,6 +280,37 @@ fn actions(tenant: &Tenant, csrf: &CsrfToken) -> Markup {
                 }
             } @else {
                 p { "This tenant is deleted: it can be neither suspended nor resumed." }
+            }
+        }
+    }
+}
+
+/// The version the tenant has and the catalogue's versions it may move to (never older ones).
+fn version(tenant: &Tenant, catalogue: &VersionCatalogue, csrf: &CsrfToken) -> Markup {
+    let current = tenant.erp_version.parse::<ErpVersion>().ok();
+    let choices: Vec<ErpVersion> = catalogue.upgrades_from(current).filter(|v| Some(*v) != current).collect();
+    html! {
+        section aria-labelledby="version-title" {
+            h2 id="version-title" { "ERP version" }
+            p {
+                "The tenant has " strong { (tenant.erp_version) } ". The provider's catalogue offers "
+                (catalogue) "; production never goes back to an older version."
+            }
+            @if tenant.deleted_at.is_some() {
+                p { "This tenant is deleted." }
+            } @else if choices.is_empty() {
+                p { "No newer version is in the catalogue." }
+            } @else {
+                form method="post" action={ "/provider/tenants/" (tenant.slug) "/version" } {
+                    (csrf_field(csrf))
+                    label for="version" { "Move to" }
+                    " "
+                    select id="version" name="version" {
+                        @for choice in &choices { option value=(choice) { (choice) } }
+                    }
+                    " "
+                    button type="submit" { "Change version" }
+                }
             }
         }
     }

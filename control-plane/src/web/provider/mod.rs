@@ -38,6 +38,11 @@ pub fn configure(config: &mut ServiceConfig) {
         .service(
             web::resource("/provider/tenants/{slug}/resume").app_data(form()).route(web::post().to(detail::resume)),
         )
+        .service(
+            web::resource("/provider/tenants/{slug}/version")
+                .app_data(form())
+                .route(web::post().to(detail::change_version)),
+        )
         .service(web::resource("/provider/plans").route(web::get().to(plans::list_view)))
         .service(
             web::resource("/provider/new-plan")
