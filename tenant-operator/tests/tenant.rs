@@ -203,6 +203,79 @@ async fn drift_is_corrected() {
     operator.stop().await;
 }
 
+/// An out-of-band edit of a plain string to another spelling of the same number (an
+/// environment variable, an argument) is drift and is put back; a resource quantity the
+/// apiserver stores in another form than the spec wrote (`2048Mi` as `2Gi`) is not drift.
+#[tokio::test]
+async fn drift_in_a_plain_string_is_seen() {
+    let operator = start().await;
+    let name = operator.name("plain");
+    let mut tenant = spec(false);
+    tenant.erp.profile = "custom".into();
+    tenant.erp.custom = Some(
+        serde_json::from_value(json!({
+            "server": {"image": "registry.example.com/erp-server", "args": ["--workers", "10"], "port": 8000,
+                       "readinessPath": "/healthz"},
+            "web": {"image": "registry.example.com/erp-web", "port": 8080, "readinessPath": "/"},
+            "updateAllCommand": ["erp-admin", "--database", "{database}", "--update-all"],
+        }))
+        .unwrap(),
+    );
+    tenant.resources.server.memory_limit = Some("2048Mi".into());
+    operator.create(&name, tenant).await;
+    operator.wait_phase(&name, Phase::Ready).await;
+    let ns = namespace_of(&name);
+    let deployments = api::<Deployment>(&operator.client, &ns);
+    let server = "erp-server-production";
+    let container = |d: &Deployment| d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].clone();
+    let port = |d: &Deployment| {
+        container(d).env.unwrap_or_default().into_iter().find(|e| e.name == "PGPORT").and_then(|e| e.value)
+    };
+    let stored = deployments.get(server).await.unwrap();
+    assert_eq!(container(&stored).resources.unwrap().limits.unwrap()["memory"].0, "2Gi");
+    assert_eq!(container(&stored).args.unwrap(), ["--workers", "10"]);
+    assert_eq!(port(&stored).as_deref(), Some("5432"));
+
+    // An unrelated annotation makes the operator read the Deployment and compare it with what it
+    // wants (memory `2048Mi`): the same amount, so it does not write the Deployment.
+    operator.poke(&name, "settled").await;
+    let deployment_writes = || {
+        ["apply", "patch"]
+            .map(|verb| {
+                operator.metric(&format!("tenantry_operator_api_writes_total{{kind=\"Deployment\",verb=\"{verb}\"}}"))
+            })
+            .iter()
+            .sum::<f64>()
+    };
+    let before_writes = deployment_writes();
+    let reconciles = operator.metric("tenantry_operator_reconciles_total");
+    let touch = json!({"metadata": {"annotations": {"test.tenantry.dev/touched": "yes"}}});
+    deployments.patch(server, &PatchParams::default(), &Patch::Merge(&touch)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while operator.metric("tenantry_operator_reconciles_total") <= reconciles {
+        assert!(tokio::time::Instant::now() < deadline, "the edit of the Deployment woke no reconcile");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    operator.poke(&name, "touched").await;
+    assert_eq!(deployment_writes(), before_writes, "an equal quantity in another form counted as drift");
+
+    // The port and the worker count edited to `5.432e3` and `1e1`: the same as quantities, but
+    // different strings, so both are put back.
+    let env = container(&stored).env.unwrap();
+    let index = env.iter().position(|e| e.name == "PGPORT").unwrap();
+    let edit: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "replace", "path": format!("/spec/template/spec/containers/0/env/{index}/value"), "value": "5.432e3"},
+        {"op": "replace", "path": "/spec/template/spec/containers/0/args/1", "value": "1e1"},
+    ]))
+    .unwrap();
+    deployments.patch(server, &PatchParams::default(), &Patch::<()>::Json(edit)).await.unwrap();
+    until(&deployments, server, "port and workers put back", TIMEOUT, move |d: Option<&Deployment>| {
+        d.is_some_and(|d| port(d).as_deref() == Some("5432") && container(d).args.unwrap() == ["--workers", "10"])
+    })
+    .await;
+    operator.stop().await;
+}
+
 /// Children are created with a plain POST; a later change must still remove what the spec no
 /// longer asks for, field by field (not only set what it does ask for).
 #[tokio::test]
