@@ -29,6 +29,7 @@ use crate::http::Readiness;
 use crate::metrics::Metrics;
 use crate::profile::ImageDefaults;
 use crate::reconcile::{Context, error_policy, reconcile};
+use crate::retry::RetryDelays;
 use crate::status::Readiness as ChildReadiness;
 
 /// How this operator instance runs.
@@ -47,6 +48,8 @@ pub struct OperatorConfig {
     pub reporter: String,
     /// This instance's name (events' `reportingInstance`).
     pub instance: String,
+    /// How long a failing Tenant waits before it is tried again.
+    pub retry_delays: RetryDelays,
 }
 
 impl Default for OperatorConfig {
@@ -62,6 +65,7 @@ impl Default for OperatorConfig {
             )]),
             reporter: "tenantry-operator".into(),
             instance: std::env::var("POD_NAME").unwrap_or_else(|_| "tenantry-operator".into()),
+            retry_delays: RetryDelays::default(),
         }
     }
 }
@@ -138,6 +142,7 @@ pub async fn run(
         config.images.clone(),
         config.ingress_controller_namespace.clone(),
         cache,
+        config.retry_delays,
     ));
     let reconciles = controller.run(reconcile, error_policy, context).for_each(|result| async move {
         if let Err(e) = result {

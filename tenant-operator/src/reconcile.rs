@@ -24,6 +24,7 @@ use crate::events::{EventPublisher, Severity};
 use crate::metrics::Metrics;
 use crate::model::TenantModel;
 use crate::profile::ImageDefaults;
+use crate::retry::{FailureBackoff, RetryDelays};
 use crate::status::{self, EnvironmentObserved, Observed, Readiness};
 use crate::validate::validate;
 
@@ -43,6 +44,8 @@ pub struct Context {
     pub ingress_controller_namespace: BTreeMap<String, String>,
     /// The children as the watches report them, and what this process wrote.
     pub children: ChildCache,
+    /// When each failing Tenant is tried again.
+    pub retries: FailureBackoff,
 }
 
 impl Context {
@@ -53,34 +56,43 @@ impl Context {
         images: ImageDefaults,
         ingress_controller_namespace: BTreeMap<String, String>,
         children: ChildCache,
+        retry_delays: RetryDelays,
     ) -> Self {
-        Self { client, metrics, events, images, ingress_controller_namespace, children }
+        let retries = FailureBackoff::new(retry_delays);
+        Self { client, metrics, events, images, ingress_controller_namespace, children, retries }
     }
 }
 
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer();
     let tenants: Api<Tenant> = Api::all(ctx.client.clone());
-    finalizer(&tenants, FINALIZER, tenant, |event| async {
+    let name = tenant.name_any();
+    let action = finalizer(&tenants, FINALIZER, tenant, |event| async {
         match event {
             Finalizer::Apply(tenant) => apply(&tenant, &ctx).await,
             Finalizer::Cleanup(tenant) => cleanup(&tenant, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    ctx.retries.reset(&name);
+    Ok(action)
 }
 
-/// What the controller does after a failed reconcile: report it, then retry with a delay.
+/// What the controller does after a failed reconcile: report it (the same failure again only
+/// counts the Event it already published, see [`crate::events`]), then retry after a delay that
+/// grows with every failure in a row ([`crate::retry`]).
 pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_error(error.reason());
-    tracing::warn!(tenant = %tenant.name_any(), reason = error.reason(), error = %error, "reconcile failed");
+    let delay = ctx.retries.next_delay(&tenant.name_any());
+    tracing::warn!(tenant = %tenant.name_any(), reason = error.reason(), error = %error, retry_in = ?delay,
+        "reconcile failed");
     let note = error.to_string();
     let reason = error.reason();
     tokio::spawn(async move {
         publish(&ctx, &tenant, Severity::Warning, reason, &note).await;
     });
-    Action::requeue(Duration::from_secs(15))
+    Action::requeue(delay)
 }
 
 async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
@@ -399,9 +411,9 @@ async fn write_status(tenant: &Tenant, previous: &TenantStatus, status: TenantSt
 }
 
 async fn publish(ctx: &Context, tenant: &Tenant, severity: Severity, reason: &str, note: &str) {
-    ctx.metrics.api_write("Event", "create");
-    if let Err(e) = ctx.events.publish(tenant, severity, reason, note).await {
-        tracing::warn!(tenant = %tenant.name_any(), error = %e, "could not publish an event");
+    match ctx.events.publish(tenant, severity, reason, note).await {
+        Ok(published) => ctx.metrics.api_write("Event", published.verb()),
+        Err(e) => tracing::warn!(tenant = %tenant.name_any(), error = %e, "could not publish an event"),
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Operator, TIMEOUT, spec, start};
+use common::{Operator, TIMEOUT, spec, start, start_with};
 use e2e::wait::{until, until_deleted};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
@@ -520,5 +520,79 @@ async fn noop_reconcile_writes_nothing() {
     operator.poke(&name, "2").await;
     assert_eq!(operator.metric(writes), before_writes, "a no-op reconcile wrote to the API");
     assert_eq!(versions(client, &ns).await, before_versions);
+    operator.stop().await;
+}
+
+/// A Tenant that fails the same way again and again (a Deployment of its name already exists with
+/// a selector the operator would have to change, which the apiserver refuses: the selector is
+/// immutable) gets one Warning Event counted up, not one Event per failure, and is retried after
+/// growing delays.
+#[tokio::test]
+async fn repeated_failures_give_one_event_with_a_count() {
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::PostParams;
+    use std::time::Duration;
+    use tenant_operator::retry::RetryDelays;
+
+    let delays = RetryDelays { first: Duration::from_millis(100), max: Duration::from_millis(800) };
+    let operator = start_with(|config| config.retry_delays = delays).await;
+    let client = &operator.client;
+    let name = operator.name("failing");
+    let ns = namespace_of(&name);
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
+    let squatter: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "erp-web-production"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "squatter"}},
+            "template": {"metadata": {"labels": {"app": "squatter"}},
+                         "spec": {"containers": [{"name": "squatter", "image": "registry.example.com/squatter"}]}}
+        }
+    }))
+    .unwrap();
+    api::<Deployment>(client, &ns).create(&PostParams::default(), &squatter).await.unwrap();
+    operator.create(&name, spec(false)).await;
+
+    // Failures are counted in the metrics, reason `Rejected` (the apiserver's 422).
+    let failures = || operator.metric("tenantry_operator_reconcile_errors_total");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let selector = format!("involvedObject.kind=Tenant,involvedObject.name={name}");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut first_failure = None;
+    let counted = loop {
+        if first_failure.is_none() && failures() >= 1.0 {
+            first_failure = Some(tokio::time::Instant::now());
+        }
+        let rejected: Vec<Event> = events
+            .list(&ListParams::default().fields(&selector))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Rejected"))
+            .collect();
+        assert!(
+            rejected.len() <= 1,
+            "one Event per failure: {:?}",
+            rejected.iter().map(|e| e.count).collect::<Vec<_>>()
+        );
+        if let Some(event) = rejected.first()
+            && event.count.unwrap_or(0) >= 10
+        {
+            break event.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no Event counted 10 failures; {} failures", failures());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let elapsed = first_failure.expect("a failure was counted").elapsed();
+    let count = counted.count.unwrap();
+    eprintln!("{count} failures counted on one Event in {elapsed:?}; {} failures in the metrics", failures());
+    assert_eq!(counted.type_.as_deref(), Some("Warning"));
+    assert!(counted.message.as_deref().is_some_and(|m| m.contains("erp-web-production")), "{counted:?}");
+    assert!(counted.last_timestamp.as_ref().unwrap().0 > counted.first_timestamp.as_ref().unwrap().0);
+    assert!(failures() >= f64::from(count));
+    // The ten failures waited at least 0.1 + 0.2 + 0.4 + 0.8 s and then the 0.8 s cap (minus one
+    // early retry, woken by the Tenant's own status write): not at once, nor 15 s apart.
+    assert!(elapsed >= Duration::from_secs(3), "ten failures in {elapsed:?}: the retries did not back off");
     operator.stop().await;
 }
