@@ -150,21 +150,56 @@ pub fn ownership_upgrade(object: &DynamicObject) -> Option<json_patch::Patch> {
 ///
 /// Objects: every key of `desired` must match in `actual`, except empty values (`{}`, `[]`,
 /// `null`), which the apiserver may drop. Lists: same length, element by element (the order
-/// of what we set is kept). Strings: equal, or the same quantity (`1024Mi` and `1Gi`).
+/// of what we set is kept). Strings: equal; where the field is a resource quantity (see
+/// [`is_quantity_field`]), also the same amount written differently (`1024Mi` and `1Gi`), since
+/// the apiserver stores quantities in canonical form. Anywhere else (an environment variable, an
+/// argument) `"10"` and `"1e1"` are different strings, and an edit from one to the other is drift.
 pub fn contains(actual: &Value, desired: &Value) -> bool {
+    contains_at(actual, desired, &mut Vec::new())
+}
+
+/// [`contains`] at `path`: the keys leading to `desired` (`[]` for a list element).
+fn contains_at<'a>(actual: &Value, desired: &'a Value, path: &mut Vec<&'a str>) -> bool {
     match (actual, desired) {
         (Value::Object(actual), Value::Object(desired)) => desired.iter().all(|(key, want)| match actual.get(key) {
-            Some(have) => contains(have, want),
+            Some(have) => {
+                path.push(key);
+                let same = contains_at(have, want, path);
+                path.pop();
+                same
+            }
             None => is_empty(want),
         }),
         (Value::Array(actual), Value::Array(desired)) => {
-            actual.len() == desired.len() && actual.iter().zip(desired).all(|(have, want)| contains(have, want))
+            actual.len() == desired.len()
+                && actual.iter().zip(desired).all(|(have, want)| {
+                    path.push("[]");
+                    let same = contains_at(have, want, path);
+                    path.pop();
+                    same
+                })
         }
-        (Value::String(have), Value::String(want)) => have == want || quantity::same(have, want),
+        (Value::String(have), Value::String(want)) => {
+            have == want || (is_quantity_field(path) && quantity::same(have, want))
+        }
         (Value::Number(have), Value::Number(want)) => have.as_f64() == want.as_f64(),
         (Value::Null, want) => is_empty(want),
         (have, want) => have == want,
     }
+}
+
+/// Whether the field at `path` holds a resource quantity, which the apiserver canonicalises:
+/// a container's (or a claim's) `resources.requests` / `resources.limits`, a ResourceQuota's
+/// `hard`, a LimitRange item's `default`, `defaultRequest`, `min`, `max` and
+/// `maxLimitRequestRatio`, an emptyDir's `sizeLimit`.
+fn is_quantity_field(path: &[&str]) -> bool {
+    matches!(
+        path,
+        [.., "resources", "requests" | "limits", _]
+            | [.., "spec", "hard", _]
+            | [.., "limits", "[]", "default" | "defaultRequest" | "min" | "max" | "maxLimitRequestRatio", _]
+            | [.., "sizeLimit"]
+    )
 }
 
 fn is_empty(value: &Value) -> bool {
@@ -226,6 +261,44 @@ mod tests {
         assert!(!contains(&json!({"args": ["-c"]}), &list));
         assert!(!contains(&json!({"args": ["-c", "/etc/other.conf"]}), &list));
         assert!(contains(&json!({"args": ["-c", "/etc/erp/trytond.conf"]}), &list));
+    }
+
+    #[test]
+    fn drift_in_a_plain_string_is_seen() {
+        let container = |port: &str, arg: &str, memory: &str| {
+            json!({"spec": {"template": {"spec": {"containers": [{
+                "name": "erp",
+                "args": ["--workers", arg],
+                "env": [{"name": "PGPORT", "value": port}],
+                "resources": {"limits": {"memory": memory}, "requests": {"memory": memory}}
+            }]}}}})
+        };
+        let desired = container("10", "10", "1Gi");
+        // Strings that would be the same quantity but are not quantity fields: drift.
+        for edited in ["1e1", "10.0", "10000m", "+10"] {
+            assert!(!contains(&container(edited, "10", "1Gi"), &desired), "env var edited to {edited}");
+            assert!(!contains(&container("10", edited, "1Gi"), &desired), "argument edited to {edited}");
+        }
+        // Resource quantities written differently but equal: not drift; a different amount is.
+        assert!(contains(&container("10", "10", "1024Mi"), &desired));
+        assert!(contains(&container("10", "10", "1073741824"), &desired));
+        assert!(!contains(&container("10", "10", "1G"), &desired));
+
+        // The other quantity fields: quota, LimitRange defaults, a claim's storage, sizeLimit.
+        let quota = json!({"spec": {"hard": {"limits.memory": "16Gi", "pods": "30"}}});
+        assert!(contains(&json!({"spec": {"hard": {"limits.memory": "16384Mi", "pods": "3e1"}}}), &quota));
+        let limit_range = json!({"spec": {"limits": [{"type": "Container", "default": {"cpu": "1"},
+                                                       "defaultRequest": {"cpu": "100m"}}]}});
+        let canonical = json!({"spec": {"limits": [{"type": "Container", "default": {"cpu": "1000m"},
+                                                     "defaultRequest": {"cpu": "0.1"}}]}});
+        assert!(contains(&canonical, &limit_range));
+        let claim = json!({"spec": {"resources": {"requests": {"storage": "20Gi"}}}});
+        assert!(contains(&json!({"spec": {"resources": {"requests": {"storage": "20480Mi"}}}}), &claim));
+        let volume = json!({"volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]});
+        assert!(contains(&json!({"volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1024Mi"}}]}), &volume));
+        // A ConfigMap key that happens to be named like a quantity field is still a plain string.
+        let config = json!({"data": {"hard": "10", "limits": "10"}});
+        assert!(!contains(&json!({"data": {"hard": "1e1", "limits": "10.0"}}), &config));
     }
 
     #[test]

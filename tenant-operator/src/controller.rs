@@ -29,6 +29,8 @@ use crate::http::Readiness;
 use crate::metrics::Metrics;
 use crate::profile::ImageDefaults;
 use crate::reconcile::{Context, error_policy, reconcile};
+use crate::retry::FailureBackoff;
+use crate::retry::RetryDelays;
 use crate::status::Readiness as ChildReadiness;
 
 /// How this operator instance runs.
@@ -47,6 +49,8 @@ pub struct OperatorConfig {
     pub reporter: String,
     /// This instance's name (events' `reportingInstance`).
     pub instance: String,
+    /// How long a failing Tenant waits before it is tried again.
+    pub retry_delays: RetryDelays,
 }
 
 impl Default for OperatorConfig {
@@ -62,6 +66,7 @@ impl Default for OperatorConfig {
             )]),
             reporter: "tenantry-operator".into(),
             instance: std::env::var("POD_NAME").unwrap_or_else(|_| "tenantry-operator".into()),
+            retry_delays: RetryDelays::default(),
         }
     }
 }
@@ -132,15 +137,16 @@ pub async fn run(
     };
 
     let events = EventPublisher::new(client.clone(), config.reporter.clone(), config.instance.clone());
-    let context = Arc::new(Context::new(
+    let context = Arc::new(Context {
         client,
         metrics,
         events,
-        config.images.clone(),
-        config.ingress_controller_namespace.clone(),
-        cache,
-        tenant_store,
-    ));
+        images: config.images.clone(),
+        ingress_controller_namespace: config.ingress_controller_namespace.clone(),
+        children: cache,
+        tenants: tenant_store,
+        retries: FailureBackoff::new(config.retry_delays),
+    });
     let reconciles = controller.run(reconcile, error_policy, context).for_each(|result| async move {
         if let Err(e) = result {
             tracing::debug!(error = %e, "controller event");

@@ -1,3 +1,5 @@
+use kube::runtime::finalizer::Error as FinalizerError;
+
 /// Everything the operator's reconcile can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -33,7 +35,11 @@ impl Error {
             Self::Kube { source: kube::Error::Api(status), .. } if status.code == 422 => "Rejected",
             Self::Kube { source: kube::Error::Api(status), .. } if status.code == 403 => "Forbidden",
             Self::Kube { .. } => "ApiError",
-            Self::Finalizer(_) => "Finalizer",
+            // What failed inside the finalizer's apply or cleanup is the reason worth reporting.
+            Self::Finalizer(inner) => match inner.as_ref() {
+                FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e.reason(),
+                _ => "Finalizer",
+            },
             Self::Serialize(_) => "Serialize",
             Self::Unnamed => "Unnamed",
             Self::CacheNotSynced => "CacheNotSynced",

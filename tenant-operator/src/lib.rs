@@ -19,6 +19,7 @@ pub mod model;
 pub mod profile;
 pub mod quantity;
 pub mod reconcile;
+pub mod retry;
 pub mod status;
 pub mod telemetry;
 pub mod validate;

@@ -26,6 +26,7 @@ use crate::events::{EventPublisher, Severity};
 use crate::metrics::Metrics;
 use crate::model::TenantModel;
 use crate::profile::ImageDefaults;
+use crate::retry::FailureBackoff;
 use crate::status::{self, EnvironmentObserved, Observed, Readiness};
 use crate::validate::{Invalid, validate};
 
@@ -50,45 +51,40 @@ pub struct Context {
     /// Every Tenant this operator serves, as its watch reports them (hosts are checked against
     /// the others').
     pub tenants: reflector::Store<Tenant>,
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        metrics: Metrics,
-        events: EventPublisher,
-        images: ImageDefaults,
-        ingress_controller_namespace: BTreeMap<String, String>,
-        children: ChildCache,
-        tenants: reflector::Store<Tenant>,
-    ) -> Self {
-        Self { client, metrics, events, images, ingress_controller_namespace, children, tenants }
-    }
+    /// When each failing Tenant is tried again.
+    pub retries: FailureBackoff,
 }
 
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer();
     let tenants: Api<Tenant> = Api::all(ctx.client.clone());
-    finalizer(&tenants, FINALIZER, tenant, |event| async {
+    let name = tenant.name_any();
+    let action = finalizer(&tenants, FINALIZER, tenant, |event| async {
         match event {
             Finalizer::Apply(tenant) => apply(&tenant, &ctx).await,
             Finalizer::Cleanup(tenant) => cleanup(&tenant, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    ctx.retries.reset(&name);
+    Ok(action)
 }
 
-/// What the controller does after a failed reconcile: report it, then retry with a delay.
+/// What the controller does after a failed reconcile: report it (the same failure again only
+/// counts the Event it already published, see [`crate::events`]), then retry after a delay that
+/// grows with every failure in a row ([`crate::retry`]).
 pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_error(error.reason());
-    tracing::warn!(tenant = %tenant.name_any(), reason = error.reason(), error = %error, "reconcile failed");
+    let delay = ctx.retries.next_delay(&tenant.name_any());
+    tracing::warn!(tenant = %tenant.name_any(), reason = error.reason(), error = %error, retry_in = ?delay,
+        "reconcile failed");
     let note = error.to_string();
     let reason = error.reason();
     tokio::spawn(async move {
         publish(&ctx, &tenant, Severity::Warning, reason, &note).await;
     });
-    Action::requeue(Duration::from_secs(15))
+    Action::requeue(delay)
 }
 
 async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
@@ -417,9 +413,9 @@ async fn write_status(tenant: &Tenant, previous: &TenantStatus, status: TenantSt
 }
 
 async fn publish(ctx: &Context, tenant: &Tenant, severity: Severity, reason: &str, note: &str) {
-    ctx.metrics.api_write("Event", "create");
-    if let Err(e) = ctx.events.publish(tenant, severity, reason, note).await {
-        tracing::warn!(tenant = %tenant.name_any(), error = %e, "could not publish an event");
+    match ctx.events.publish(tenant, severity, reason, note).await {
+        Ok(published) => ctx.metrics.api_write("Event", published.verb()),
+        Err(e) => tracing::warn!(tenant = %tenant.name_any(), error = %e, "could not publish an event"),
     }
 }
 

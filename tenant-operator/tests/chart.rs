@@ -394,7 +394,8 @@ async fn the_operator_cluster_role_grants_exactly_what_the_code_uses() {
     );
     let events = chart.get("Role", "tenantry-system-demo-tenantry-operator-events").unwrap();
     assert_eq!(events["metadata"]["namespace"], "default", "the operator's Events go to `default`");
-    assert_eq!(grants(events), BTreeSet::from([("".into(), "events".into(), "create".into(), Vec::new())]));
+    let event = |verb: &str| ("".to_string(), "events".to_string(), verb.to_string(), Vec::<String>::new());
+    assert_eq!(grants(events), BTreeSet::from([event("create"), event("patch")]));
 }
 
 #[tokio::test]

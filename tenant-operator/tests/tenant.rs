@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Operator, TIMEOUT, spec, start};
+use common::{Operator, TIMEOUT, spec, start, start_with};
 use e2e::wait::{until, until_deleted};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
@@ -198,6 +198,79 @@ async fn drift_is_corrected() {
     until(&quotas, "tenant-quota", "quota restored", TIMEOUT, |q: Option<&ResourceQuota>| {
         let pods = q.and_then(|q| q.spec.as_ref()?.hard.as_ref()?.get("pods").cloned());
         pods.is_some_and(|p| p.0 == "30")
+    })
+    .await;
+    operator.stop().await;
+}
+
+/// An out-of-band edit of a plain string to another spelling of the same number (an
+/// environment variable, an argument) is drift and is put back; a resource quantity the
+/// apiserver stores in another form than the spec wrote (`2048Mi` as `2Gi`) is not drift.
+#[tokio::test]
+async fn drift_in_a_plain_string_is_seen() {
+    let operator = start().await;
+    let name = operator.name("plain");
+    let mut tenant = spec(false);
+    tenant.erp.profile = "custom".into();
+    tenant.erp.custom = Some(
+        serde_json::from_value(json!({
+            "server": {"image": "registry.example.com/erp-server", "args": ["--workers", "10"], "port": 8000,
+                       "readinessPath": "/healthz"},
+            "web": {"image": "registry.example.com/erp-web", "port": 8080, "readinessPath": "/"},
+            "updateAllCommand": ["erp-admin", "--database", "{database}", "--update-all"],
+        }))
+        .unwrap(),
+    );
+    tenant.resources.server.memory_limit = Some("2048Mi".into());
+    operator.create(&name, tenant).await;
+    operator.wait_phase(&name, Phase::Ready).await;
+    let ns = namespace_of(&name);
+    let deployments = api::<Deployment>(&operator.client, &ns);
+    let server = "erp-server-production";
+    let container = |d: &Deployment| d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].clone();
+    let port = |d: &Deployment| {
+        container(d).env.unwrap_or_default().into_iter().find(|e| e.name == "PGPORT").and_then(|e| e.value)
+    };
+    let stored = deployments.get(server).await.unwrap();
+    assert_eq!(container(&stored).resources.unwrap().limits.unwrap()["memory"].0, "2Gi");
+    assert_eq!(container(&stored).args.unwrap(), ["--workers", "10"]);
+    assert_eq!(port(&stored).as_deref(), Some("5432"));
+
+    // An unrelated annotation makes the operator read the Deployment and compare it with what it
+    // wants (memory `2048Mi`): the same amount, so it does not write the Deployment.
+    operator.poke(&name, "settled").await;
+    let deployment_writes = || {
+        ["apply", "patch"]
+            .map(|verb| {
+                operator.metric(&format!("tenantry_operator_api_writes_total{{kind=\"Deployment\",verb=\"{verb}\"}}"))
+            })
+            .iter()
+            .sum::<f64>()
+    };
+    let before_writes = deployment_writes();
+    let reconciles = operator.metric("tenantry_operator_reconciles_total");
+    let touch = json!({"metadata": {"annotations": {"test.tenantry.dev/touched": "yes"}}});
+    deployments.patch(server, &PatchParams::default(), &Patch::Merge(&touch)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while operator.metric("tenantry_operator_reconciles_total") <= reconciles {
+        assert!(tokio::time::Instant::now() < deadline, "the edit of the Deployment woke no reconcile");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    operator.poke(&name, "touched").await;
+    assert_eq!(deployment_writes(), before_writes, "an equal quantity in another form counted as drift");
+
+    // The port and the worker count edited to `5.432e3` and `1e1`: the same as quantities, but
+    // different strings, so both are put back.
+    let env = container(&stored).env.unwrap();
+    let index = env.iter().position(|e| e.name == "PGPORT").unwrap();
+    let edit: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "replace", "path": format!("/spec/template/spec/containers/0/env/{index}/value"), "value": "5.432e3"},
+        {"op": "replace", "path": "/spec/template/spec/containers/0/args/1", "value": "1e1"},
+    ]))
+    .unwrap();
+    deployments.patch(server, &PatchParams::default(), &Patch::<()>::Json(edit)).await.unwrap();
+    until(&deployments, server, "port and workers put back", TIMEOUT, move |d: Option<&Deployment>| {
+        d.is_some_and(|d| port(d).as_deref() == Some("5432") && container(d).args.unwrap() == ["--workers", "10"])
     })
     .await;
     operator.stop().await;
@@ -530,5 +603,79 @@ async fn noop_reconcile_writes_nothing() {
     operator.poke(&name, "2").await;
     assert_eq!(operator.metric(writes), before_writes, "a no-op reconcile wrote to the API");
     assert_eq!(versions(client, &ns).await, before_versions);
+    operator.stop().await;
+}
+
+/// A Tenant that fails the same way again and again (a Deployment of its name already exists with
+/// a selector the operator would have to change, which the apiserver refuses: the selector is
+/// immutable) gets one Warning Event counted up, not one Event per failure, and is retried after
+/// growing delays.
+#[tokio::test]
+async fn repeated_failures_give_one_event_with_a_count() {
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::PostParams;
+    use std::time::Duration;
+    use tenant_operator::retry::RetryDelays;
+
+    let delays = RetryDelays { first: Duration::from_millis(100), max: Duration::from_millis(800) };
+    let operator = start_with(|config| config.retry_delays = delays).await;
+    let client = &operator.client;
+    let name = operator.name("failing");
+    let ns = namespace_of(&name);
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
+    let squatter: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "erp-web-production"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "squatter"}},
+            "template": {"metadata": {"labels": {"app": "squatter"}},
+                         "spec": {"containers": [{"name": "squatter", "image": "registry.example.com/squatter"}]}}
+        }
+    }))
+    .unwrap();
+    api::<Deployment>(client, &ns).create(&PostParams::default(), &squatter).await.unwrap();
+    operator.create(&name, spec(false)).await;
+
+    // Failures are counted in the metrics, reason `Rejected` (the apiserver's 422).
+    let failures = || operator.metric("tenantry_operator_reconcile_errors_total");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let selector = format!("involvedObject.kind=Tenant,involvedObject.name={name}");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut first_failure = None;
+    let counted = loop {
+        if first_failure.is_none() && failures() >= 1.0 {
+            first_failure = Some(tokio::time::Instant::now());
+        }
+        let rejected: Vec<Event> = events
+            .list(&ListParams::default().fields(&selector))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Rejected"))
+            .collect();
+        assert!(
+            rejected.len() <= 1,
+            "one Event per failure: {:?}",
+            rejected.iter().map(|e| e.count).collect::<Vec<_>>()
+        );
+        if let Some(event) = rejected.first()
+            && event.count.unwrap_or(0) >= 10
+        {
+            break event.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no Event counted 10 failures; {} failures", failures());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let elapsed = first_failure.expect("a failure was counted").elapsed();
+    let count = counted.count.unwrap();
+    eprintln!("{count} failures counted on one Event in {elapsed:?}; {} failures in the metrics", failures());
+    assert_eq!(counted.type_.as_deref(), Some("Warning"));
+    assert!(counted.message.as_deref().is_some_and(|m| m.contains("erp-web-production")), "{counted:?}");
+    assert!(counted.last_timestamp.as_ref().unwrap().0 > counted.first_timestamp.as_ref().unwrap().0);
+    assert!(failures() >= f64::from(count));
+    // The ten failures waited at least 0.1 + 0.2 + 0.4 + 0.8 s and then the 0.8 s cap (minus one
+    // early retry, woken by the Tenant's own status write): not at once, nor 15 s apart.
+    assert!(elapsed >= Duration::from_secs(3), "ten failures in {elapsed:?}: the retries did not back off");
     operator.stop().await;
 }

@@ -34,15 +34,21 @@ pub struct Operator {
 
 /// Installs the CRD (once per process) and starts an operator for this test.
 pub async fn start() -> Operator {
+    start_with(|_| {}).await
+}
+
+/// [`start`] with the configuration changed by `configure`.
+pub async fn start_with(configure: impl FnOnce(&mut OperatorConfig)) -> Operator {
     let env = TestEnv::shared().await;
     let client = env.client().await;
     install_crd(&client).await;
     let run_id = format!("{:08x}", rand::rng().random::<u32>());
-    let config = OperatorConfig {
+    let mut config = OperatorConfig {
         tenant_selector: Some(format!("{RUN_LABEL}={run_id}")),
         concurrency: 4,
         ..OperatorConfig::default()
     };
+    configure(&mut config);
     let metrics = Metrics::new();
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(run(client.clone(), config, metrics.clone(), Readiness::new(), async {

@@ -1,0 +1,86 @@
+//! How long a failing Tenant waits before its next reconcile: exponentially longer after each
+//! failure in a row, per Tenant, and back to the shortest wait after a success.
+//!
+//! A fixed delay would retry a Tenant that fails for good (a child it may not change, an
+//! apiserver refusing a field) as often forever. The delays come from `backon`, the backoff
+//! kube's own watchers use, with its jitter (each delay stretched by a random 0–100 %), so that
+//! Tenants failing together (the apiserver down) do not all come back at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+
+/// The bounds of the retry delays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryDelays {
+    /// The wait after a first failure (before jitter).
+    pub first: Duration,
+    /// The longest wait (before jitter), reached by doubling.
+    pub max: Duration,
+}
+
+impl Default for RetryDelays {
+    fn default() -> Self {
+        Self { first: Duration::from_secs(5), max: Duration::from_secs(300) }
+    }
+}
+
+/// The retry delays of every Tenant that has failed since its last success.
+pub struct FailureBackoff {
+    builder: ExponentialBuilder,
+    failing: Mutex<HashMap<String, ExponentialBackoff>>,
+}
+
+impl FailureBackoff {
+    pub fn new(delays: RetryDelays) -> Self {
+        let builder = ExponentialBuilder::new()
+            .with_min_delay(delays.first)
+            .with_max_delay(delays.max.max(delays.first))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times();
+        Self { builder, failing: Mutex::new(HashMap::new()) }
+    }
+
+    /// The wait before the next attempt at `tenant`, which has just failed once more.
+    pub fn next_delay(&self, tenant: &str) -> Duration {
+        let mut failing = self.failing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let backoff = failing.entry(tenant.to_string()).or_insert_with(|| self.builder.build());
+        // Without a limit on attempts the iterator never ends; the fallback only keeps this total.
+        backoff.next().unwrap_or(Duration::from_secs(300))
+    }
+
+    /// `tenant` succeeded (or is gone): its next failure waits the shortest delay again.
+    pub fn reset(&self, tenant: &str) {
+        self.failing.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(tenant);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_tenant_requeue_backs_off() {
+        let secs = Duration::from_secs;
+        let backoff = FailureBackoff::new(RetryDelays { first: secs(5), max: secs(60) });
+        // Before jitter: 5, 10, 20, 40, then 60 for good; jitter adds less than as much again.
+        let unjittered = [5, 10, 20, 40, 60, 60, 60, 60];
+        let delays: Vec<Duration> = unjittered.iter().map(|_| backoff.next_delay("acme")).collect();
+        for (delay, base) in delays.iter().zip(unjittered) {
+            assert!(*delay >= secs(base) && *delay < secs(2 * base), "{delays:?}");
+        }
+        assert!(delays.windows(2).take(4).all(|pair| pair[1] > pair[0]), "the delays grow: {delays:?}");
+
+        // Another Tenant's failures are counted on their own.
+        assert!(backoff.next_delay("other") < secs(10));
+
+        // A success starts over.
+        backoff.reset("acme");
+        let after_success = backoff.next_delay("acme");
+        assert!(after_success >= secs(5) && after_success < secs(10), "{after_success:?}");
+        assert!(backoff.next_delay("acme") >= secs(10));
+    }
+}
