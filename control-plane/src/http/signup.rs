@@ -1,7 +1,7 @@
 //! `POST /v1/signup`: a customer's self-service start. Public, rate-limited per client address,
 //! and idempotent under an `Idempotency-Key` header.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::OnceLock;
 
 use actix_web::http::StatusCode;
@@ -299,8 +299,10 @@ fn client_address(request: &HttpRequest, trusted_proxies: &[IpNet]) -> Option<Ip
         .collect::<Vec<_>>();
     hops.reverse();
     for hop in hops {
-        // A hop that is not an address (`unknown`, garbage) ends what can be believed.
-        let Ok(ip) = hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) else { break };
+        // Some proxies add the client's port (`203.0.113.9:5123`, `[2001:db8::1]:5123`). A hop
+        // that is not an address (`unknown`, garbage) ends what can be believed.
+        let parsed = hop.parse::<IpAddr>().or_else(|_| hop.parse::<SocketAddr>().map(|address| address.ip()));
+        let Ok(ip) = parsed.map(|ip| ip.to_canonical()) else { break };
         if !trusted(&ip) {
             return Some(ip);
         }
@@ -363,6 +365,8 @@ mod tests {
         assert_eq!(client_address(&two_headers, &proxies), ip("203.0.113.2"), "headers are one list, in order");
         let garbage = request("10.0.0.1:5000", &["203.0.113.1, bogus"]);
         assert_eq!(client_address(&garbage, &proxies), ip("10.0.0.1"), "nothing left of garbage is believed");
+        let with_port = request("10.0.0.1:5000", &["203.0.113.8:5123, [2001:db8::1]:443"]);
+        assert_eq!(client_address(&with_port, &proxies), ip("2001:db8::1"), "a hop with a port");
         let mapped = request("[::ffff:10.0.0.1]:5000", &["::ffff:203.0.113.9"]);
         assert_eq!(client_address(&mapped, &proxies), ip("203.0.113.9"), "mapped addresses as IPv4");
     }
