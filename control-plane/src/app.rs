@@ -158,6 +158,10 @@ pub async fn start_with_cache(settings: Settings, cache: Cache) -> Result<Runnin
             notifier: webhooks.clone(),
             max_attempts: settings.webhook.max_attempts,
             timeout: settings.webhook.timeout,
+            destinations: crate::webhooks::DestinationResolver::new(
+                crate::webhooks::DestinationPolicy::new(settings.webhook.allowed_networks.clone()),
+                None,
+            ),
             ..Default::default()
         },
         shutdown_rx.clone(),
@@ -171,6 +175,7 @@ pub async fn start_with_cache(settings: Settings, cache: Cache) -> Result<Runnin
         settings: ApiSettings {
             signup_rate: RateLimit { per_minute: settings.signup.per_minute, burst: settings.signup.burst },
             trusted_proxies: settings.trusted_proxies.clone(),
+            webhook_destinations: crate::webhooks::DestinationPolicy::new(settings.webhook.allowed_networks.clone()),
             default_erp_version: settings.default_erp_version.clone(),
             erp_versions: settings.erp_versions.clone(),
             tenant_hosts: settings.tenants.clone(),

@@ -24,9 +24,16 @@ pub fn default_plans() -> Vec<PlanSpec> {
     parse(DEFAULT_CATALOGUE).expect("the embedded default catalogue is valid")
 }
 
-/// A YAML list of plans, each validated; unknown fields and duplicate names are refused.
+/// A YAML list of plans, each validated; unknown fields (at any depth, `resources` included)
+/// and duplicate names are refused.
 pub fn parse(yaml: &str) -> Result<Vec<PlanSpec>, CatalogueError> {
-    let plans: Vec<PlanSpec> = serde_yaml::from_str(yaml).map_err(|e| CatalogueError::Parse(e.to_string()))?;
+    let mut unknown = Vec::new();
+    let plans: Vec<PlanSpec> =
+        serde_ignored::deserialize(serde_yaml::Deserializer::from_str(yaml), |path| unknown.push(path.to_string()))
+            .map_err(|e| CatalogueError::Parse(e.to_string()))?;
+    if !unknown.is_empty() {
+        return Err(CatalogueError::Parse(format!("unknown fields (plan index first): {}", unknown.join(", "))));
+    }
     if plans.is_empty() {
         return Err(CatalogueError::Empty);
     }
@@ -74,6 +81,10 @@ mod tests {
     fn unknown_fields_and_non_lists_are_refused() {
         let error = parse(&DEFAULT_CATALOGUE.replace("trial_days: 14", "trial_dayz: 14")).unwrap_err().to_string();
         assert!(error.contains("trial_dayz"), "{error}");
+        let nested = DEFAULT_CATALOGUE.replacen("resources:\n", "resources:\n    qouta: {cpu: \"1\"}\n", 1);
+        assert_ne!(nested, DEFAULT_CATALOGUE, "the default catalogue has resources");
+        let error = parse(&nested).unwrap_err().to_string();
+        assert!(error.contains("0.resources.qouta"), "{error}");
         assert!(matches!(parse("name: starter"), Err(CatalogueError::Parse(_))));
         assert_eq!(parse("[]"), Err(CatalogueError::Empty));
     }

@@ -34,6 +34,7 @@ pub async fn run_retention(store: Store, retention: Duration, interval: Duration
                 outbox = pruned.outbox,
                 deliveries = pruned.deliveries,
                 events = pruned.events,
+                signup_keys = pruned.signup_keys,
                 "pruned settled history"
             ),
             Err(error) => tracing::warn!(%error, "pruning settled history failed; trying again later"),

@@ -800,7 +800,7 @@ mod retention {
         assert_eq!(event_types(store).await.len(), 2);
 
         let pruned = store.prune(later()).await.unwrap();
-        assert_eq!(pruned, Pruned { outbox: 1, deliveries: 2, events: 2 });
+        assert_eq!(pruned, Pruned { outbox: 1, deliveries: 2, events: 2, signup_keys: 0 });
         assert!(event_types(store).await.is_empty());
         // What billing needs is never pruned.
         assert_eq!(store.tenant("acme").await.unwrap().slug, "acme");
@@ -811,5 +811,50 @@ mod retention {
         assert_eq!(event_types(store).await, ["seats.changed"]);
         assert_eq!(store.claim_deliveries(10, Duration::from_secs(60)).await.unwrap().len(), 1);
         assert_eq!(store.prune(later()).await.unwrap().events, 0, "its delivery is pending");
+    }
+}
+
+mod signup_keys {
+    use super::*;
+    use control_plane::store::SignupKey;
+
+    conformance!(a_signup_key_commits_once_with_its_tenant);
+
+    async fn a_signup_key_commits_once_with_its_tenant(store: &Store) {
+        store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+        let key = SignupKey { key: "0f8fad5b-d9cb-469f-a165-70867728950e".into(), fingerprint: "fp-1".into() };
+        // Concurrent signups under one key, each trying its own slug: one commits.
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, key) = (store.clone(), key.clone());
+                tokio::spawn(async move {
+                    store.create_signup_tenant(&new_tenant(&format!("acme-{i}"), "basic", None), &key).await
+                })
+            })
+            .collect();
+        let (mut created, mut refused) = (Vec::new(), 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(tenant) => created.push(tenant.slug),
+                Err(StoreError::IdempotencyKeyUsed) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((created.len(), refused), (1, 7), "{created:?}");
+        let listed = store.tenants(&TenantFilter { limit: 100, ..TenantFilter::default() }).await.unwrap();
+        assert_eq!(listed.items.iter().map(|t| t.slug.clone()).collect::<Vec<_>>(), created);
+        let (fingerprint, tenant) = store.signup_by_key(&key.key).await.unwrap().expect("the key is recorded");
+        assert_eq!((fingerprint.as_str(), tenant.slug.as_str()), ("fp-1", created[0].as_str()));
+
+        // A signup that fails records nothing: its key is free for the retry.
+        let other = SignupKey { key: "k-2".into(), fingerprint: "fp-2".into() };
+        let failed = store.create_signup_tenant(&new_tenant("ghost", "no-such-plan", None), &other).await;
+        assert!(matches!(failed, Err(StoreError::NotFound { .. })), "{failed:?}");
+        assert!(store.signup_by_key("k-2").await.unwrap().is_none());
+
+        // Keys go with the settled history.
+        let pruned = store.prune(chrono::Utc::now() + chrono::TimeDelta::hours(1)).await.unwrap();
+        assert_eq!(pruned.signup_keys, 1);
+        assert!(store.signup_by_key(&key.key).await.unwrap().is_none());
     }
 }

@@ -1,6 +1,8 @@
 //! Webhook delivery end to end: a real store (SQLite in a temporary directory), the delivery
 //! worker, and a real HTTP receiver on a local port that fails on demand.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,7 +10,10 @@ use control_plane::domain::plan::PlanSpec;
 use control_plane::secrets::{Sealer, generate_secret};
 use control_plane::slug::Slug;
 use control_plane::store::{NewTenant, Store, TENANT_CREATED};
-use control_plane::webhooks::{Notifier, WorkerSettings, run_delivery_worker, verify};
+use control_plane::webhooks::{
+    DestinationPolicy, DestinationResolver, Notifier, WorkerSettings, run_delivery_worker, verify,
+};
+use reqwest::dns::{Name, Resolve, Resolving};
 use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -161,6 +166,11 @@ fn new_tenant(slug: &str) -> NewTenant {
     }
 }
 
+/// The receivers of these tests listen on loopback, which must be allowed explicitly.
+fn loopback_allowed() -> DestinationPolicy {
+    DestinationPolicy::new(vec!["127.0.0.0/8".parse().unwrap()])
+}
+
 /// Tiny backoff so retries happen within the test.
 fn settings(max_attempts: u32) -> WorkerSettings {
     WorkerSettings {
@@ -173,6 +183,7 @@ fn settings(max_attempts: u32) -> WorkerSettings {
         min_backoff: Duration::from_millis(40),
         max_backoff: Duration::from_millis(200),
         notifier: Notifier::new(),
+        destinations: DestinationResolver::new(loopback_allowed(), None),
     }
 }
 
@@ -320,4 +331,82 @@ async fn a_poke_delivers_without_waiting_for_the_poll() {
     receiver.wait_for("the poked delivery", |got| got.len() == 1).await;
     worker.stop().await;
     assert_eq!(receiver.received()[0].status, 200);
+}
+
+/// Resolves the names it maps (and nothing else) without DNS: a test's stand-in for a name
+/// that resolves inside the network at delivery time.
+struct MappedNames(HashMap<String, IpAddr>);
+
+impl Resolve for MappedNames {
+    fn resolve(&self, name: Name) -> Resolving {
+        let found = self.0.get(name.as_str()).copied();
+        Box::pin(async move {
+            let address = found.ok_or_else(|| format!("{} is not mapped", name.as_str()))?;
+            Ok(Box::new(std::iter::once(SocketAddr::new(address, 0))) as Box<dyn Iterator<Item = SocketAddr> + Send>)
+        })
+    }
+}
+
+#[tokio::test]
+async fn webhook_delivery_checks_the_resolved_address() {
+    let receiver = Receiver::start(0).await;
+    let port = receiver.url.rsplit(':').next().unwrap().split('/').next().unwrap().to_owned();
+    // Registered under a name (as if it was public then) that now resolves to loopback.
+    let url = format!("http://receiver.rebinding.test:{port}/hooks/tenantry");
+    let names: Arc<dyn Resolve> =
+        Arc::new(MappedNames(HashMap::from([("receiver.rebinding.test".to_owned(), "127.0.0.1".parse().unwrap())])));
+
+    // No allowed networks: not delivered, recorded as refused, not retried.
+    let setup = fixture().await;
+    register(&setup.store, &url).await;
+    let refusing = WorkerSettings {
+        destinations: DestinationResolver::new(DestinationPolicy::default(), Some(names.clone())),
+        ..settings(5)
+    };
+    let worker = Worker::start(&setup.store, refusing);
+    setup.store.create_tenant(&new_tenant("acme")).await.unwrap();
+    let rows = settled_rows(&setup.database).await;
+    worker.stop().await;
+    assert!(receiver.received().is_empty(), "nothing reached the receiver: {:#?}", receiver.received());
+    let (attempts, delivered, dead, last_error) = &rows[0];
+    assert_eq!((*attempts, *delivered, *dead), (1, false, true), "refused at once, never retried: {rows:?}");
+    let last_error = last_error.as_deref().unwrap_or_default();
+    assert!(last_error.starts_with("refused: "), "{last_error}");
+    assert!(last_error.contains("127.0.0.1"), "{last_error}");
+
+    // A literal internal address is refused too (it is connected to without resolving).
+    let setup = fixture().await;
+    register(&setup.store, &receiver.url).await;
+    let refusing = WorkerSettings { destinations: DestinationResolver::default(), ..settings(5) };
+    let worker = Worker::start(&setup.store, refusing);
+    setup.store.create_tenant(&new_tenant("acme")).await.unwrap();
+    let rows = settled_rows(&setup.database).await;
+    worker.stop().await;
+    assert!(receiver.received().is_empty());
+    assert!(rows[0].3.as_deref().unwrap_or_default().starts_with("refused: "), "{rows:?}");
+
+    // With loopback allowed, the same name is delivered to.
+    let setup = fixture().await;
+    register(&setup.store, &url).await;
+    let allowing =
+        WorkerSettings { destinations: DestinationResolver::new(loopback_allowed(), Some(names)), ..settings(5) };
+    let worker = Worker::start(&setup.store, allowing);
+    setup.store.create_tenant(&new_tenant("acme")).await.unwrap();
+    let rows = settled_rows(&setup.database).await;
+    worker.stop().await;
+    assert_eq!((rows[0].0, rows[0].1), (1, true), "{rows:?}");
+    assert_eq!(receiver.received().len(), 1);
+}
+
+/// The delivery rows once every one is delivered or dead.
+async fn settled_rows(database: &str) -> Vec<(i64, bool, bool, Option<String>)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = delivery_rows(database).await;
+        if !rows.is_empty() && rows.iter().all(|(_, delivered, dead, _)| *delivered || *dead) {
+            return rows;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not settled in time: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -26,9 +26,11 @@ pub const SEAT_COUNT_TTL: Duration = Duration::from_secs(10 * 60);
 /// How long a finished request's response is replayed for the same `Idempotency-Key`.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// How long a key stays "in flight". A request normally finishes or abandons its key long before;
-/// this only frees keys of requests whose process died mid-way.
-pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(2 * 60);
+/// How long a key stays "in flight". A request normally finishes or abandons its key within
+/// a second; this only frees keys of requests whose process died mid-way, so it is short: a
+/// retry is held back at most this long. Expiring early is safe: a request that uses the key
+/// with a durable effect records it in the store, which finds it and refuses a second commit.
+pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(15);
 
 /// Idempotency keys are client-chosen; the bound keeps them from being a memory sink.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;

@@ -2,13 +2,14 @@
 //! field optional, so sources merge field by field with the later one winning.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::Deserialize;
 
 use super::duration::HumanDuration;
+use super::network::{self, Network};
 use super::secret::Secret;
 use super::{ConfigError, LogFormat, ProvisionerSetting};
 
@@ -31,7 +32,8 @@ pub struct Layer {
     pub secret_key_file: Option<PathBuf>,
     #[serde(default)]
     pub signup: SignupLayer,
-    pub trusted_proxies: Option<Vec<IpAddr>>,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Vec<Network>>,
     pub default_erp_version: Option<String>,
     /// The ERP versions tenants may be given (the provider's catalogue).
     pub erp_versions: Option<Vec<String>>,
@@ -103,6 +105,8 @@ pub struct SignupLayer {
 pub struct WebhookLayer {
     pub max_attempts: Option<u32>,
     pub timeout: Option<HumanDuration>,
+    /// Internal networks (loopback, private, link-local…) webhooks may nevertheless reach.
+    pub allowed_networks: Option<Vec<Network>>,
 }
 
 impl Layer {
@@ -146,21 +150,7 @@ impl Layer {
                 per_minute: typed(vars, "TENANTRY_SIGNUP_PER_MINUTE")?,
                 burst: typed(vars, "TENANTRY_SIGNUP_BURST")?,
             },
-            trusted_proxies: match get("TENANTRY_TRUSTED_PROXIES") {
-                Some(list) => Some(
-                    list.split(',')
-                        .map(str::trim)
-                        .filter(|ip| !ip.is_empty())
-                        .map(|ip| {
-                            ip.parse().map_err(|_| ConfigError::Env {
-                                var: "TENANTRY_TRUSTED_PROXIES",
-                                problem: format!("{ip:?} is not an IP address"),
-                            })
-                        })
-                        .collect::<Result<_, _>>()?,
-                ),
-                None => None,
-            },
+            trusted_proxies: networks(vars, "TENANTRY_TRUSTED_PROXIES")?,
             default_erp_version: text("TENANTRY_DEFAULT_ERP_VERSION"),
             erp_versions: get("TENANTRY_ERP_VERSIONS")
                 .map(|list| list.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_string).collect()),
@@ -168,6 +158,7 @@ impl Layer {
             webhook: WebhookLayer {
                 max_attempts: typed(vars, "TENANTRY_WEBHOOK_MAX_ATTEMPTS")?,
                 timeout: typed(vars, "TENANTRY_WEBHOOK_TIMEOUT")?,
+                allowed_networks: networks(vars, "TENANTRY_WEBHOOK_ALLOWED_NETWORKS")?,
             },
             log_format: typed(vars, "TENANTRY_LOG_FORMAT")?,
             history_retention: typed(vars, "TENANTRY_HISTORY_RETENTION")?,
@@ -236,6 +227,7 @@ impl Layer {
             webhook: WebhookLayer {
                 max_attempts: self.webhook.max_attempts.or(lower.webhook.max_attempts),
                 timeout: self.webhook.timeout.or(lower.webhook.timeout),
+                allowed_networks: self.webhook.allowed_networks.or(lower.webhook.allowed_networks),
             },
             log_format: self.log_format.or(lower.log_format),
             history_retention: self.history_retention.or(lower.history_retention),
@@ -259,6 +251,16 @@ where
 {
     match vars.get(var).map(|value| value.trim()).filter(|value| !value.is_empty()) {
         Some(text) => text.parse::<T>().map(Some).map_err(|e| ConfigError::Env { var, problem: e.to_string() }),
+        None => Ok(None),
+    }
+}
+
+/// A comma-separated list of addresses and CIDR blocks.
+fn networks(vars: &BTreeMap<String, String>, var: &'static str) -> Result<Option<Vec<Network>>, ConfigError> {
+    match vars.get(var).map(|value| value.trim()).filter(|value| !value.is_empty()) {
+        Some(list) => network::parse_list(list)
+            .map(|list| Some(list.into_iter().map(Network).collect()))
+            .map_err(|problem| ConfigError::Env { var, problem }),
         None => Ok(None),
     }
 }

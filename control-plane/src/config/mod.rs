@@ -5,20 +5,23 @@
 
 mod duration;
 mod layer;
+mod network;
 mod secret;
 mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 pub use duration::{DurationError, HumanDuration, format_duration, parse_duration};
 pub use layer::{AuthLayer, KeyEntry, Layer, SignupLayer, TlsLayer, WebhookLayer};
+pub use network::Network;
 pub use secret::{Secret, load_or_create_private_file, read_key_file};
 
 use crate::auth::{Keys, KeysError};
@@ -156,11 +159,13 @@ pub struct SignupSettings {
     pub burst: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookSettings {
     pub max_attempts: u32,
     /// Per delivery attempt.
     pub timeout: Duration,
+    /// Internal networks webhooks may reach; none by default (see `webhooks::destination`).
+    pub allowed_networks: Vec<IpNet>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -180,8 +185,8 @@ pub struct Settings {
     /// Seals webhook secrets; `None`: generated in the data directory (see [`Settings::secret_key`]).
     pub secret_key: Option<Secret>,
     pub signup: SignupSettings,
-    /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Proxies (networks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
     pub default_erp_version: String,
     /// The only ERP versions tenants may be given; `default_erp_version` is one of them.
     pub erp_versions: crate::domain::versions::VersionCatalogue,
@@ -312,7 +317,7 @@ impl Settings {
                 per_minute: merged.signup.per_minute.unwrap_or(10),
                 burst: merged.signup.burst.unwrap_or(5),
             },
-            trusted_proxies: merged.trusted_proxies.unwrap_or_default(),
+            trusted_proxies: merged.trusted_proxies.unwrap_or_default().into_iter().map(|network| network.0).collect(),
             default_erp_version: merged.default_erp_version.unwrap_or_else(|| DEFAULT_ERP_VERSION.into()),
             erp_versions: match &merged.erp_versions {
                 Some(list) => crate::domain::versions::VersionCatalogue::new(list)
@@ -323,6 +328,13 @@ impl Settings {
             webhook: WebhookSettings {
                 max_attempts: merged.webhook.max_attempts.unwrap_or(12),
                 timeout: merged.webhook.timeout.map_or(Duration::from_secs(10), |timeout| timeout.0),
+                allowed_networks: merged
+                    .webhook
+                    .allowed_networks
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|network| network.0)
+                    .collect(),
             },
             log_format: merged.log_format.unwrap_or_default(),
             history_retention: merged.history_retention.map_or(Duration::from_secs(30 * 86_400), |keep| keep.0),

@@ -65,7 +65,8 @@ fn file_then_env_then_flags_field_by_field() {
         ("REDIS_URL", "redis://env/"),
         ("TENANTRY_SIGNUP_BURST", "20"),
         ("TENANTRY_TOKEN_TTL", "30m"),
-        ("TENANTRY_TRUSTED_PROXIES", "10.0.0.1, ::1"),
+        ("TENANTRY_TRUSTED_PROXIES", "10.0.0.1, ::1, 172.16.0.0/12"),
+        ("TENANTRY_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8"),
     ]);
     let flags = Layer { listen: Some("0.0.0.0:3000".parse().unwrap()), ..Layer::default() };
     let settings = Settings::from_sources(yaml.clone(), &vars, flags).unwrap();
@@ -76,7 +77,15 @@ fn file_then_env_then_flags_field_by_field() {
     assert_eq!(settings.signup, SignupSettings { per_minute: 1, burst: 20 }, "merged per field, not per section");
     assert_eq!(settings.auth.issuer, "file-issuer");
     assert_eq!(settings.auth.token_ttl, Duration::from_secs(1800));
-    assert_eq!(settings.trusted_proxies, vec!["10.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
+    let networks = |list: &[&str]| list.iter().map(|n| n.parse::<ipnet::IpNet>().unwrap()).collect::<Vec<_>>();
+    assert_eq!(settings.trusted_proxies, networks(&["10.0.0.1/32", "::1/128", "172.16.0.0/12"]));
+    assert_eq!(settings.webhook.allowed_networks, networks(&["127.0.0.0/8"]));
+    let bad = Settings::from_sources(
+        Layer::default(),
+        &env(&[HOME, ("TENANTRY_TRUSTED_PROXIES", "proxy")]),
+        Layer::default(),
+    );
+    assert!(bad.unwrap_err().to_string().contains("TENANTRY_TRUSTED_PROXIES"));
 
     let without_flags = Settings::from_sources(yaml, &vars, Layer::default()).unwrap();
     assert_eq!(without_flags.listen.port(), 2000);
@@ -108,7 +117,7 @@ fn bad_values_are_clear_errors() {
     assert!(error(&[("TENANTRY_DEFAULT_ERP_VERSION", "7.1.0")]).contains("development"));
     assert!(error(&[("TENANTRY_SIGNUP_PER_MINUTE", "0")]).contains("signup"));
     assert!(error(&[("TENANTRY_WEBHOOK_TIMEOUT", "10")]).contains("TENANTRY_WEBHOOK_TIMEOUT"));
-    assert!(error(&[("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/8")]).contains("10.0.0.0/8"));
+    assert!(error(&[("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/33")]).contains("10.0.0.0/33"));
     assert!(error(&[("TENANTRY_LOG_FORMAT", "xml")]).contains("json or text"));
     let short_key = error(&[("TENANTRY_JWT_KEYS", "k1:c2hvcnQ=")]);
     assert!(short_key.contains("k1") && short_key.contains("at least 32"), "{short_key}");

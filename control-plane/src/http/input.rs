@@ -1,9 +1,12 @@
 //! Checks of request fields that serde cannot express, each naming the field, plus the
 //! extractor configuration that turns malformed bodies, queries and paths into problem+json.
 
+use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::{HttpRequest, web};
+use actix_web::{FromRequest, HttpRequest, web};
 use chrono::{DateTime, Utc};
+use futures::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
 
 use super::problem::Problem;
 use crate::domain::versions::VersionCatalogue;
@@ -135,6 +138,59 @@ pub fn period(
     Ok((from, to))
 }
 
+/// A JSON body read strictly: a field the type does not know, at any depth, is refused with
+/// a 400 naming it by its path (`resources.qouta`), and a bad value names its path too. The
+/// body's size, media type and syntax are checked as for `web::Json` (see [`json_config`]).
+/// Serde's own `deny_unknown_fields` only covers the types that ask for it; nested types from
+/// other crates (a plan's `resources`) would otherwise drop what they do not know silently.
+#[derive(Debug)]
+pub struct StrictJson<T>(pub T);
+
+impl<T> StrictJson<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for StrictJson<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for StrictJson<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = web::Json::<serde_json::Value>::from_request(request, payload);
+        Box::pin(async move {
+            let value = json.await?.into_inner();
+            strict_from_value(value).map(Self).map_err(Into::into)
+        })
+    }
+}
+
+/// `value` as a `T`, refusing fields `T` does not know at any depth.
+pub fn strict_from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Problem> {
+    let mut unknown = Vec::new();
+    // `Option`s show as `?` in the path; the field names alone are what a client wrote.
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string().replace(".?", ""));
+    let parsed = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut record));
+    let parsed: T = parsed.map_err(|error| {
+        let path = error.path().to_string();
+        let detail = if path == "." { error.inner().to_string() } else { format!("{path}: {}", error.inner()) };
+        Problem::bad_request("invalid_body", detail)
+    })?;
+    if !unknown.is_empty() {
+        let detail = format!("unknown field{} {}", if unknown.len() == 1 { "" } else { "s" }, unknown.join(", "));
+        return Err(Problem::bad_request("invalid_body", detail).with_errors(unknown));
+    }
+    Ok(parsed)
+}
+
 pub fn json_config(max_body_bytes: usize) -> web::JsonConfig {
     web::JsonConfig::default().limit(max_body_bytes).error_handler(move |error, _: &HttpRequest| {
         let problem = match &error {
@@ -208,6 +264,35 @@ mod tests {
         assert_eq!(problem.errors.len(), 5, "{:?}", problem.errors);
         assert!(problem.errors[2].contains("7.1.0 is not in the provider's catalogue"), "{:?}", problem.errors);
         assert!(problem.errors[3].contains("reserved for test environments"), "{:?}", problem.errors);
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code, reason = "only parsed")]
+    struct Outer {
+        name: String,
+        #[serde(default)]
+        inner: Inner,
+    }
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[allow(dead_code, reason = "only parsed")]
+    struct Inner {
+        size: Option<u32>,
+        #[serde(default)]
+        items: Vec<Inner>,
+    }
+
+    #[test]
+    fn strict_bodies_name_unknown_fields_by_path() {
+        let ok: Outer = strict_from_value(serde_json::json!({"name": "a", "inner": {"size": 1}})).unwrap();
+        assert_eq!(ok.inner.size, Some(1));
+        let body = serde_json::json!({"name": "a", "nmae": 1, "inner": {"sise": 1, "items": [{}, {"x": 2}]}});
+        let problem = strict_from_value::<Outer>(body).unwrap_err();
+        assert_eq!((problem.status, problem.code), (400, "invalid_body"));
+        assert_eq!(problem.errors, ["inner.items.1.x", "inner.sise", "nmae"]);
+        let problem = strict_from_value::<Outer>(serde_json::json!({"name": "a", "inner": {"size": -1}})).unwrap_err();
+        assert_eq!((problem.status, problem.code), (400, "invalid_body"));
+        assert!(problem.detail.starts_with("inner.size: "), "{}", problem.detail);
     }
 
     #[test]

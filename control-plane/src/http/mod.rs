@@ -18,7 +18,6 @@ pub mod tenants;
 pub mod types;
 pub mod webhooks;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,8 +72,10 @@ impl AppState {
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
     pub signup_rate: RateLimit,
-    /// Proxies whose `X-Forwarded-For` is believed for the signup rate limit.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Proxies (networks) whose `X-Forwarded-For` is believed for the signup rate limits.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where webhook endpoints may point.
+    pub webhook_destinations: crate::webhooks::DestinationPolicy,
     pub default_erp_version: String,
     /// The only ERP versions tenants may be given.
     pub erp_versions: crate::domain::versions::VersionCatalogue,

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 
 use super::AppState;
 use super::access;
+use super::input::StrictJson;
 use super::problem::Problem;
 use super::types::PlanView;
 use crate::auth::Principal;
@@ -65,7 +66,7 @@ pub async fn list(state: web::Data<AppState>, principal: Principal) -> Response 
     responses((status = 201, body = PlanView), (status = 409, body = Problem, description = "the name is taken"),
         (status = 422, body = Problem)))]
 #[post("/plans")]
-pub async fn create(state: web::Data<AppState>, principal: Principal, spec: web::Json<PlanSpec>) -> Response {
+pub async fn create(state: web::Data<AppState>, principal: Principal, spec: StrictJson<PlanSpec>) -> Response {
     let plan = create_plan(&state, &principal, &spec).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/plans/{}", plan.spec.name)))
@@ -107,7 +108,7 @@ pub async fn update(
     state: web::Data<AppState>,
     principal: Principal,
     name: web::Path<String>,
-    spec: web::Json<PlanSpec>,
+    spec: StrictJson<PlanSpec>,
 ) -> Response {
     let plan = revise_plan(&state, &principal, &name, &spec).await?;
     Ok(HttpResponse::Ok().json(PlanView::from(plan)))

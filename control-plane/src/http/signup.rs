@@ -1,21 +1,23 @@
 //! `POST /v1/signup`: a customer's self-service start. Public, rate-limited per client address,
 //! and idempotent under an `Idempotency-Key` header.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::OnceLock;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use chrono::Utc;
+use ipnet::IpNet;
 
 use super::AppState;
-use super::input::Problems;
+use super::input::{Problems, StrictJson};
 use super::problem::Problem;
 use super::tenants::{open_plan, unknown_plan_is_invalid};
 use super::types::{SignupRequest, SignupResponse, TenantView};
 use crate::auth::Role;
 use crate::cache::{Begin, IdempotencyRecord, RateLimit};
 use crate::slug::Slug;
-use crate::store::{NewTenant, StoreError};
+use crate::store::{NewTenant, SignupKey, StoreError};
 
 const IDEMPOTENCY_SCOPE: &str = "signup";
 /// A name made from the company name that is taken gets a number; so many are tried.
@@ -31,64 +33,131 @@ const SLUG_ATTEMPTS: u32 = 5;
 pub async fn signup(
     state: web::Data<AppState>,
     request: HttpRequest,
-    body: web::Json<SignupRequest>,
+    body: StrictJson<SignupRequest>,
 ) -> Result<HttpResponse, Problem> {
     check_rate(&state, &request).await?;
     let body = body.into_inner();
-    let key = idempotency_key(&request)?;
-    let fingerprint = fingerprint(&body);
-    if let Some(key) = &key {
-        match state.cache.idempotency_begin(IDEMPOTENCY_SCOPE, key, &fingerprint).await {
-            Ok(Begin::Started) => {}
-            Ok(Begin::InFlight) => {
-                return Err(Problem::conflict(
-                    "idempotency_in_flight",
-                    "a signup with this Idempotency-Key is in progress",
-                ));
+    let Some(key) = idempotency_key(&request)? else {
+        return Ok(accepted(create(&state, body).await?));
+    };
+    let key = SignupKey { key, fingerprint: fingerprint(&body) };
+    // The store is the record of a signup's key (written with its tenant); the cache only
+    // answers the common retry quickly and holds concurrent requests back while one runs.
+    let claimed = match state.cache.idempotency_begin(IDEMPOTENCY_SCOPE, &key.key, &key.fingerprint).await {
+        Ok(Begin::Done(record)) => return Ok(replay(record)),
+        Ok(Begin::Mismatch) => return Err(key_reused()),
+        Ok(Begin::InFlight) => {
+            if let Some(record) = committed(&state, &key).await? {
+                return Ok(replay(record));
             }
-            Ok(Begin::Mismatch) => {
-                return Err(Problem::unprocessable(
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used for a different signup",
-                ));
-            }
-            Ok(Begin::Done(record)) => {
-                let status = StatusCode::from_u16(record.status).unwrap_or(StatusCode::ACCEPTED);
-                return Ok(HttpResponse::build(status)
-                    .insert_header(("Idempotent-Replayed", "true"))
-                    .json(record.body));
-            }
-            Err(error) => {
-                tracing::warn!(%error, "idempotency records unavailable");
-                return Err(Problem::unavailable("idempotency records are unavailable; retry shortly"));
-            }
+            return Err(Problem::conflict(
+                "idempotency_in_flight",
+                "a signup with this Idempotency-Key is in progress; retry shortly",
+            ));
         }
-    }
-    let result = create(&state, body).await;
-    if let Some(key) = &key {
-        match &result {
+        Ok(Begin::Started) => true,
+        Err(error) => {
+            // Not fatal: the store still finds a committed signup by its key and refuses a
+            // second commit under it.
+            tracing::warn!(%error, "idempotency cache unavailable; the store alone guards the key");
+            false
+        }
+    };
+    let outcome = match committed(&state, &key).await {
+        Err(problem) => Err(problem),
+        Ok(Some(record)) => Ok(Outcome::Replayed(record)),
+        Ok(None) => match create_keyed(&state, body, Some(&key)).await {
             Ok(response) => {
-                // The record keeps the tenant but never the token: a secret is returned once.
-                let record = IdempotencyRecord {
-                    fingerprint,
-                    status: StatusCode::ACCEPTED.as_u16(),
-                    body: serde_json::json!({"tenant": response.tenant, "token": null, "token_expires_at": null}),
-                };
-                if let Err(error) = state.cache.idempotency_finish(IDEMPOTENCY_SCOPE, key, &record).await {
-                    tracing::warn!(%error, "signup done but its idempotency record was not kept");
-                }
+                crash_after_commit();
+                Ok(Outcome::Created(response))
             }
-            Err(_) => {
-                if let Err(error) = state.cache.idempotency_abandon(IDEMPOTENCY_SCOPE, key).await {
-                    tracing::warn!(%error, "a failed signup's idempotency key stays in flight until it expires");
-                }
+            // Another request may have committed under the key meanwhile (its key or its slug
+            // won): then this is a retry of that one.
+            Err(problem) => match committed(&state, &key).await {
+                Ok(Some(record)) => Ok(Outcome::Replayed(record)),
+                _ => Err(problem),
+            },
+        },
+    };
+    if claimed {
+        let kept = match &outcome {
+            Ok(Outcome::Created(response)) => {
+                let record = record_of(&key, &response.tenant);
+                state.cache.idempotency_finish(IDEMPOTENCY_SCOPE, &key.key, &record).await
             }
+            Ok(Outcome::Replayed(record)) => state.cache.idempotency_finish(IDEMPOTENCY_SCOPE, &key.key, record).await,
+            Err(_) => state.cache.idempotency_abandon(IDEMPOTENCY_SCOPE, &key.key).await,
+        };
+        if let Err(error) = kept {
+            tracing::warn!(%error, "the signup's idempotency cache entry was not updated; it expires on its own");
         }
     }
-    let response = result?;
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Location", format!("/v1/tenants/{}", response.tenant["slug"].as_str().unwrap_or_default())))
-        .json(response))
+    match outcome? {
+        Outcome::Created(response) => Ok(accepted(response)),
+        Outcome::Replayed(record) => Ok(replay(record)),
+    }
+}
+
+/// What a signup under an idempotency key came to.
+enum Outcome {
+    Created(SignupResponse),
+    /// The signup committed earlier under the key.
+    Replayed(IdempotencyRecord),
+}
+
+fn accepted(response: SignupResponse) -> HttpResponse {
+    let location = format!("/v1/tenants/{}", response.tenant["slug"].as_str().unwrap_or_default());
+    HttpResponse::Accepted().insert_header(("Location", location)).json(response)
+}
+
+fn replay(record: IdempotencyRecord) -> HttpResponse {
+    let status = StatusCode::from_u16(record.status).unwrap_or(StatusCode::ACCEPTED);
+    let mut response = HttpResponse::build(status);
+    if let Some(slug) = record.body["tenant"]["slug"].as_str() {
+        response.insert_header(("Location", format!("/v1/tenants/{slug}")));
+    }
+    response.insert_header(("Idempotent-Replayed", "true")).json(record.body)
+}
+
+fn key_reused() -> Problem {
+    Problem::unprocessable("idempotency_key_reused", "this Idempotency-Key was used for a different signup")
+}
+
+/// What a retry gets: the tenant but never the token, as a secret is returned once.
+fn record_of(key: &SignupKey, tenant: &serde_json::Value) -> IdempotencyRecord {
+    IdempotencyRecord {
+        fingerprint: key.fingerprint.clone(),
+        status: StatusCode::ACCEPTED.as_u16(),
+        body: serde_json::json!({"tenant": tenant, "token": null, "token_expires_at": null}),
+    }
+}
+
+/// The signup committed under the key, as a retry should see it; `key_reused` when it was
+/// committed for another body.
+async fn committed(state: &AppState, key: &SignupKey) -> Result<Option<IdempotencyRecord>, Problem> {
+    let Some((fingerprint, tenant)) = state.store.signup_by_key(&key.key).await? else { return Ok(None) };
+    if fingerprint != key.fingerprint {
+        return Err(key_reused());
+    }
+    let tenant = serde_json::to_value(TenantView::from(tenant)).map_err(|_| Problem::internal())?;
+    Ok(Some(record_of(key, &tenant)))
+}
+
+/// Crash-test hook: with `TENANTRY_FAILPOINT=after-signup-commit` the process aborts right
+/// after a signup's commit, before it answers or updates the cache: the window in which a
+/// client sees no answer for a committed signup. `tests/api` uses it
+/// (`signup_retried_after_a_crash_is_not_duplicated`); nothing else should.
+pub const FAILPOINT_AFTER_SIGNUP_COMMIT: &str = "after-signup-commit";
+
+fn crash_after_commit() {
+    static ARMED: OnceLock<bool> = OnceLock::new();
+    let armed = *ARMED.get_or_init(|| {
+        std::env::var(crate::provision::worker::FAILPOINT_VAR).is_ok_and(|v| v == FAILPOINT_AFTER_SIGNUP_COMMIT)
+    });
+    if armed {
+        tracing::error!("failpoint {FAILPOINT_AFTER_SIGNUP_COMMIT}: aborting after a signup's commit");
+        std::process::abort();
+    }
 }
 
 /// The signup rate limit of the request's client address (the web signup form shares it).
@@ -96,8 +165,9 @@ pub(crate) async fn check_rate(state: &AppState, request: &HttpRequest) -> Resul
     check_client_rate(state, request, "signup", state.settings.signup_rate).await
 }
 
-/// Rate-limits the request's client (its address, or the forwarded one from a trusted proxy)
-/// within `scope`.
+/// Rate-limits the request's client within `scope`: its address (or, behind a trusted proxy,
+/// the forwarded one), an IPv6 client by its /64, since one subscriber owns at least that many
+/// addresses and could otherwise sign up without limit by rotating them.
 pub(crate) async fn check_client_rate(
     state: &AppState,
     request: &HttpRequest,
@@ -105,17 +175,41 @@ pub(crate) async fn check_client_rate(
     limit: RateLimit,
 ) -> Result<(), Problem> {
     let client = client_address(request, &state.settings.trusted_proxies);
-    let client_key = client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    let client_key = client.map_or_else(|| "unknown".to_string(), rate_key);
     match state.cache.check_rate(&format!("{scope}:{client_key}"), limit).await {
         Ok(()) => Ok(()),
         Err(retry) => Err(Problem::too_many_requests(retry.0)),
     }
 }
 
+/// The budget a client address counts against: an IPv4 address, or the /64 of an IPv6 one
+/// (an IPv4-mapped IPv6 address counts as its IPv4 address).
+fn rate_key(client: IpAddr) -> String {
+    match client.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !(u128::MAX >> IPV6_RATE_PREFIX);
+            format!("{}/{IPV6_RATE_PREFIX}", Ipv6Addr::from(prefix))
+        }
+    }
+}
+
+/// IPv6 clients share a budget per this prefix: the smallest one a subscriber is given.
+const IPV6_RATE_PREFIX: u32 = 64;
+
 /// Validates and creates the tenant, seats its admin and mints the tenant-admin token: the API
 /// and the web signup form both come here. Problems of the input name their field
 /// (`field: message`) in the 422's `errors`.
 pub(crate) async fn create(state: &AppState, body: SignupRequest) -> Result<SignupResponse, Problem> {
+    create_keyed(state, body, None).await
+}
+
+/// As [`create`], recording the signup's idempotency key with its tenant.
+async fn create_keyed(
+    state: &AppState,
+    body: SignupRequest,
+    key: Option<&SignupKey>,
+) -> Result<SignupResponse, Problem> {
     let mut problems = Problems::default();
     problems.text("company_name", &body.company_name, 100);
     problems.email("admin_email", &body.admin_email);
@@ -149,7 +243,11 @@ pub(crate) async fn create(state: &AppState, body: SignupRequest) -> Result<Sign
             first_seat: Some(body.admin_email.clone()),
             host: None,
         };
-        match state.store.create_tenant(&new).await {
+        let created = match key {
+            Some(key) => state.store.create_signup_tenant(&new, key).await,
+            None => state.store.create_tenant(&new).await,
+        };
+        match created {
             Ok(created) => {
                 tenant = Some(created);
                 break;
@@ -158,6 +256,9 @@ pub(crate) async fn create(state: &AppState, body: SignupRequest) -> Result<Sign
                 return Err(Problem::conflict("slug_taken", message));
             }
             Err(StoreError::Conflict(_)) if body.slug.is_none() => continue,
+            Err(StoreError::IdempotencyKeyUsed) => {
+                return Err(Problem::conflict("idempotency_in_flight", "a signup with this Idempotency-Key committed"));
+            }
             Err(error) => return Err(unknown_plan_is_invalid(error)),
         }
     }
@@ -181,21 +282,34 @@ fn numbered(slug: &Slug, n: u32) -> Option<Slug> {
     Slug::parse(&format!("{}{suffix}", base.trim_end_matches('-'))).ok()
 }
 
-/// The peer address, or — behind a trusted proxy — the last address of `X-Forwarded-For` that
-/// is not itself a trusted proxy.
-fn client_address(request: &HttpRequest, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
-    let peer = request.peer_addr().map(|address| address.ip());
-    let peer_trusted = peer.is_some_and(|ip| trusted_proxies.contains(&ip));
-    if !peer_trusted {
+/// The peer address or, when the peer is a trusted proxy, the rightmost address of
+/// `X-Forwarded-For` that is not itself a trusted proxy: the hops left of it were written by
+/// the client and prove nothing. Not actix's `realip_remote_addr`, which believes any peer's
+/// `Forwarded`/`X-Forwarded-For` and takes the leftmost (client-chosen) entry.
+fn client_address(request: &HttpRequest, trusted_proxies: &[IpNet]) -> Option<IpAddr> {
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|network| network.contains(&ip.to_canonical()));
+    let peer = request.peer_addr().map(|address| address.ip().to_canonical());
+    if !peer.as_ref().is_some_and(trusted) {
         return peer;
     }
-    let forwarded = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok()).unwrap_or("");
-    forwarded
-        .split(',')
-        .rev()
-        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-        .find(|ip| !trusted_proxies.contains(ip))
-        .or(peer)
+    let mut hops = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    hops.reverse();
+    for hop in hops {
+        // Some proxies add the client's port (`203.0.113.9:5123`, `[2001:db8::1]:5123`). A hop
+        // that is not an address (`unknown`, garbage) ends what can be believed.
+        let parsed = hop.parse::<IpAddr>().or_else(|_| hop.parse::<SocketAddr>().map(|address| address.ip()));
+        let Ok(ip) = parsed.map(|ip| ip.to_canonical()) else { break };
+        if !trusted(&ip) {
+            return Some(ip);
+        }
+    }
+    peer
 }
 
 fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, Problem> {
@@ -228,14 +342,45 @@ mod tests {
         assert!(numbered.as_str().ends_with("-3") && numbered.as_str().len() <= crate::slug::MAX_LEN);
     }
 
+    fn request(peer: &str, forwarded: &[&str]) -> HttpRequest {
+        let mut request = actix_web::test::TestRequest::default().peer_addr(peer.parse().unwrap());
+        for value in forwarded {
+            request = request.append_header(("x-forwarded-for", *value));
+        }
+        request.to_http_request()
+    }
+
+    fn networks(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|network| network.parse().unwrap()).collect()
+    }
+
     #[test]
     fn forwarded_addresses_count_only_behind_trusted_proxies() {
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        let request = actix_web::test::TestRequest::default()
-            .peer_addr("10.0.0.1:5000".parse().unwrap())
-            .insert_header(("x-forwarded-for", "203.0.113.9, 10.0.0.1"))
-            .to_http_request();
-        assert_eq!(client_address(&request, &[proxy]), Some("203.0.113.9".parse().unwrap()));
-        assert_eq!(client_address(&request, &[]), Some(proxy));
+        let proxies = networks(&["10.0.0.0/8"]);
+        let forwarded = request("10.0.0.1:5000", &["198.51.100.1, 203.0.113.9, 10.0.0.2"]);
+        let ip = |text: &str| Some(text.parse::<IpAddr>().unwrap());
+        assert_eq!(client_address(&forwarded, &proxies), ip("203.0.113.9"), "the rightmost untrusted hop");
+        assert_eq!(client_address(&forwarded, &[]), ip("10.0.0.1"), "an untrusted peer's header is ignored");
+        let spoofed = request("198.51.100.7:5000", &["203.0.113.9"]);
+        assert_eq!(client_address(&spoofed, &proxies), ip("198.51.100.7"));
+        let two_headers = request("10.0.0.1:5000", &["203.0.113.1", "203.0.113.2"]);
+        assert_eq!(client_address(&two_headers, &proxies), ip("203.0.113.2"), "headers are one list, in order");
+        let garbage = request("10.0.0.1:5000", &["203.0.113.1, bogus"]);
+        assert_eq!(client_address(&garbage, &proxies), ip("10.0.0.1"), "nothing left of garbage is believed");
+        let with_port = request("10.0.0.1:5000", &["203.0.113.8:5123, [2001:db8::1]:443"]);
+        assert_eq!(client_address(&with_port, &proxies), ip("2001:db8::1"), "a hop with a port");
+        let mapped = request("[::ffff:10.0.0.1]:5000", &["::ffff:203.0.113.9"]);
+        assert_eq!(client_address(&mapped, &proxies), ip("203.0.113.9"), "mapped addresses as IPv4");
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64() {
+        let key = |text: &str| rate_key(text.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_eq!(key("2001:db8:1:2::7"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:203.0.113.9"), key("203.0.113.9"));
+        assert_eq!(key("203.0.113.9"), "203.0.113.9");
+        assert_ne!(key("203.0.113.9"), key("203.0.113.10"));
     }
 }

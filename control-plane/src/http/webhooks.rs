@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, delete, get, post, web};
 
 use super::AppState;
 use super::access;
-use super::input::Problems;
+use super::input::{Problems, StrictJson};
 use super::problem::Problem;
 use super::types::{WebhookRequest, WebhookView};
 use crate::auth::Principal;
@@ -26,7 +26,7 @@ pub async fn list(state: web::Data<AppState>, principal: Principal) -> Response 
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])), request_body = WebhookRequest,
     responses((status = 201, body = WebhookView), (status = 422, body = Problem)))]
 #[post("/webhooks")]
-pub async fn create(state: web::Data<AppState>, principal: Principal, body: web::Json<WebhookRequest>) -> Response {
+pub async fn create(state: web::Data<AppState>, principal: Principal, body: StrictJson<WebhookRequest>) -> Response {
     access::provider_admin(&principal)?;
     let mut problems = Problems::default();
     let url = crate::webhooks::validate_endpoint_url(&body.url)
@@ -39,6 +39,15 @@ pub async fn create(state: web::Data<AppState>, principal: Principal, body: web:
     }
     problems.into_result()?;
     let url = url.unwrap_or_default();
+    // Inside the provider's network (loopback, private, link-local, cluster-internal, or a
+    // name resolving there): refused unless `webhook.allowed_networks` allows it.
+    let parsed = reqwest::Url::parse(&url).map_err(|_| Problem::internal())?;
+    state
+        .settings
+        .webhook_destinations
+        .check_registration(&parsed)
+        .await
+        .map_err(|refused| Problem::bad_request("webhook_destination_refused", format!("url: {refused}")))?;
     let secret = crate::secrets::generate_secret();
     let sealed = state.sealer.seal(secret.as_bytes());
     let endpoint = state.store.create_webhook(&url, &body.events, &sealed).await?;

@@ -67,6 +67,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another signup committed under this `Idempotency-Key` (see [`Store::signup_by_key`]).
+    #[error("a signup with this Idempotency-Key was already committed")]
+    IdempotencyKeyUsed,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -158,6 +161,14 @@ pub struct NewTenant {
     /// The deployment's generated host for this slug (`<slug>.<domain>`), when it has a domain:
     /// the slug is taken if another tenant was given this host by hand.
     pub generated_host: Option<String>,
+}
+
+/// A signup's `Idempotency-Key` and the fingerprint of its request body, recorded in the
+/// transaction that creates the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignupKey {
+    pub key: String,
+    pub fingerprint: String,
 }
 
 /// A change to a tenant; `None` leaves a field as it is.
@@ -272,6 +283,8 @@ pub struct Pruned {
     pub outbox: u64,
     pub deliveries: u64,
     pub events: u64,
+    /// Signup idempotency keys (a retry after this long makes a new signup).
+    pub signup_keys: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -462,7 +475,17 @@ impl Store {
     /// trial days. Same transaction: the first seat, the provisioning outbox row,
     /// `tenant.created` (and `seats.changed` with a first seat).
     pub async fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
-        on_pool!(self, tenants::create_tenant(new))
+        on_pool!(self, tenants::create_tenant(new, None))
+    }
+    /// As [`Store::create_tenant`], recording `key` in the same transaction:
+    /// `IdempotencyKeyUsed` when a signup under the key has already committed (a concurrent one
+    /// waits for the first to end).
+    pub async fn create_signup_tenant(&self, new: &NewTenant, key: &SignupKey) -> Result<Tenant> {
+        on_pool!(self, tenants::create_tenant(new, Some(key)))
+    }
+    /// The request fingerprint and the tenant (as it is now) of the signup committed under `key`.
+    pub async fn signup_by_key(&self, key: &str) -> Result<Option<(String, Tenant)>> {
+        on_pool!(self, tenants::signup_by_key(key))
     }
     /// Deleted tenants too (with `deleted_at`).
     pub async fn tenant(&self, slug: &str) -> Result<Tenant> {

@@ -1,6 +1,6 @@
 //! Pruning what only the past needs: finished provisioning jobs, settled webhook deliveries,
-//! and events no delivery waits for. Tenants, seats and plan history are never pruned: billing
-//! asks about the past.
+//! events no delivery waits for, and old signup idempotency keys. Tenants, seats and plan
+//! history are never pruned: billing asks about the past.
 
 use chrono::{DateTime, Utc};
 
@@ -35,7 +35,12 @@ per_engine! {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        let signup_keys = sqlx::query("DELETE FROM signup_idempotency WHERE created_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
-        Ok(Pruned { outbox, deliveries, events })
+        Ok(Pruned { outbox, deliveries, events, signup_keys })
     }
 }

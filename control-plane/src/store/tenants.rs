@@ -9,7 +9,7 @@ use super::engine::{
 };
 use super::{
     NewTenant, Page, Plan, PlanChange, ProvisionOp, ProvisioningState, Result, SEATS_CHANGED, SUBSCRIPTION_CHANGED,
-    StoreError, TENANT_CREATED, TENANT_SUSPENDED, Tenant, TenantChange, TenantFilter, page_limit,
+    SignupKey, StoreError, TENANT_CREATED, TENANT_SUSPENDED, Tenant, TenantChange, TenantFilter, page_limit,
 };
 use crate::domain::subscription::SubscriptionState;
 use crate::provision::desired::tenant_json;
@@ -79,10 +79,25 @@ fn initial_state(plan: &Plan, at: DateTime<Utc>) -> (SubscriptionState, Option<D
 }
 
 per_engine! {
-    pub(crate) async fn create_tenant(pool: &DbPool, new: &NewTenant) -> Result<Tenant> {
+    pub(crate) async fn create_tenant(pool: &DbPool, new: &NewTenant, key: Option<&SignupKey>) -> Result<Tenant> {
         let at = now();
         let slug = new.slug.as_str();
         let mut tx = shared::begin_write(pool).await?;
+        if let Some(key) = key {
+            // First, so that a concurrent signup with the same key waits here for this one's
+            // outcome (PostgreSQL holds the key's index entry) instead of racing it.
+            sqlx::query(
+                "INSERT INTO signup_idempotency (idempotency_key, fingerprint, tenant, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&key.key)
+            .bind(&key.fingerprint)
+            .bind(slug)
+            .bind(Ts::from(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { StoreError::IdempotencyKeyUsed } else { e.into() })?;
+        }
         let plan = open_plan(shared::newest_plan(&mut tx, &new.plan).await?, &new.plan)?;
         check_licensed_seats(new.licensed_seats, &plan)?;
         if shared::tenant(&mut tx, slug, false).await?.is_some() {
@@ -164,6 +179,19 @@ per_engine! {
         }
         tx.commit().await?;
         Ok(tenant)
+    }
+
+    /// The fingerprint and tenant of the signup committed under `key`, if any.
+    pub(crate) async fn signup_by_key(pool: &DbPool, key: &str) -> Result<Option<(String, Tenant)>> {
+        let mut conn = pool.acquire().await?;
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT fingerprint, tenant FROM signup_idempotency WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some((fingerprint, slug)) = row else { return Ok(None) };
+        let tenant = shared::tenant(&mut conn, &slug, false).await?.ok_or_else(|| tenant_not_found(&slug))?;
+        Ok(Some((fingerprint, tenant)))
     }
 
     pub(crate) async fn tenant(pool: &DbPool, slug: &str) -> Result<Tenant> {

@@ -11,6 +11,7 @@ use rand::Rng;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use tokio::sync::{Notify, watch};
 
+use super::destination::{DestinationResolver, refusal_in};
 use super::signature::{EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, sign};
 use crate::secrets::Sealer;
 use crate::store::{Delivery, Store};
@@ -52,6 +53,8 @@ pub struct WorkerSettings {
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     pub notifier: Notifier,
+    /// Resolves receivers' names and refuses internal addresses the policy does not allow.
+    pub destinations: DestinationResolver,
 }
 
 impl Default for WorkerSettings {
@@ -66,6 +69,7 @@ impl Default for WorkerSettings {
             min_backoff: Duration::from_secs(10),
             max_backoff: Duration::from_secs(6 * 60 * 60),
             notifier: Notifier::new(),
+            destinations: DestinationResolver::default(),
         }
     }
 }
@@ -146,7 +150,18 @@ impl Worker {
                 tracing::debug!(delivery = delivery.id, event = %delivery.event_id, "webhook delivered");
                 self.store.finish_delivery(delivery.id).await
             }
-            Err(failure) => {
+            Err(Failure::Refused(reason)) => {
+                // Not retried: the destination stays refused until the policy changes.
+                tracing::warn!(
+                    delivery = delivery.id,
+                    endpoint = %delivery.endpoint_id,
+                    event = %delivery.event_id,
+                    %reason,
+                    "webhook destination refused; not delivered"
+                );
+                self.store.retry_delivery(delivery.id, &format!("refused: {reason}"), None).await
+            }
+            Err(Failure::Failed(failure)) => {
                 let retry = self.settings.backoff(delivery.attempts);
                 match retry {
                     Some(after) => tracing::info!(
@@ -177,19 +192,27 @@ impl Worker {
 
     /// One POST; `Err` carries a description for the delivery's `last_error`, which never
     /// contains the secret, the signature or the receiver's response body.
-    async fn attempt(&self, delivery: &Delivery) -> Result<(), String> {
+    async fn attempt(&self, delivery: &Delivery) -> Result<(), Failure> {
+        let url = reqwest::Url::parse(&delivery.url).map_err(|error| Failure::Failed(format!("bad URL: {error}")))?;
+        // A literal address is connected to without resolving: checked here. Names are checked
+        // on what they resolve to, by the client's resolver.
+        self.settings
+            .destinations
+            .policy()
+            .check_literal(&url)
+            .map_err(|refused| Failure::Refused(refused.to_string()))?;
         let secret = self
             .sealer
             .unseal(&delivery.sealed_secret)
-            .map_err(|error| format!("endpoint secret unusable: {error}"))?;
-        let body =
-            serde_json::to_vec(&delivery.payload).map_err(|error| format!("payload not serialisable: {error}"))?;
+            .map_err(|error| Failure::Failed(format!("endpoint secret unusable: {error}")))?;
+        let body = serde_json::to_vec(&delivery.payload)
+            .map_err(|error| Failure::Failed(format!("payload not serialisable: {error}")))?;
         let mut signature = HeaderValue::try_from(sign(&secret, Utc::now().timestamp(), &body))
-            .map_err(|_| "signature is not a valid header".to_owned())?;
+            .map_err(|_| Failure::Failed("signature is not a valid header".to_owned()))?;
         signature.set_sensitive(true);
         let response = self
             .client
-            .post(&delivery.url)
+            .post(url)
             .header(CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature)
             .header(EVENT_ID_HEADER, &delivery.event_id)
@@ -197,9 +220,35 @@ impl Worker {
             .body(body)
             .send()
             .await
-            .map_err(|error| truncate(error_chain(&error.without_url())))?;
+            .map_err(|error| match refusal_in(&error) {
+                Some(refused) => Failure::Refused(refused.to_string()),
+                None => Failure::Failed(truncate(error_chain(&error.without_url()))),
+            })?;
         let status = response.status();
-        if status.is_success() { Ok(()) } else { Err(format!("endpoint answered HTTP {status}")) }
+        if status.is_success() {
+            Ok(())
+        } else if status.is_redirection() {
+            Err(Failure::Failed(format!("endpoint answered HTTP {status}; redirects are not followed")))
+        } else {
+            Err(Failure::Failed(format!("endpoint answered HTTP {status}")))
+        }
+    }
+}
+
+/// Why an attempt did not deliver.
+enum Failure {
+    /// The destination is internal and not allowed: recorded, never retried.
+    Refused(String),
+    /// Retried with backoff.
+    Failed(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(reason) => write!(f, "refused: {reason}"),
+            Self::Failed(reason) => f.write_str(reason),
+        }
     }
 }
 
@@ -208,8 +257,12 @@ fn http_client(settings: &WorkerSettings) -> reqwest::Result<reqwest::Client> {
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout)
         // A redirect is a failure to fix at registration, not something to follow blindly with
-        // a signed body.
+        // a signed body (nor a way around the destination check).
         .redirect(reqwest::redirect::Policy::none())
+        // Every connection goes where the resolver checked, never through a proxy from the
+        // environment (which would be connected to instead of the receiver).
+        .no_proxy()
+        .dns_resolver(Arc::new(settings.destinations.clone()))
         .user_agent(concat!("Tenantry-Webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
 }

@@ -6,9 +6,11 @@
 //! gives up. Delivery is at least once: receivers deduplicate by `Tenantry-Event-Id`.
 
 mod delivery;
+mod destination;
 mod endpoint;
 mod signature;
 
 pub use delivery::{Notifier, WorkerSettings, run_delivery_worker};
+pub use destination::{DestinationPolicy, DestinationResolver, RefusedDestination, is_internal};
 pub use endpoint::{EndpointError, MAX_URL_LEN, validate_endpoint_url};
 pub use signature::{EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, sign, verify};

@@ -33,8 +33,22 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}_{}", std::process::id(), uuid::Uuid::new_v4().simple())
+}
+
+/// A new, empty database on the test environment's PostgreSQL: its URL.
+pub async fn new_postgres_database() -> String {
+    let postgres = e2e::TestEnv::shared().await.postgres().await;
+    let name = unique("api");
+    postgres.create_database(&name).await.unwrap();
+    postgres.url(&name)
+}
+
+/// The test environment's Redis with every key under `prefix`.
+pub async fn redis_cache(prefix: &str) -> Cache {
+    let url = e2e::TestEnv::shared().await.redis_url().await;
+    Cache::connect_with_prefix(Some(&url), prefix).await.unwrap()
 }
 
 impl TestApp {
@@ -43,28 +57,33 @@ impl TestApp {
     }
 
     pub async fn start_with(db: Db, cache: CacheKind, extra_env: &[(&str, &str)]) -> Self {
+        let mut env = extra_env.to_vec();
+        let database;
+        if db == Db::Postgres && !extra_env.iter().any(|(name, _)| *name == "DATABASE_URL") {
+            database = new_postgres_database().await;
+            env.push(("DATABASE_URL", &database));
+        }
+        let cache = match cache {
+            CacheKind::InProcess => Cache::in_process(),
+            CacheKind::Redis => redis_cache(&format!("{}:", unique("api"))).await,
+        };
+        Self::start_on(cache, &env).await
+    }
+
+    /// A control plane with `cache` and these settings (over the tests' defaults): a test that
+    /// restarts a server on the same database and cache passes `DATABASE_URL` and the cache.
+    pub async fn start_on(cache: Cache, extra_env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut env = BTreeMap::new();
         env.insert("TENANTRY_DATA_DIR".to_string(), dir.path().display().to_string());
         env.insert("TENANTRY_LISTEN".to_string(), "127.0.0.1:0".to_string());
         env.insert("TENANTRY_PROVISIONER".to_string(), "none".to_string());
-        if db == Db::Postgres {
-            let postgres = e2e::TestEnv::shared().await.postgres().await;
-            let name = unique("api");
-            postgres.create_database(&name).await.unwrap();
-            env.insert("DATABASE_URL".to_string(), postgres.url(&name));
-        }
+        // The tests' webhook receivers listen on loopback, which is refused unless allowed.
+        env.insert("TENANTRY_WEBHOOK_ALLOWED_NETWORKS".to_string(), "127.0.0.0/8".to_string());
         for (name, value) in extra_env {
             env.insert((*name).to_string(), (*value).to_string());
         }
         let settings = Settings::from_sources(Layer::default(), &env, Layer::default()).unwrap();
-        let cache = match cache {
-            CacheKind::InProcess => Cache::in_process(),
-            CacheKind::Redis => {
-                let url = e2e::TestEnv::shared().await.redis_url().await;
-                Cache::connect_with_prefix(Some(&url), &format!("{}:", unique("api"))).await.unwrap()
-            }
-        };
         let keys = settings.jwt_keys().unwrap();
         let running = app::start_with_cache(settings, cache).await.unwrap();
         let hour = Duration::from_secs(3600);

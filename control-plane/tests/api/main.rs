@@ -1,5 +1,6 @@
 //! The HTTP API end to end: a real server on port 0 over a real store and cache.
 
+mod crash;
 mod harness;
 mod hosts_and_versions;
 mod matrix;
@@ -256,7 +257,7 @@ async fn bad_input_is_4xx() {
             plan.to_string().into_bytes()
         }, 422, "validation_failed"),
         ("POST", "/v1/webhooks", "application/json", json!({"url": "ftp://x"}).to_string().into_bytes(), 422, "validation_failed"),
-        ("POST", "/v1/webhooks", "application/json", json!({"url": "https://hooks.test/x", "events": ["tenant.exploded"]}).to_string().into_bytes(), 422, "validation_failed"),
+        ("POST", "/v1/webhooks", "application/json", json!({"url": "http://127.0.0.1:9/x", "events": ["tenant.exploded"]}).to_string().into_bytes(), 422, "validation_failed"),
     ];
     for (method, path, content_type, body, status, code) in cases {
         let preview = String::from_utf8_lossy(&body[..body.len().min(120)]).to_string();
@@ -470,14 +471,14 @@ async fn usage_and_billing_endpoints() {
 async fn webhook_secret_is_returned_once() {
     let app = TestApp::start(Db::Sqlite, CacheKind::InProcess).await;
     let created = app
-        .post("/v1/webhooks", &app.provider, json!({"url": "https://hooks.test/in", "events": ["tenant.ready"]}))
+        .post("/v1/webhooks", &app.provider, json!({"url": "http://127.0.0.1:9/in", "events": ["tenant.ready"]}))
         .await;
     assert_eq!(created.status, 201, "{created:?}");
     let secret = created.body["secret"].as_str().unwrap().to_string();
     assert!(secret.len() >= 32);
     let listed = app.get("/v1/webhooks", &app.provider).await;
     assert!(!listed.text.contains(&secret), "{listed:?}");
-    assert_eq!(listed.body[0]["url"], "https://hooks.test/in");
+    assert_eq!(listed.body[0]["url"], "http://127.0.0.1:9/in");
     let id = created.body["id"].as_str().unwrap();
     assert_eq!(app.call("DELETE", &format!("/v1/webhooks/{id}"), Some(&app.provider), None).await.status, 204);
     assert_eq!(app.get("/v1/webhooks", &app.provider).await.body, json!([]));
@@ -521,4 +522,189 @@ fn openapi_document_is_committed() {
     for path in ["/v1/signup", "/v1/tenants/{slug}/seats", "/v1/billing/usage", "/v1/plans/{name}"] {
         assert!(document["paths"][path].is_object(), "{path} missing");
     }
+}
+
+/// A field a body type does not have is refused wherever it is, naming its path, and nothing
+/// is created or changed.
+#[tokio::test]
+async fn unknown_nested_fields_are_refused() {
+    let app = TestApp::start(Db::Sqlite, CacheKind::InProcess).await;
+    let mut plan = plan_body("nested", 5);
+    plan["resources"] = json!({"server": {"cpu_limit": "1", "memoryLimit": "1Gi"}, "qouta": {"cpu": "1"}});
+    let reply = app.post("/v1/plans", &app.provider, plan).await;
+    reply.assert_problem(400, "invalid_body");
+    assert_eq!(reply.body["errors"], json!(["resources.qouta", "resources.server.cpu_limit"]), "{reply:?}");
+    assert!(reply.body["detail"].as_str().unwrap().contains("resources.qouta"), "{reply:?}");
+    app.get("/v1/plans/nested", &app.provider).await.assert_problem(404, "plan_not_found");
+
+    // A revision with junk in its resources makes no version (with empty resources or other).
+    let mut good = plan_body("nested", 5);
+    good["resources"] = json!({"server": {"memoryLimit": "1Gi"}, "quota": {"cpu": "2"}});
+    assert_eq!(app.post("/v1/plans", &app.provider, good.clone()).await.status, 201);
+    let mut junk = good.clone();
+    junk["resources"] = json!({"servre": {"memoryLimit": "2Gi"}});
+    let reply = app.call("PATCH", "/v1/plans/nested", Some(&app.provider), Some(junk)).await;
+    reply.assert_problem(400, "invalid_body");
+    assert_eq!(reply.body["errors"], json!(["resources.servre"]), "{reply:?}");
+    let mut deep = good.clone();
+    deep["resources"]["quota"]["cpus"] = "4".into();
+    deep["price_per_seat_month"]["cents"] = 5.into();
+    let reply = app.call("PATCH", "/v1/plans/nested", Some(&app.provider), Some(deep)).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert!(reply.body["detail"].as_str().unwrap().contains("price_per_seat_month"), "{reply:?}");
+    let stored = app.get("/v1/plans/nested", &app.provider).await;
+    assert_eq!(stored.body["version"], 1, "no new version: {stored:?}");
+    assert_eq!(
+        stored.body["resources"],
+        json!({"server": {"memoryLimit": "1Gi"}, "web": {}, "database": {}, "quota": {"cpu": "2"}})
+    );
+
+    // A wrong value deep down names its path too.
+    let mut typed = good.clone();
+    typed["resources"]["quota"]["pods"] = "many".into();
+    let reply = app.call("PATCH", "/v1/plans/nested", Some(&app.provider), Some(typed)).await;
+    reply.assert_problem(400, "invalid_body");
+    assert!(reply.body["detail"].as_str().unwrap().starts_with("resources.quota.pods"), "{reply:?}");
+
+    // Other bodies: a signup and a webhook registration with an unknown field create nothing.
+    let signup =
+        json!({"company_name": "Junk", "admin_email": "a@junk.test", "plan": "starter", "seats": 1, "sets": 2});
+    app.call("POST", "/v1/signup", None, Some(signup)).await.assert_problem(400, "invalid_body");
+    let webhook = json!({"url": "http://127.0.0.1:9/in", "events": [], "secret": "mine"});
+    app.post("/v1/webhooks", &app.provider, webhook).await.assert_problem(400, "invalid_body");
+    assert_eq!(app.get("/v1/webhooks", &app.provider).await.body, json!([]));
+    assert_eq!(app.get("/v1/tenants", &app.provider).await.body["items"], json!([]));
+    app.stop().await;
+}
+
+/// Names in /etc/hosts for a loopback address, other than `localhost` (refused by name):
+/// a name that resolves to loopback without a DNS query.
+fn loopback_names_in_hosts_file() -> Vec<String> {
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    hosts
+        .lines()
+        .filter_map(|line| line.split('#').next())
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let address: std::net::IpAddr = fields.next()?.parse().ok()?;
+            Some((address, fields.map(str::to_owned).collect::<Vec<_>>()))
+        })
+        .filter(|(address, _)| address.is_loopback())
+        .flat_map(|(_, names)| names)
+        .filter(|name| !name.ends_with("localhost") && name.contains(|c: char| c.is_ascii_alphabetic()))
+        .collect()
+}
+
+#[tokio::test]
+async fn webhook_endpoints_inside_the_network_are_refused() {
+    // No allowed networks: the defaults of a deployment.
+    let app = TestApp::start_with(Db::Sqlite, CacheKind::InProcess, &[("TENANTRY_WEBHOOK_ALLOWED_NETWORKS", "")]).await;
+    let mut internal: Vec<String> = [
+        "http://127.0.0.1/",
+        "http://127.0.0.1:8080/hook",
+        "http://[::1]/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/",
+        "http://172.16.0.1/",
+        "http://172.31.9.9/",
+        "http://192.168.1.1/",
+        "http://[fc00::1]/",
+        "http://[fd12:3456::1]/",
+        "http://[fe80::1]/",
+        "http://100.64.0.1/",
+        "http://0.0.0.0/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://localhost/",
+        "http://LocalHost.:9000/",
+        "http://api.localhost/",
+        // Decimal and hex forms are parsed as the addresses they are.
+        "http://2130706433/",
+        "http://0x7f000001/",
+    ]
+    .map(String::from)
+    .to_vec();
+    let resolving = loopback_names_in_hosts_file();
+    assert!(!resolving.is_empty(), "this machine's /etc/hosts names a loopback address besides localhost");
+    internal.extend(resolving.iter().map(|name| format!("https://{name}/hook")));
+    for url in &internal {
+        let reply = app.post("/v1/webhooks", &app.provider, json!({"url": url})).await;
+        reply.assert_problem(400, "webhook_destination_refused");
+        assert!(reply.body["detail"].as_str().unwrap().contains("webhook.allowed_networks"), "{url}: {reply:?}");
+    }
+    assert_eq!(app.get("/v1/webhooks", &app.provider).await.body, json!([]), "nothing was registered");
+    // A public address is registered (and never connected to: no event follows).
+    let public = app.post("/v1/webhooks", &app.provider, json!({"url": "https://203.0.113.7/in"})).await;
+    assert_eq!(public.status, 201, "{public:?}");
+    let id = public.body["id"].as_str().unwrap();
+    assert_eq!(app.call("DELETE", &format!("/v1/webhooks/{id}"), Some(&app.provider), None).await.status, 204);
+    app.stop().await;
+
+    // Allowed explicitly, loopback receivers are registered.
+    let app =
+        TestApp::start_with(Db::Sqlite, CacheKind::InProcess, &[("TENANTRY_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")])
+            .await;
+    for url in ["http://127.0.0.1:9/in", "http://localhost:9/in"] {
+        let reply = app.post("/v1/webhooks", &app.provider, json!({"url": url})).await;
+        assert_eq!(reply.status, 201, "{url}: {reply:?}");
+    }
+    let still_refused = app.post("/v1/webhooks", &app.provider, json!({"url": "http://169.254.169.254/"})).await;
+    still_refused.assert_problem(400, "webhook_destination_refused");
+    app.stop().await;
+}
+
+/// A signup request from `client` as a trusted proxy on loopback forwards it.
+async fn signup_from(app: &TestApp, n: usize, forwarded_for: &str) -> u16 {
+    let body =
+        json!({"company_name": format!("Client {n}"), "admin_email": "a@client.test", "plan": "starter", "seats": 1});
+    let request = app.http.post(format!("{}/v1/signup", app.url)).header("x-forwarded-for", forwarded_for).json(&body);
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn ipv6_signups_are_limited_per_prefix() {
+    let limited = [
+        ("TENANTRY_SIGNUP_PER_MINUTE", "1"),
+        ("TENANTRY_SIGNUP_BURST", "2"),
+        ("TENANTRY_TRUSTED_PROXIES", "127.0.0.0/8"),
+    ];
+    let app = TestApp::start_with(Db::Sqlite, CacheKind::InProcess, &limited).await;
+    let expected = [
+        // Three addresses of one /64 share its budget of two.
+        ("2001:db8:aa:1::1", 202),
+        ("2001:db8:aa:1:ffff::2", 202),
+        ("2001:db8:aa:1:1234:5678:9abc:def0", 429),
+        // Another /64 has its own.
+        ("2001:db8:aa:2::1", 202),
+        ("2001:db8:aa:2::2", 202),
+        ("2001:db8:aa:2::3", 429),
+        // An IPv4-mapped IPv6 address counts as its IPv4 address.
+        ("203.0.113.9", 202),
+        ("::ffff:203.0.113.9", 202),
+        ("::ffff:cb00:7109", 429),
+        ("203.0.113.10", 202),
+    ];
+    for (n, (client, status)) in expected.into_iter().enumerate() {
+        assert_eq!(signup_from(&app, n, client).await, status, "signup {n} from {client}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_for_counts_only_from_trusted_proxies() {
+    let limit = [("TENANTRY_SIGNUP_PER_MINUTE", "1"), ("TENANTRY_SIGNUP_BURST", "1")];
+    // Untrusted peer: its X-Forwarded-For is ignored, every request counts against 127.0.0.1.
+    let app = TestApp::start_with(Db::Sqlite, CacheKind::InProcess, &limit).await;
+    assert_eq!(signup_from(&app, 1, "198.51.100.1").await, 202);
+    assert_eq!(signup_from(&app, 2, "198.51.100.2").await, 429, "a forged header buys no new budget");
+    app.stop().await;
+
+    // Trusted proxy network: the rightmost hop that is not a trusted proxy is the client.
+    let trusted = [limit[0], limit[1], ("TENANTRY_TRUSTED_PROXIES", "127.0.0.0/8, 10.0.0.0/8")];
+    let app = TestApp::start_with(Db::Sqlite, CacheKind::InProcess, &trusted).await;
+    assert_eq!(signup_from(&app, 1, "198.51.100.1, 203.0.113.5, 10.0.0.7").await, 202);
+    // The client cannot escape its budget by writing another address in front.
+    assert_eq!(signup_from(&app, 2, "192.0.2.77, 203.0.113.5").await, 429);
+    assert_eq!(signup_from(&app, 3, "203.0.113.6, 10.1.1.1").await, 202, "another client");
+    app.stop().await;
 }

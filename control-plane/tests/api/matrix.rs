@@ -220,7 +220,7 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         method: "POST",
         path: "/v1/webhooks",
-        body: |_| Some(json!({"url": "https://hooks.test/in"})),
+        body: |_| Some(json!({"url": "http://127.0.0.1:9/in"})),
         scope: Scope::Global,
         allowed: &[Provider],
         ok: 201,
@@ -266,7 +266,7 @@ async fn role_matrix() {
             }
             let plan = format!("p-{name}");
             app.plan(&plan, 5).await;
-            let webhook = app.post("/v1/webhooks", &app.provider, json!({"url": "https://hooks.test/fixture"})).await;
+            let webhook = app.post("/v1/webhooks", &app.provider, json!({"url": "http://127.0.0.1:9/fixture"})).await;
             let webhook = webhook.body["id"].as_str().unwrap().to_string();
             let path = endpoint.path.replace("{t}", &tenant).replace("{p}", &plan).replace("{w}", &webhook);
             let body = if endpoint.method == "PATCH" && endpoint.path == "/v1/plans/{p}" {
