@@ -4,9 +4,18 @@
 //! The protocol is the one client-go's `leaderelection` package speaks on a Lease, so tools that
 //! read Leases (`kubectl get lease`) show the truth:
 //!
-//! - A candidate reads the Lease and decides with [`decide`]: free (no holder) or expired
-//!   (`renewTime + leaseDurationSeconds` has passed) → take it over; held by itself → renew; held
-//!   by another identity → wait and try again after the retry period.
+//! - A candidate reads the Lease and decides with [`decide`]: free (no holder) or expired → take
+//!   it over; held by itself → renew; held by another identity → wait and try again after the
+//!   retry period.
+//! - Expiry is judged as client-go judges it: not from the holder's `renewTime`, which the
+//!   holder's clock wrote, but from when *this* candidate last saw the Lease's record change (a
+//!   renewal, a new holder), by its own monotonic clock ([`Observer`]). A holder is alive as
+//!   long as its record keeps changing; it has expired when this candidate has seen no change
+//!   for `leaseDurationSeconds`. Clocks of the replicas may disagree by any amount: a holder
+//!   whose clock is an hour behind keeps its Lease as long as it renews, and one whose clock is
+//!   an hour ahead loses it a lease duration after it stops. The price: a candidate that has just
+//!   started waits a whole lease duration before taking over a Lease left behind, since it has
+//!   not seen when the Lease last changed.
 //! - Every write is optimistic: a create, or a replace carrying the `resourceVersion` that was
 //!   read. Of two candidates writing the same version the apiserver accepts one and answers the
 //!   other `409 Conflict`, so two candidates can never both believe they won.
@@ -16,16 +25,14 @@
 //! - On graceful shutdown the leader [releases](LeaderElection::release) the Lease (no holder,
 //!   duration 1 s), so a waiting candidate takes over at its next retry instead of after the
 //!   lease duration.
-//!
-//! Expiry is judged from the Lease's own fields against the local wall clock, so candidates'
-//! clocks must agree to well within the retry period (NTP-synchronised nodes do).
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use rand::Rng;
@@ -108,9 +115,11 @@ impl LeaderConfig {
     }
 
     /// The longest a waiting candidate takes (API latency aside) to take over a Lease whose holder
-    /// died right after renewing: the lease duration plus one jittered retry period.
+    /// died right after renewing: up to one jittered retry period until it reads (observes) the
+    /// last renewal, the lease duration from then, and up to one more retry period until its next
+    /// attempt.
     pub fn max_takeover_delay(&self) -> Duration {
-        self.lease_duration + self.retry_period.mul_f64(1.0 + JITTER)
+        self.lease_duration + self.retry_period.mul_f64(1.0 + JITTER) * 2
     }
 
     fn lease_duration_seconds(&self) -> i32 {
@@ -125,30 +134,52 @@ pub enum Decision {
     Renew,
     /// Nobody holds the Lease, or its holder let it expire: take it over.
     TakeOver,
-    /// Another identity holds the Lease until `expires`.
-    HeldByOther { holder: String, expires: Timestamp },
+    /// Another identity holds the Lease for at least `remaining` more, unless it renews.
+    HeldByOther { holder: String, remaining: Duration },
 }
 
-/// Decides from the Lease's own fields (`holderIdentity`, `renewTime` else `acquireTime`,
-/// `leaseDurationSeconds`) at wall-clock time `now`. A held Lease that lacks the times to prove it
-/// is alive counts as expired.
-pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Decision {
+/// Decides at `now` (this candidate's monotonic clock) on the Lease `spec`, whose record this
+/// candidate has seen unchanged since `observed` (see [`Observer`]): another holder's Lease
+/// expires `leaseDurationSeconds` after `observed`. The Lease's times (`renewTime`,
+/// `acquireTime`), written by other clocks, are not compared with ours. A held Lease without a
+/// positive duration counts as expired.
+pub fn decide(spec: Option<&LeaseSpec>, identity: &str, observed: Instant, now: Instant) -> Decision {
     let holder = spec.and_then(|s| s.holder_identity.as_deref()).filter(|h| !h.is_empty());
     match holder {
         None => Decision::TakeOver,
         Some(holder) if holder == identity => Decision::Renew,
-        Some(holder) => match spec.and_then(expires_at) {
-            Some(expires) if now < expires => Decision::HeldByOther { holder: holder.to_string(), expires },
-            _ => Decision::TakeOver,
-        },
+        Some(holder) => {
+            let duration = spec.and_then(|s| s.lease_duration_seconds).and_then(|s| u64::try_from(s).ok());
+            let expires = observed + Duration::from_secs(duration.unwrap_or(0));
+            if now < expires {
+                Decision::HeldByOther { holder: holder.to_string(), remaining: expires - now }
+            } else {
+                Decision::TakeOver
+            }
+        }
     }
 }
 
-/// When the Lease expires: its last renewal (else acquisition) plus its duration.
-pub fn expires_at(spec: &LeaseSpec) -> Option<Timestamp> {
-    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
-    let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds?));
-    renewed.checked_add(duration).ok()
+/// When this candidate first saw the Lease's current record, by its own clock: client-go's
+/// `observedTime`. The record is the Lease's spec (holder, times, duration, transitions): a
+/// holder's renewal changes it, whatever its clock says, while edits of the Lease's metadata
+/// do not count as signs of life.
+#[derive(Debug, Default, Clone)]
+pub struct Observer {
+    last: Option<(Option<LeaseSpec>, Instant)>,
+}
+
+impl Observer {
+    /// Notes that `spec` was read at `now`; returns since when it has been seen unchanged.
+    pub fn observe(&mut self, spec: Option<&LeaseSpec>, now: Instant) -> Instant {
+        match &self.last {
+            Some((seen, since)) if seen.as_ref() == spec => *since,
+            _ => {
+                self.last = Some((spec.cloned(), now));
+                now
+            }
+        }
+    }
 }
 
 /// The spec this candidate writes after deciding `decision` (`Renew` or `TakeOver`) on `current`
@@ -216,6 +247,7 @@ pub struct LeaderElection {
     identity: String,
     config: LeaderConfig,
     leader: watch::Sender<bool>,
+    observer: Arc<Mutex<Observer>>,
 }
 
 impl std::fmt::Debug for LeaderElection {
@@ -240,6 +272,7 @@ impl LeaderElection {
             identity: identity.into(),
             config: LeaderConfig::default(),
             leader: watch::Sender::new(false),
+            observer: Arc::default(),
         }
     }
 
@@ -408,6 +441,8 @@ impl LeaderElection {
     /// still names this candidate is written.
     async fn round(&self, renewing: bool) -> Result<Outcome, kube::Error> {
         let current = self.api.get_opt(&self.lease_name).await?;
+        let observed_now = Instant::now();
+        let observed = self.observe(current.as_ref().and_then(|l| l.spec.as_ref()), observed_now);
         let now = Timestamp::now();
         let duration = self.config.lease_duration_seconds();
         let params = post_params();
@@ -420,7 +455,8 @@ impl LeaderElection {
                 spec: Some(next_spec(None, &Decision::TakeOver, &self.identity, duration, now)),
             };
             return match self.api.create(&params, &lease).await {
-                Ok(_) => {
+                Ok(created) => {
+                    self.observe(created.spec.as_ref(), observed_now);
                     info!(lease = %self.lease_ref, identity = %self.identity, "leader election: created the lease");
                     Ok(Outcome::Leading)
                 }
@@ -432,11 +468,11 @@ impl LeaderElection {
             // A replace without a version would be unconditional.
             return Ok(Outcome::Conflict);
         }
-        let decision = decide(lease.spec.as_ref(), &self.identity, now);
+        let decision = decide(lease.spec.as_ref(), &self.identity, observed, observed_now);
         let previous = lease.spec.as_ref().and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty());
         match &decision {
-            Decision::HeldByOther { holder, expires } => {
-                let reason = format!("held by {holder} until {expires}");
+            Decision::HeldByOther { holder, remaining } => {
+                let reason = format!("held by {holder}, for at least {}s more", remaining.as_secs());
                 return Ok(Outcome::NotLeading { holder: Some(holder.clone()), reason });
             }
             Decision::TakeOver if renewing => {
@@ -450,7 +486,8 @@ impl LeaderElection {
         }
         lease.spec = Some(next_spec(lease.spec.as_ref(), &decision, &self.identity, duration, now));
         match self.api.replace(&self.lease_name, &params, &lease).await {
-            Ok(_) => {
+            Ok(written) => {
+                self.observe(written.spec.as_ref(), observed_now);
                 if decision == Decision::TakeOver {
                     let transitions = lease.spec.as_ref().and_then(|s| s.lease_transitions).unwrap_or(0);
                     let previous = previous.as_deref().unwrap_or("nobody");
@@ -462,6 +499,11 @@ impl LeaderElection {
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(Outcome::Conflict),
             Err(e) => Err(e),
         }
+    }
+
+    /// See [`Observer::observe`].
+    fn observe(&self, spec: Option<&LeaseSpec>, now: Instant) -> Instant {
+        self.observer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).observe(spec, now)
     }
 
     fn lost(&self, reason: String) -> Error {
@@ -517,53 +559,75 @@ mod tests {
         }
     }
 
+    /// A moment of this candidate's monotonic clock, `second`s after the start of a test.
+    fn local(start: Instant, second: u64) -> Instant {
+        start + Duration::from_secs(second)
+    }
+
     #[test]
     fn a_missing_or_free_lease_is_taken_over() {
-        assert_eq!(decide(None, ME, at(100)), Decision::TakeOver);
-        assert_eq!(decide(Some(&LeaseSpec::default()), ME, at(100)), Decision::TakeOver);
-        assert_eq!(decide(Some(&held(None, Some(99), Some(15))), ME, at(100)), Decision::TakeOver);
-        assert_eq!(decide(Some(&held(Some(""), Some(99), Some(15))), ME, at(100)), Decision::TakeOver);
+        let t = Instant::now();
+        let (seen, now) = (local(t, 99), local(t, 100));
+        assert_eq!(decide(None, ME, seen, now), Decision::TakeOver);
+        assert_eq!(decide(Some(&LeaseSpec::default()), ME, seen, now), Decision::TakeOver);
+        assert_eq!(decide(Some(&held(None, Some(99), Some(15))), ME, seen, now), Decision::TakeOver);
+        assert_eq!(decide(Some(&held(Some(""), Some(99), Some(15))), ME, seen, now), Decision::TakeOver);
     }
 
     #[test]
     fn my_lease_is_renewed_even_when_late() {
-        assert_eq!(decide(Some(&held(Some(ME), Some(95), Some(15))), ME, at(100)), Decision::Renew);
-        assert_eq!(decide(Some(&held(Some(ME), Some(10), Some(15))), ME, at(100)), Decision::Renew);
+        let t = Instant::now();
+        assert_eq!(decide(Some(&held(Some(ME), Some(95), Some(15))), ME, local(t, 0), local(t, 100)), Decision::Renew);
     }
 
     #[test]
-    fn another_holder_is_respected_until_renew_time_plus_duration() {
+    fn another_holder_is_respected_for_its_duration_after_we_saw_it_change() {
+        let t = Instant::now();
         let lease = held(Some(OTHER), Some(90), Some(15));
-        let waiting = Decision::HeldByOther { holder: OTHER.into(), expires: at(105) };
-        assert_eq!(decide(Some(&lease), ME, at(90)), waiting);
-        assert_eq!(decide(Some(&lease), ME, at(104)), waiting);
-        assert_eq!(decide(Some(&lease), ME, at(105)), Decision::TakeOver);
-        assert_eq!(decide(Some(&lease), ME, at(500)), Decision::TakeOver);
+        let seen = local(t, 90);
+        let waiting =
+            |remaining| Decision::HeldByOther { holder: OTHER.into(), remaining: Duration::from_secs(remaining) };
+        assert_eq!(decide(Some(&lease), ME, seen, local(t, 90)), waiting(15));
+        assert_eq!(decide(Some(&lease), ME, seen, local(t, 104)), waiting(1));
+        assert_eq!(decide(Some(&lease), ME, seen, local(t, 105)), Decision::TakeOver);
+        assert_eq!(decide(Some(&lease), ME, seen, local(t, 500)), Decision::TakeOver);
+        // The Lease's own duration counts, not ours.
+        let long = held(Some(OTHER), Some(90), Some(60));
+        assert!(matches!(decide(Some(&long), ME, seen, local(t, 140)), Decision::HeldByOther { .. }));
+        assert_eq!(decide(Some(&long), ME, seen, local(t, 150)), Decision::TakeOver);
+        // Without a positive duration nothing proves the holder alive.
+        assert_eq!(decide(Some(&held(Some(OTHER), Some(90), None)), ME, seen, local(t, 90)), Decision::TakeOver);
+        assert_eq!(decide(Some(&held(Some(OTHER), Some(90), Some(-5))), ME, seen, local(t, 90)), Decision::TakeOver);
     }
 
     #[test]
-    fn the_lease_own_duration_counts_not_ours() {
-        let lease = held(Some(OTHER), Some(90), Some(60));
-        assert!(matches!(decide(Some(&lease), ME, at(140)), Decision::HeldByOther { .. }));
-        assert_eq!(decide(Some(&lease), ME, at(150)), Decision::TakeOver);
-    }
-
-    #[test]
-    fn a_renewal_in_the_future_is_valid() {
-        // The holder's clock is ahead of ours.
-        let lease = held(Some(OTHER), Some(103), Some(15));
-        assert_eq!(decide(Some(&lease), ME, at(100)), Decision::HeldByOther { holder: OTHER.into(), expires: at(118) });
-    }
-
-    #[test]
-    fn without_renew_time_acquire_time_counts_and_without_times_it_is_expired() {
-        let lease = held(Some(OTHER), None, Some(15));
-        assert_eq!(decide(Some(&lease), ME, at(10)), Decision::HeldByOther { holder: OTHER.into(), expires: at(15) });
-        assert_eq!(decide(Some(&lease), ME, at(15)), Decision::TakeOver);
-        let timeless =
-            LeaseSpec { holder_identity: Some(OTHER.into()), lease_duration_seconds: Some(15), ..LeaseSpec::default() };
-        assert_eq!(decide(Some(&timeless), ME, at(0)), Decision::TakeOver);
-        assert_eq!(decide(Some(&held(Some(OTHER), Some(99), None)), ME, at(100)), Decision::TakeOver);
+    fn expiry_counts_from_when_the_record_last_changed_whatever_its_times_say() {
+        let t = Instant::now();
+        let mut observer = Observer::default();
+        // The holder's clock is a day behind ours: its renewTime is long past by our wall clock.
+        let day = 86_400;
+        let renewed_at = |second: i64| held(Some(OTHER), Some(second - day), Some(15));
+        assert_eq!(observer.observe(Some(&renewed_at(0)), local(t, 0)), local(t, 0));
+        // Read again unchanged: still seen since the first read.
+        assert_eq!(observer.observe(Some(&renewed_at(0)), local(t, 10)), local(t, 0));
+        // It renews: a new record, seen from now on; it keeps the Lease as long as it does.
+        for second in [5, 10, 15, 20] {
+            let seen = observer.observe(Some(&renewed_at(second)), local(t, second as u64 + 1));
+            assert!(matches!(
+                decide(Some(&renewed_at(second)), ME, seen, local(t, second as u64 + 2)),
+                Decision::HeldByOther { .. }
+            ));
+        }
+        // It stops renewing: taken over a lease duration after its last change was seen.
+        let seen = observer.observe(Some(&renewed_at(20)), local(t, 30));
+        assert_eq!(seen, local(t, 21));
+        assert!(matches!(decide(Some(&renewed_at(20)), ME, seen, local(t, 35)), Decision::HeldByOther { .. }));
+        assert_eq!(decide(Some(&renewed_at(20)), ME, seen, local(t, 36)), Decision::TakeOver);
+        // A holder whose clock is a day ahead: its renewTime is far in our future, and yet it
+        // expires a lease duration after we last saw it change.
+        let ahead = held(Some(OTHER), Some(2 * day), Some(15));
+        let seen = observer.observe(Some(&ahead), local(t, 40));
+        assert_eq!(decide(Some(&ahead), ME, seen, local(t, 55)), Decision::TakeOver);
     }
 
     #[test]

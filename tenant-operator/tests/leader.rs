@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use e2e::TestEnv;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use tenant_operator::leader::{self, LeaderConfig, LeaderElection};
 use tokio::sync::{mpsc, oneshot};
@@ -227,4 +229,99 @@ async fn leader_stops_its_work_when_the_lease_is_taken() {
     assert!(noticed <= short().renew_interval + Duration::from_secs(2), "A noticed after {noticed:?}");
     // A stopped without writing: the Lease still names the intruder.
     assert_eq!(holder(&leases.get(name).await.unwrap()), Some("intruder"));
+}
+
+/// Plays a holder `identity` whose clock is `skew` off ours: it writes the Lease (renewTime by
+/// its clock) every retry period of `config` until `stop`, and returns when its last renewal was
+/// written.
+async fn skewed_holder(
+    leases: Api<Lease>,
+    name: String,
+    identity: &'static str,
+    skew: SignedDuration,
+    config: LeaderConfig,
+    mut stop: oneshot::Receiver<()>,
+) -> Instant {
+    let mut last_renewal = None;
+    loop {
+        let their_now = MicroTime(Timestamp::now() + skew);
+        let current = leases.get_opt(&name).await.unwrap();
+        let spec = LeaseSpec {
+            holder_identity: Some(identity.into()),
+            lease_duration_seconds: Some(config.lease_duration.as_secs() as i32),
+            acquire_time: current.as_ref().and_then(|l| spec(l).acquire_time.clone()).or(Some(their_now.clone())),
+            renew_time: Some(their_now),
+            lease_transitions: Some(0),
+            ..LeaseSpec::default()
+        };
+        let written = match current {
+            None => {
+                let lease = Lease {
+                    metadata: ObjectMeta { name: Some(name.clone()), ..ObjectMeta::default() },
+                    spec: Some(spec),
+                };
+                leases.create(&PostParams::default(), &lease).await
+            }
+            Some(mut lease) => {
+                lease.spec = Some(spec);
+                leases.replace(&name, &PostParams::default(), &lease).await
+            }
+        };
+        match written {
+            Ok(_) => last_renewal = Some(Instant::now()),
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => panic!("{identity}: writing the Lease: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.retry_period) => {}
+            _ = &mut stop => return last_renewal.expect("the holder renewed at least once"),
+        }
+    }
+}
+
+/// Expiry is judged by the candidate's own clock from when it saw the Lease change, not from
+/// the holder's renewTime: a holder whose clock is an hour behind (its renewals look expired by
+/// our wall clock) keeps the Lease while it renews; one whose clock is an hour ahead (its last
+/// renewal looks valid for an hour) loses it a lease duration after it stops.
+#[tokio::test]
+async fn leader_expiry_ignores_clock_skew() {
+    let env = TestEnv::shared().await;
+    let client = env.client().await;
+    let namespace = env.namespace(&client, "leader-skew").await;
+    let hour = SignedDuration::from_hours(1);
+    tokio::join!(
+        holder_with_skew(&client, &namespace, "behind", -hour),
+        holder_with_skew(&client, &namespace, "ahead", hour),
+    );
+}
+
+async fn holder_with_skew(client: &Client, namespace: &str, name: &str, skew: SignedDuration) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let config = short();
+    let duration = config.lease_duration;
+    let (stop, stopped) = oneshot::channel();
+    let skewed = tokio::spawn(skewed_holder(leases.clone(), name.to_string(), "skewed", skew, config, stopped));
+    e2e::wait::until(&leases, name, "held by the skewed holder", FAILOVER_LIMIT, |lease: Option<&Lease>| {
+        lease.is_some_and(|l| holder(l) == Some("skewed"))
+    })
+    .await;
+
+    // Two lease durations of renewals: the candidate waits all along.
+    let b = LeaderElection::new(client.clone(), namespace, name, format!("{name}-b")).with_config(config).unwrap();
+    let (b_task, mut b_work) = candidate(&b);
+    tokio::time::sleep(2 * duration).await;
+    assert!(b_work.try_recv().is_err(), "{name}: B took over while the holder (clock {skew} off) renewed");
+    assert!(!b_task.is_finished());
+    assert_eq!(holder(&leases.get(name).await.unwrap()), Some("skewed"));
+
+    // The holder stops: B takes over a lease duration after it last saw a renewal, by its clock.
+    stop.send(()).unwrap();
+    let last_renewal = skewed.await.unwrap();
+    let took_over = work_started(&mut b_work, "B").await;
+    let after = took_over - last_renewal;
+    eprintln!("{name}: B took over {after:?} after the last renewal (lease duration {duration:?})");
+    assert!(after >= duration - Duration::from_millis(500), "{name}: B took over {after:?} after the last renewal");
+    assert!(after <= config.max_takeover_delay() + Duration::from_secs(2), "{name}: B took {after:?}");
+    assert_eq!(holder(&leases.get(name).await.unwrap()), Some(b.identity()));
+    b_task.abort();
 }
