@@ -20,7 +20,8 @@ pub struct TenantView {
     #[schema(value_type = String, example = "trialing")]
     pub state: SubscriptionState,
     pub erp_version: String,
-    /// Licensed seats, passed to the ERP.
+    /// Licensed seats: the seat limit the customer sets within the plan's maximum (also passed
+    /// to the ERP). Billing counts the seats held, not this.
     pub seats: u32,
     /// `waiting` (recorded, not yet applied), `applied`, then the operator's phase in lowercase.
     #[schema(value_type = String, example = "ready")]
@@ -93,7 +94,7 @@ pub struct SignupRequest {
     pub slug: Option<String>,
     pub admin_email: String,
     pub plan: String,
-    /// Licensed seats, 1 to the plan's maximum.
+    /// The seat limit (licensed seats): 1 to the plan's maximum. Billing counts the seats held.
     pub seats: i64,
 }
 
@@ -124,9 +125,10 @@ pub struct CreateTenantRequest {
 pub struct UpdateTenantRequest {
     pub display_name: Option<String>,
     pub owner_email: Option<String>,
-    /// Moves the tenant to the plan's current version; refused when more seats are held than it
-    /// allows.
+    /// Moves the tenant to the plan's current version; refused when more seats are held, or
+    /// licensed, than it allows (send `seats` with it to lower the licence in the same change).
     pub plan: Option<String>,
+    /// The seat limit (licensed seats): 1 to the plan's maximum, and not below the seats held.
     pub seats: Option<i64>,
     pub erp_version: Option<String>,
     /// Provider admins only; `canceled` is reached by deleting the tenant.
@@ -137,6 +139,7 @@ pub struct UpdateTenantRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeatRequest {
+    /// Any case; compared without it, stored with the domain in lower case.
     pub email: String,
 }
 
@@ -150,8 +153,9 @@ pub struct SeatView {
 pub struct SeatsView {
     pub tenant: String,
     pub count: u32,
+    /// The most seats that may be held: the tenant's licensed seats.
     pub max_seats: u32,
-    /// The users holding a seat; absent for billing readers, who see counts only.
+    /// The users holding a seat, in natural order of their addresses; absent for billing readers, who see counts only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seats: Option<Vec<SeatView>>,
 }

@@ -55,7 +55,7 @@ pub(crate) use dialect;
 macro_rules! tenant_columns {
     () => {
         "slug, display_name, owner_email, plan, plan_version, state, erp_version, licensed_seats, provisioning, url, \
-         conditions, environments, trial_ends_at, created_at, updated_at, deleted_at"
+         conditions, environments, trial_ends_at, created_at, updated_at, deleted_at, resumes_as"
     };
 }
 pub(crate) use tenant_columns;
@@ -86,6 +86,7 @@ pub(crate) struct TenantRow {
     created_at: Ts,
     updated_at: Ts,
     deleted_at: Option<Ts>,
+    resumes_as: Option<String>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -110,6 +111,7 @@ impl TryFrom<TenantRow> for Tenant {
             created_at: row.created_at.into(),
             updated_at: row.updated_at.into(),
             deleted_at: row.deleted_at.map(Into::into),
+            resumes_as: row.resumes_as.map(|state| state.parse()).transpose().map_err(corrupt)?,
         })
     }
 }

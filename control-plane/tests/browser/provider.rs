@@ -100,7 +100,10 @@ async fn provider_console_suspend() {
     session.screenshot(&shots, "scaled-to-zero").await.unwrap();
 
     session.click_button("Resume").await.unwrap();
-    session.wait_for_text(".confirmation", "The tenant is active again", PAGE_TIMEOUT).await.unwrap();
+    session
+        .wait_for_text(".confirmation", "The tenant is resumed in the state it had before", PAGE_TIMEOUT)
+        .await
+        .unwrap();
     session.wait_for_text("#subscription-state", "active", PAGE_TIMEOUT).await.unwrap();
     assert_eq!(app.get(&format!("/v1/tenants/{slug}"), &app.provider).await.body["state"], "active");
     until_scaled(&operator, &slug, false, 1).await;
