@@ -320,3 +320,30 @@ async fn the_console_says_what_is_held_and_owed_now() {
     assert!(page.text.contains("Trial ends") && page.text.contains("€19.00 for the 1 seat held now"), "{}", page.text);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_smaller_plan_brings_the_seat_limit_down_to_its_maximum() {
+    let app = start().await;
+    app.tenant_licensed("acme", "business", 20).await;
+    let admin = app.tenant_admin("acme");
+    assert_eq!(app.post("/v1/tenants/acme/seats", &admin, json!({"email": "a@acme.test"})).await.status, 201);
+    let browser = Browser::new(&app);
+    let signed = Signed::new(&browser, admin.clone(), "acme").await;
+    let page = browser.get("/t/acme/console", &signed.cookies()).await;
+    assert!(page.text.contains("up to 10 seats — your seat limit would become 10"), "{}", page.text);
+    let changed =
+        browser.post("/t/acme/console/plan", &[("csrf", &signed.csrf), ("plan", "starter")], &signed.cookies()).await;
+    assert_eq!(changed.location(), "/t/acme/console?done=plan-changed#subscription", "{}", changed.text);
+    let tenant = app.get("/v1/tenants/acme", &admin).await;
+    assert_eq!((tenant.body["plan"].as_str(), tenant.body["seats"].as_u64()), (Some("starter"), Some(10)));
+    // The API asks for both at once instead.
+    let api = app.call("PATCH", "/v1/tenants/acme", Some(&admin), Some(json!({"plan": "business", "seats": 20}))).await;
+    assert_eq!(api.status, 200, "{api:?}");
+    let refused = app.call("PATCH", "/v1/tenants/acme", Some(&admin), Some(json!({"plan": "starter"}))).await;
+    refused.assert_problem(409, "plan_too_small");
+    assert_eq!(
+        refused.body["detail"],
+        "the new plan allows at most 10 seats and 20 are licensed; lower the licensed seats with the plan change"
+    );
+    app.stop().await;
+}
