@@ -347,3 +347,23 @@ async fn a_smaller_plan_brings_the_seat_limit_down_to_its_maximum() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn one_seat_is_worded_in_the_singular() {
+    let app = start().await;
+    app.plan("solo", 1).await;
+    app.tenant("acme", "solo").await;
+    let admin = app.tenant_admin("acme");
+    assert_eq!(app.post("/v1/tenants/acme/seats", &admin, json!({"email": "a@acme.test"})).await.status, 201);
+    let browser = Browser::new(&app);
+    let progress = browser.get("/t/acme", &[("tenantry_session", &admin)]).await;
+    progress.assert_html(200);
+    assert!(progress.text.contains("with a limit of 1 seat."), "{}", progress.text);
+    let console = browser.get("/t/acme/console", &[("tenantry_session", &admin)]).await;
+    assert!(console.text.contains("1</strong> of 1 seat in use"), "{}", console.text);
+    assert!(console.text.contains("Your plan's maximum of 1 seat is reached"), "{}", console.text);
+    for page in [&progress.text, &console.text] {
+        assert!(!page.contains(" 1 seats"), "{page}");
+    }
+    app.stop().await;
+}
