@@ -38,7 +38,7 @@ pub enum SlugError {
     InvalidCharacter(char),
     #[error("a slug must start with a letter and end with a letter or digit")]
     BadEdge,
-    #[error("`{0}` is reserved")]
+    #[error("`{0}` is a reserved word")]
     Reserved(String),
 }
 
@@ -64,11 +64,13 @@ impl Slug {
         Ok(Self(text.to_string()))
     }
 
-    /// A slug made from a company name (`"Acme Corp."` → `acme-corp`), or `None` when nothing
-    /// usable is left (a name of symbols only, or a reserved word).
-    pub fn suggest(company_name: &str) -> Option<Self> {
-        let mut text = String::with_capacity(company_name.len());
-        for c in company_name.chars().flat_map(char::to_lowercase) {
+    /// A slug made from a company name (`"Acme Corp."` → `acme-corp`, `"Ünïcödé GmbH"` →
+    /// `unicode-gmbh`: letters beyond ASCII are transliterated), or why none can be: `Empty`
+    /// when nothing usable is left (a name of symbols only), `Reserved` for a reserved word.
+    pub fn suggest(company_name: &str) -> Result<Self, SlugError> {
+        let ascii = deunicode::deunicode(company_name);
+        let mut text = String::with_capacity(ascii.len());
+        for c in ascii.chars().flat_map(char::to_lowercase) {
             if c.is_ascii_lowercase() || c.is_ascii_digit() {
                 text.push(c);
             } else if !text.is_empty() && !text.ends_with('-') {
@@ -80,7 +82,7 @@ impl Slug {
         while text.ends_with('-') {
             text.pop();
         }
-        Self::parse(&text).ok()
+        Self::parse(&text)
     }
 
     pub fn as_str(&self) -> &str {
@@ -115,11 +117,24 @@ mod tests {
     #[test]
     fn suggests_a_slug_from_a_company_name() {
         let suggest = |name: &str| Slug::suggest(name).map(|slug| slug.to_string());
-        assert_eq!(suggest("Acme Corp."), Some("acme-corp".into()));
-        assert_eq!(suggest("  42 Éclairs & Co  "), Some("clairs-co".into()));
-        assert_eq!(suggest("***"), None);
-        assert_eq!(suggest("Admin"), None);
-        assert_eq!(suggest(&"Long name ".repeat(20)).map(|s| s.len() <= MAX_LEN), Some(true));
+        assert_eq!(suggest("Acme Corp."), Ok("acme-corp".into()));
+        assert_eq!(suggest("***"), Err(SlugError::Empty));
+        assert_eq!(suggest(&"Long name ".repeat(20)).map(|s| s.len() <= MAX_LEN), Ok(true));
+    }
+
+    #[test]
+    fn suggestions_transliterate_letters_beyond_ascii() {
+        let suggest = |name: &str| Slug::suggest(name).map(|slug| slug.to_string());
+        assert_eq!(suggest("Ünïcödé GmbH"), Ok("unicode-gmbh".into()));
+        assert_eq!(suggest("  42 Éclairs & Co  "), Ok("eclairs-co".into()));
+        assert_eq!(suggest("Müller Straße AG"), Ok("muller-strasse-ag".into()));
+    }
+
+    #[test]
+    fn a_reserved_company_name_is_told_so() {
+        assert_eq!(Slug::suggest("Test"), Err(SlugError::Reserved("test".into())));
+        assert_eq!(Slug::suggest("Admin"), Err(SlugError::Reserved("admin".into())));
+        assert_eq!(SlugError::Reserved("test".into()).to_string(), "`test` is a reserved word");
     }
 
     #[test]

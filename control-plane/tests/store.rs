@@ -75,9 +75,11 @@ conformance!(
     seat_limit_is_enforced,
     same_user_twice_is_idempotent,
     seat_usage_over_period,
-    concurrent_seats_never_exceed_the_plan,
+    concurrent_seats_never_exceed_the_licence,
     plan_change_is_refused_when_seats_exceed_and_recorded_when_allowed,
     state_transitions_follow_the_rules,
+    resume_returns_to_the_state_before_the_suspension,
+    seats_are_one_per_address_in_any_case_and_listed_naturally,
     create_tenant_queues_exactly_one_job,
     concurrent_claimers_never_share_a_job,
     only_the_newest_job_of_a_tenant_runs,
@@ -105,18 +107,24 @@ fn plan(name: &str, max_seats: u32, trial_days: u32) -> PlanSpec {
     .unwrap()
 }
 
+/// A tenant licensed for 5 seats: the maximum of the `basic` plan most tests use.
 fn new_tenant(slug: &str, plan: &str, first_seat: Option<&str>) -> NewTenant {
     NewTenant {
         slug: Slug::parse(slug).unwrap(),
         display_name: format!("{slug} Ltd"),
         owner_email: format!("owner@{slug}.example"),
         plan: plan.to_string(),
-        licensed_seats: 1,
+        licensed_seats: 5,
         erp_version: "7.0.0".into(),
         first_seat: first_seat.map(str::to_string),
         host: None,
         generated_host: None,
     }
+}
+
+/// `new` licensed for `seats`.
+fn licensed(new: NewTenant, seats: u32) -> NewTenant {
+    NewTenant { licensed_seats: seats, ..new }
 }
 
 fn day(d: u32) -> DateTime<Utc> {
@@ -196,12 +204,12 @@ async fn slugs_are_unique_forever(store: &Store) {
 
 async fn seat_limit_is_enforced(store: &Store) {
     store.create_plan(&plan("small", 3, 0)).await.unwrap();
-    let mut too_many = new_tenant("big", "small", None);
-    too_many.licensed_seats = 4;
-    assert!(matches!(store.create_tenant(&too_many).await, Err(StoreError::SeatLimit { max: 3, held: 4 })));
+    let too_many = licensed(new_tenant("big", "small", None), 4);
+    let refused = store.create_tenant(&too_many).await.unwrap_err();
+    assert!(matches!(refused, StoreError::LicenceAbovePlan { asked: 4, plan_max: 3 }), "{refused}");
     assert!(matches!(store.tenant("big").await, Err(StoreError::NotFound { .. })), "nothing left behind");
 
-    store.create_tenant(&new_tenant("acme", "small", Some("a@acme.example"))).await.unwrap();
+    store.create_tenant(&licensed(new_tenant("acme", "small", Some("a@acme.example")), 3)).await.unwrap();
     for email in ["b@acme.example", "c@acme.example"] {
         assert!(matches!(store.add_seat("acme", email).await.unwrap(), SeatAdded::Added(_)));
     }
@@ -210,7 +218,7 @@ async fn seat_limit_is_enforced(store: &Store) {
     let (events, jobs) = (store.recorded_events().await.unwrap().len(), store.pending_provision_jobs().await.unwrap());
 
     let refused = store.add_seat("acme", "d@acme.example").await.unwrap_err();
-    assert!(matches!(refused, StoreError::SeatLimit { max: 3, held: 3 }), "{refused}");
+    assert!(matches!(refused, StoreError::SeatLimit { licensed: 3, held: 3, plan_max: 3 }), "{refused}");
     assert_eq!(store.seat_count("acme").await.unwrap(), before, "count and version unchanged");
     assert_eq!(store.recorded_events().await.unwrap().len(), events, "no event");
     assert_eq!(store.pending_provision_jobs().await.unwrap(), jobs, "no outbox row");
@@ -237,7 +245,7 @@ async fn same_user_twice_is_idempotent(store: &Store) {
 
 async fn seat_usage_over_period(store: &Store) {
     store.create_plan(&plan("basic", 5, 0)).await.unwrap();
-    store.create_tenant(&new_tenant("acme", "basic", None)).await.unwrap();
+    store.create_tenant(&licensed(new_tenant("acme", "basic", None), 5)).await.unwrap();
     // March 1–11: one seat all along, one for days 3–5, one from day 8 on.
     store.add_seat_at("acme", "a@acme.example", day(1)).await.unwrap();
     store.add_seat_at("acme", "b@acme.example", day(3)).await.unwrap();
@@ -258,9 +266,9 @@ async fn seat_usage_over_period(store: &Store) {
     assert!(matches!(store.seat_usage("ghost", day(1), day(2)).await, Err(StoreError::NotFound { .. })));
 }
 
-async fn concurrent_seats_never_exceed_the_plan(store: &Store) {
-    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
-    store.create_tenant(&new_tenant("acme", "basic", None)).await.unwrap();
+async fn concurrent_seats_never_exceed_the_licence(store: &Store) {
+    store.create_plan(&plan("basic", 8, 0)).await.unwrap();
+    store.create_tenant(&licensed(new_tenant("acme", "basic", None), 5)).await.unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let store = store.clone();
@@ -271,7 +279,7 @@ async fn concurrent_seats_never_exceed_the_plan(store: &Store) {
     for task in tasks {
         match task.await.unwrap() {
             Ok(SeatAdded::Added(_)) => added += 1,
-            Err(StoreError::SeatLimit { max: 5, .. }) => refused += 1,
+            Err(StoreError::SeatLimit { licensed: 5, plan_max: 8, .. }) => refused += 1,
             other => panic!("{other:?}"),
         }
     }
@@ -283,16 +291,21 @@ async fn concurrent_seats_never_exceed_the_plan(store: &Store) {
 async fn plan_change_is_refused_when_seats_exceed_and_recorded_when_allowed(store: &Store) {
     store.create_plan(&plan("big", 10, 0)).await.unwrap();
     store.create_plan(&plan("small", 2, 0)).await.unwrap();
-    store.create_tenant(&new_tenant("acme", "big", Some("a@acme.example"))).await.unwrap();
+    store.create_tenant(&licensed(new_tenant("acme", "big", Some("a@acme.example")), 4)).await.unwrap();
     store.add_seat("acme", "b@acme.example").await.unwrap();
     store.add_seat("acme", "c@acme.example").await.unwrap();
-    let to_small = TenantChange { plan: Some("small".into()), ..TenantChange::default() };
+    let plan_only = TenantChange { plan: Some("small".into()), ..TenantChange::default() };
+    let refused = store.change_tenant("acme", &plan_only).await.unwrap_err();
+    assert!(matches!(refused, StoreError::PlanTooSmall { max: 2, held: 3 }), "{refused}");
+    let to_small = TenantChange { licensed_seats: Some(2), ..plan_only.clone() };
     let refused = store.change_tenant("acme", &to_small).await.unwrap_err();
     assert!(matches!(refused, StoreError::PlanTooSmall { max: 2, held: 3 }), "{refused}");
     assert!(store.plan_history("acme").await.unwrap().is_empty());
     assert_eq!(store.tenant("acme").await.unwrap().plan, "big");
 
     store.remove_seat("acme", "c@acme.example").await.unwrap();
+    let refused = store.change_tenant("acme", &plan_only).await.unwrap_err();
+    assert!(matches!(refused, StoreError::PlanBelowLicence { max: 2, licensed: 4 }), "{refused}");
     let _ = store.claim_provision_jobs(10, Duration::from_secs(60)).await.unwrap();
     let jobs_before = store.pending_provision_jobs().await.unwrap();
     let changed = store.change_tenant("acme", &to_small).await.unwrap();
@@ -309,7 +322,10 @@ async fn plan_change_is_refused_when_seats_exceed_and_recorded_when_allowed(stor
         (last["data"]["from"]["plan"].as_str(), last["data"]["to"]["plan"].as_str()),
         (Some("big"), Some("small"))
     );
-    assert!(matches!(store.add_seat("acme", "c@acme.example").await, Err(StoreError::SeatLimit { max: 2, held: 2 })));
+    assert!(matches!(
+        store.add_seat("acme", "c@acme.example").await,
+        Err(StoreError::SeatLimit { licensed: 2, held: 2, plan_max: 2 })
+    ));
     let retired = TenantChange { plan: Some("big".into()), ..TenantChange::default() };
     store.retire_plan("big").await.unwrap();
     assert!(matches!(store.change_tenant("acme", &retired).await, Err(StoreError::Conflict(_))));
@@ -352,6 +368,52 @@ async fn state_transitions_follow_the_rules(store: &Store) {
         store.change_tenant("acme", &to(SubscriptionState::Active)).await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+async fn resume_returns_to_the_state_before_the_suspension(store: &Store) {
+    store.create_plan(&plan("trial", 5, 14)).await.unwrap();
+    let trial = store.create_tenant(&new_tenant("acme", "trial", None)).await.unwrap();
+    let suspend = TenantChange { state: Some(SubscriptionState::Suspended), ..TenantChange::default() };
+    let resume = TenantChange { resume: true, ..TenantChange::default() };
+    let refused = store.change_tenant("acme", &resume).await.unwrap_err();
+    assert!(matches!(refused, StoreError::NotSuspended { state: SubscriptionState::Trialing }), "{refused}");
+
+    let suspended = store.change_tenant("acme", &suspend).await.unwrap();
+    assert_eq!(
+        (suspended.state, suspended.resumes_as),
+        (SubscriptionState::Suspended, Some(SubscriptionState::Trialing))
+    );
+    assert_eq!(store.tenant("acme").await.unwrap().resumes_as, Some(SubscriptionState::Trialing), "kept in the store");
+    let again = store.change_tenant("acme", &suspend).await.unwrap();
+    assert_eq!(again, suspended, "suspending twice keeps what the first suspension interrupted");
+    let resumed = store.change_tenant("acme", &resume).await.unwrap();
+    assert_eq!(
+        (resumed.state, resumed.trial_ends_at, resumed.resumes_as),
+        (SubscriptionState::Trialing, trial.trial_ends_at, None)
+    );
+    assert_eq!(store.tenant("acme").await.unwrap(), resumed);
+
+    // An explicit activation of a suspended tenant is an activation.
+    store.change_tenant("acme", &suspend).await.unwrap();
+    let activate = TenantChange { state: Some(SubscriptionState::Active), ..TenantChange::default() };
+    let active = store.change_tenant("acme", &activate).await.unwrap();
+    assert_eq!((active.state, active.resumes_as), (SubscriptionState::Active, None));
+}
+
+async fn seats_are_one_per_address_in_any_case_and_listed_naturally(store: &Store) {
+    store.create_plan(&plan("basic", 5, 0)).await.unwrap();
+    store.create_tenant(&licensed(new_tenant("acme", "basic", Some("Ada@acme.example")), 5)).await.unwrap();
+    let SeatAdded::AlreadyHeld(held) = store.add_seat("acme", "ada@ACME.example").await.unwrap() else {
+        panic!("the same address in another case is the same seat")
+    };
+    assert_eq!(held.email, "Ada@acme.example", "kept as first given");
+    for email in ["user10@acme.example", "user2@acme.example", "User1@acme.example"] {
+        store.add_seat("acme", email).await.unwrap();
+    }
+    let emails: Vec<String> = store.seats("acme").await.unwrap().into_iter().map(|seat| seat.email).collect();
+    assert_eq!(emails, ["Ada@acme.example", "User1@acme.example", "user2@acme.example", "user10@acme.example"]);
+    store.remove_seat("acme", "USER2@acme.example").await.unwrap();
+    assert_eq!(store.seat_count("acme").await.unwrap().count, 3);
 }
 
 async fn create_tenant_queues_exactly_one_job(store: &Store) {

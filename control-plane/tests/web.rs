@@ -292,6 +292,8 @@ async fn form_errors_are_shown_at_their_fields() {
         (signup_form(&token, "Initech", "initech", "bill@initech.test", "11"), "seats", "at most 10 seats"),
         (signup_form(&token, "Hooli", "hooli", "gavin@hooli.test", "many"), "seats", "whole number"),
         (signup_form(&token, "Umbrella", "Bad Slug", "ada@umbrella.test", "1"), "slug", "lowercase"),
+        // A company called "Test" is told why no address is made from its name.
+        (signup_form(&token, "Test", "", "ada@test-co.test", "1"), "slug", "“test” is a reserved word"),
     ];
     for (form, field, message) in cases {
         let page = browser.post("/signup", &form, &cookies).await;

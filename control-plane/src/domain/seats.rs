@@ -36,6 +36,16 @@ pub struct Usage {
 
 const SECONDS_PER_DAY: f64 = 86_400.0;
 
+/// `1 seat`, `3 seats`: a count of seats in words, for messages and pages alike.
+pub fn seats_phrase(count: u32) -> String {
+    format!("{count} {}", if count == 1 { "seat" } else { "seats" })
+}
+
+/// Emails in natural order, ignoring case: `user2` before `user10`, as a person reads them.
+pub fn natural_order(a: &str, b: &str) -> std::cmp::Ordering {
+    alphanumeric_sort::compare_str(a.to_lowercase(), b.to_lowercase()).then_with(|| a.cmp(b))
+}
+
 /// Seats held at the instant `at`.
 pub fn count_at(holdings: &[Holding], at: DateTime<Utc>) -> u32 {
     holdings.iter().filter(|h| h.held_at(at)).count().try_into().unwrap_or(u32::MAX)
@@ -112,6 +122,20 @@ mod tests {
 
     fn held(from: u32, until: Option<u32>) -> Holding {
         Holding { assigned_at: day(from), removed_at: until.map(day) }
+    }
+
+    #[test]
+    fn seat_counts_are_worded_in_the_singular_for_one() {
+        assert_eq!(seats_phrase(0), "0 seats");
+        assert_eq!(seats_phrase(1), "1 seat");
+        assert_eq!(seats_phrase(11), "11 seats");
+    }
+
+    #[test]
+    fn emails_sort_naturally() {
+        let mut emails = vec!["user10@x.example", "User2@x.example", "user1@x.example", "ada@x.example"];
+        emails.sort_by(|a, b| natural_order(a, b));
+        assert_eq!(emails, ["ada@x.example", "user1@x.example", "User2@x.example", "user10@x.example"]);
     }
 
     #[test]

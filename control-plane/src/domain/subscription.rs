@@ -54,6 +54,18 @@ impl SubscriptionState {
             );
         if allowed { Ok(to) } else { Err(TransitionError { from: self, to }) }
     }
+
+    /// The state a suspended subscription resumes to: the one it had before the suspension
+    /// (`before`), so resuming neither ends a trial nor settles an overdue account. A trial that
+    /// ended while suspended resumes as what an ended trial becomes: `past_due`. A suspension
+    /// recorded before the earlier state was kept (`None`) resumes as `active`, as it always did.
+    pub fn on_resume(before: Option<Self>, trial_ends_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Self {
+        match before {
+            Some(Self::Trialing) if trial_ends_at.is_some_and(|ends| ends <= now) => Self::PastDue,
+            Some(state @ (Self::Trialing | Self::Active | Self::PastDue)) => state,
+            Some(Self::Suspended | Self::Canceled) | None => Self::Active,
+        }
+    }
 }
 
 impl fmt::Display for SubscriptionState {
@@ -118,7 +130,18 @@ mod tests {
     }
 
     #[test]
-    fn canceled_is_final_and_resuming_goes_to_active() {
+    fn resuming_returns_to_the_state_before_the_suspension() {
+        let ends = at("2026-02-14T10:00:00Z");
+        let before_end = at("2026-02-10T00:00:00Z");
+        assert_eq!(SubscriptionState::on_resume(Some(Trialing), Some(ends), before_end), Trialing);
+        assert_eq!(SubscriptionState::on_resume(Some(Trialing), Some(ends), ends), PastDue, "the trial ended");
+        assert_eq!(SubscriptionState::on_resume(Some(PastDue), None, before_end), PastDue);
+        assert_eq!(SubscriptionState::on_resume(Some(Active), None, before_end), Active);
+        assert_eq!(SubscriptionState::on_resume(None, None, before_end), Active, "suspended before it was kept");
+    }
+
+    #[test]
+    fn canceled_is_final_and_suspended_moves_by_patch_only_to_active() {
         for to in SubscriptionState::ALL {
             assert_eq!(Canceled.transition(to).is_ok(), to == Canceled, "{to}");
         }

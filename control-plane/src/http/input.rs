@@ -41,9 +41,14 @@ impl Problems {
         }
     }
 
-    pub fn email(&mut self, field: &str, value: &str) {
-        if let Err(reason) = check_email(value) {
-            self.push(format!("{field}: {reason} (got {value:?})"));
+    /// The address in its stored form (see [`normalize_email`]), or `None` with a problem.
+    pub fn email(&mut self, field: &str, value: &str) -> Option<String> {
+        match check_email(value) {
+            Ok(()) => Some(normalize_email(value)),
+            Err(reason) => {
+                self.push(format!("{field}: {reason} (got {value:?})"));
+                None
+            }
         }
     }
 
@@ -81,7 +86,8 @@ impl Problems {
     }
 }
 
-/// Addresses are compared as given, so they must be in one canonical form: lowercase.
+/// Whether `value` is an e-mail address: any case is accepted (`Ada@Acme.example`), since
+/// addresses are compared without it.
 pub fn check_email(value: &str) -> Result<(), &'static str> {
     let (local, domain) = value.rsplit_once('@').ok_or("an email address needs an @")?;
     if value.len() > 254 || local.is_empty() || local.len() > 64 {
@@ -101,10 +107,16 @@ pub fn check_email(value: &str) -> Result<(), &'static str> {
     if !labels_ok {
         return Err("the domain of an email address is a DNS name such as example.com");
     }
-    if value != value.to_lowercase() {
-        return Err("email addresses are lowercase");
-    }
     Ok(())
+}
+
+/// The stored form of a checked address: the local part as given, the domain (which DNS
+/// compares without case anyway) in lower case.
+pub fn normalize_email(value: &str) -> String {
+    match value.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
+        None => value.to_string(),
+    }
 }
 
 /// `limit` of a list: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent.
@@ -243,11 +255,18 @@ mod tests {
     #[test]
     fn emails() {
         assert!(check_email("ada@example.com").is_ok());
-        for bad in
-            ["", "ada", "@example.com", "ada@", "ada@localhost", "Ada@example.com", "a b@example.com", "ada@-x.com"]
-        {
+        for bad in ["", "ada", "@example.com", "ada@", "ada@localhost", "a b@example.com", "ada@-x.com"] {
             assert!(check_email(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn emails_in_any_case_are_accepted_with_the_domain_in_lower_case() {
+        assert!(check_email("Ada@Acme.example").is_ok());
+        assert_eq!(normalize_email("Ada@Acme.EXAMPLE"), "Ada@acme.example");
+        let mut problems = Problems::default();
+        assert_eq!(problems.email("admin_email", "ADA@ACME.example").as_deref(), Some("ADA@acme.example"));
+        assert!(problems.into_result().is_ok());
     }
 
     #[test]

@@ -134,7 +134,12 @@ impl From<StoreError> for Problem {
             }
             StoreError::Conflict(message) => Problem::conflict("conflict", message),
             error @ StoreError::SeatLimit { .. } => Problem::conflict("seat_limit_reached", error.to_string()),
-            error @ StoreError::PlanTooSmall { .. } => Problem::conflict("plan_too_small", error.to_string()),
+            error @ StoreError::LicenceAbovePlan { .. } => Problem::conflict("seat_limit_reached", error.to_string()),
+            error @ StoreError::LicenceBelowHeld { .. } => Problem::conflict("seats_in_use", error.to_string()),
+            error @ (StoreError::PlanTooSmall { .. } | StoreError::PlanBelowLicence { .. }) => {
+                Problem::conflict("plan_too_small", error.to_string())
+            }
+            error @ StoreError::NotSuspended { .. } => Problem::conflict("not_suspended", error.to_string()),
             error @ StoreError::Transition(_) => Problem::conflict("invalid_state_transition", error.to_string()),
             error @ StoreError::VersionDowngrade { .. } => Problem::conflict("version_downgrade", error.to_string()),
             error @ StoreError::HostTaken(_) => Problem::conflict("host_taken", error.to_string()),

@@ -51,8 +51,8 @@ async fn seat_count(state: &AppState, slug: &str) -> Result<SeatCount, Problem> 
     Ok(count)
 }
 
-/// Seats a user: 201 when added, 200 when the user already held a seat (nothing changes), 409
-/// beyond the plan's maximum.
+/// Seats a user: 201 when added, 200 when the user already held a seat (nothing changes; the
+/// address is compared without case), 409 beyond the tenant's licensed seats.
 #[utoipa::path(post, path = "/v1/tenants/{slug}/seats", tag = "seats", security(("bearer" = [])), request_body = SeatRequest,
     params(("slug" = String, Path)),
     responses((status = 201, body = SeatView), (status = 200, body = SeatView, description = "already held"),
@@ -81,9 +81,10 @@ pub(crate) async fn add_seat(
 ) -> Result<SeatAdded, Problem> {
     access::tenant(principal, slug, false)?;
     let mut problems = Problems::default();
-    problems.email("email", email);
+    let email = problems.email("email", email);
     problems.into_result()?;
-    let added = state.store.add_seat(slug, email).await?;
+    let Some(email) = email else { unreachable!("checked above") };
+    let added = state.store.add_seat(slug, &email).await?;
     if let SeatAdded::Added(_) = added {
         state.refresh_seat_count(slug).await;
         state.changed();

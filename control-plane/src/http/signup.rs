@@ -16,7 +16,7 @@ use super::tenants::{open_plan, unknown_plan_is_invalid};
 use super::types::{SignupRequest, SignupResponse, TenantView};
 use crate::auth::Role;
 use crate::cache::{Begin, IdempotencyRecord, RateLimit};
-use crate::slug::Slug;
+use crate::slug::{Slug, SlugError};
 use crate::store::{NewTenant, SignupKey, StoreError};
 
 const IDEMPOTENCY_SCOPE: &str = "signup";
@@ -212,20 +212,27 @@ async fn create_keyed(
 ) -> Result<SignupResponse, Problem> {
     let mut problems = Problems::default();
     problems.text("company_name", &body.company_name, 100);
-    problems.email("admin_email", &body.admin_email);
+    let admin_email = problems.email("admin_email", &body.admin_email);
     let seats = problems.seats("seats", body.seats);
     let chosen = match &body.slug {
         Some(slug) => problems.slug("slug", slug),
-        None => {
-            let suggested = Slug::suggest(&body.company_name);
-            if suggested.is_none() && !body.company_name.trim().is_empty() {
-                problems.push("slug: no usable name can be made from company_name; give one");
+        None => match Slug::suggest(&body.company_name) {
+            Ok(suggested) => Some(suggested),
+            Err(SlugError::Reserved(word)) => {
+                problems.push(format!("slug: `{word}`, made from company_name, is a reserved word; give a slug"));
+                None
             }
-            suggested
-        }
+            Err(_) if !body.company_name.trim().is_empty() => {
+                problems.push("slug: no usable name can be made from company_name; give one");
+                None
+            }
+            Err(_) => None,
+        },
     };
     problems.into_result()?;
-    let (Some(slug), Some(licensed_seats)) = (chosen, seats) else { unreachable!("checked above") };
+    let (Some(slug), Some(licensed_seats), Some(admin_email)) = (chosen, seats, admin_email) else {
+        unreachable!("checked above")
+    };
     open_plan(state, &body.plan).await?;
     let attempts = if body.slug.is_some() { 1 } else { SLUG_ATTEMPTS };
     let mut tenant = None;
@@ -236,11 +243,11 @@ async fn create_keyed(
             generated_host: state.settings.tenant_hosts.generated_host(candidate.as_str()),
             slug: candidate,
             display_name: body.company_name.trim().to_string(),
-            owner_email: body.admin_email.clone(),
+            owner_email: admin_email.clone(),
             plan: body.plan.clone(),
             licensed_seats,
             erp_version: state.settings.default_erp_version.clone(),
-            first_seat: Some(body.admin_email.clone()),
+            first_seat: Some(admin_email.clone()),
             host: None,
         };
         let created = match key {

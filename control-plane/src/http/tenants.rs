@@ -76,7 +76,7 @@ pub async fn create(
     let mut problems = Problems::default();
     let slug = problems.slug("slug", &body.slug);
     problems.text("display_name", &body.display_name, 100);
-    problems.email("owner_email", &body.owner_email);
+    let owner_email = problems.email("owner_email", &body.owner_email);
     let seats = problems.seats("seats", body.seats);
     let erp_version = body.erp_version.unwrap_or_else(|| state.settings.default_erp_version.clone());
     problems.offered_version("erp_version", &erp_version, &state.settings.erp_versions);
@@ -85,13 +85,15 @@ pub async fn create(
     if let Some(host) = &host {
         host_available(&state, host, None).await?;
     }
-    let (Some(slug), Some(licensed_seats)) = (slug, seats) else { unreachable!("checked above") };
+    let (Some(slug), Some(licensed_seats), Some(owner_email)) = (slug, seats, owner_email) else {
+        unreachable!("checked above")
+    };
     open_plan(&state, &body.plan).await?;
     let new = NewTenant {
         generated_host: state.settings.tenant_hosts.generated_host(slug.as_str()),
         slug,
         display_name: body.display_name.trim().to_string(),
-        owner_email: body.owner_email,
+        owner_email,
         plan: body.plan,
         licensed_seats,
         erp_version,
@@ -210,9 +212,7 @@ pub(crate) async fn change(
     if let Some(name) = &body.display_name {
         problems.text("display_name", name, 100);
     }
-    if let Some(email) = &body.owner_email {
-        problems.email("owner_email", email);
-    }
+    let owner_email = body.owner_email.as_deref().map(|email| problems.email("owner_email", email));
     let seats = body.seats.map(|seats| problems.seats("seats", seats));
     if let Some(version) = &body.erp_version {
         problems.offered_version("erp_version", version, &state.settings.erp_versions);
@@ -230,13 +230,14 @@ pub(crate) async fn change(
     }
     let change = TenantChange {
         display_name: body.display_name.map(|name| name.trim().to_string()),
-        owner_email: body.owner_email,
+        owner_email: owner_email.flatten(),
         plan: body.plan,
         licensed_seats: seats.flatten(),
         erp_version: body.erp_version,
         host,
         state: body.state,
         only_if_state: None,
+        resume: false,
     };
     let tenant = state.store.change_tenant(slug, &change).await.map_err(unknown_plan_is_invalid)?;
     state.changed();
@@ -266,7 +267,8 @@ pub async fn suspend(state: web::Data<AppState>, principal: Principal, slug: web
     move_to(state, principal, &slug, SubscriptionState::Suspended).await
 }
 
-/// Resumes a suspended tenant as active.
+/// Resumes a suspended tenant in the state it had before the suspension: a trial goes on with
+/// its end unchanged (or is `past_due` if it ended meanwhile), an overdue account stays overdue.
 #[utoipa::path(post, path = "/v1/tenants/{slug}/resume", tag = "tenants", security(("bearer" = [])),
     params(("slug" = String, Path)), responses((status = 200, body = TenantView), (status = 409, body = Problem)))]
 #[post("/tenants/{slug}/resume")]
@@ -279,8 +281,9 @@ async fn move_to(state: web::Data<AppState>, principal: Principal, slug: &str, t
     Ok(HttpResponse::Ok().json(TenantView::from(tenant)))
 }
 
-/// Suspends (`Suspended`) or resumes (`Active`) a tenant: provider admins only; resuming only
-/// from `suspended`.
+/// Suspends (`Suspended`) or resumes (`Active`) a tenant: provider admins only. Resuming works
+/// only from `suspended` (409 `not_suspended`, decided under the tenant's row lock) and returns
+/// to the state before the suspension, so it never ends a trial or settles an overdue account.
 pub(crate) async fn change_state(
     state: &AppState,
     principal: &Principal,
@@ -289,17 +292,11 @@ pub(crate) async fn change_state(
 ) -> Result<crate::store::Tenant, Problem> {
     access::tenant(principal, slug, false)?;
     access::provider_admin(principal)?;
-    // Resuming is for suspended tenants: it must not end a trial or settle a past-due account.
-    if to == SubscriptionState::Active {
-        let current = state.store.tenant(slug).await?;
-        if current.deleted_at.is_none() && current.state != SubscriptionState::Suspended {
-            return Err(Problem::conflict(
-                "not_suspended",
-                format!("tenant {slug:?} is {}, not suspended; change its state with PATCH", current.state),
-            ));
-        }
-    }
-    let change = TenantChange { state: Some(to), ..TenantChange::default() };
+    let change = if to == SubscriptionState::Active {
+        TenantChange { resume: true, ..TenantChange::default() }
+    } else {
+        TenantChange { state: Some(to), ..TenantChange::default() }
+    };
     let tenant = state.store.change_tenant(slug, &change).await?;
     state.changed();
     Ok(tenant)

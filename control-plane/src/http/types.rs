@@ -24,7 +24,8 @@ pub struct TenantView {
     /// `<slug>.<domain>`. The test environment is at the same host with `test` as its second
     /// label.
     pub host: Option<String>,
-    /// Licensed seats, passed to the ERP.
+    /// Licensed seats: the seat limit the customer sets within the plan's maximum (also passed
+    /// to the ERP). Billing counts the seats held, not this.
     pub seats: u32,
     /// `waiting` (recorded, not yet applied), `applied`, then the operator's phase in lowercase.
     #[schema(value_type = String, example = "ready")]
@@ -98,7 +99,7 @@ pub struct SignupRequest {
     pub slug: Option<String>,
     pub admin_email: String,
     pub plan: String,
-    /// Licensed seats, 1 to the plan's maximum.
+    /// The seat limit (licensed seats): 1 to the plan's maximum. Billing counts the seats held.
     pub seats: i64,
 }
 
@@ -131,9 +132,10 @@ pub struct CreateTenantRequest {
 pub struct UpdateTenantRequest {
     pub display_name: Option<String>,
     pub owner_email: Option<String>,
-    /// Moves the tenant to the plan's current version; refused when more seats are held than it
-    /// allows.
+    /// Moves the tenant to the plan's current version; refused when more seats are held, or
+    /// licensed, than it allows (send `seats` with it to lower the licence in the same change).
     pub plan: Option<String>,
+    /// The seat limit (licensed seats): 1 to the plan's maximum, and not below the seats held.
     pub seats: Option<i64>,
     /// Provider admins only: one of the catalogue's versions, never older than production's.
     pub erp_version: Option<String>,
@@ -150,6 +152,7 @@ pub struct UpdateTenantRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeatRequest {
+    /// Any case; compared without it, stored with the domain in lower case.
     pub email: String,
 }
 
@@ -163,8 +166,9 @@ pub struct SeatView {
 pub struct SeatsView {
     pub tenant: String,
     pub count: u32,
+    /// The most seats that may be held: the tenant's licensed seats.
     pub max_seats: u32,
-    /// The users holding a seat; absent for billing readers, who see counts only.
+    /// The users holding a seat, in natural order of their addresses; absent for billing readers, who see counts only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seats: Option<Vec<SeatView>>,
 }

@@ -55,7 +55,7 @@ pub(crate) use dialect;
 macro_rules! tenant_columns {
     () => {
         "slug, display_name, owner_email, plan, plan_version, state, erp_version, licensed_seats, provisioning, url, \
-         conditions, environments, trial_ends_at, created_at, updated_at, deleted_at, host"
+         conditions, environments, trial_ends_at, created_at, updated_at, deleted_at, host, resumes_as"
     };
 }
 pub(crate) use tenant_columns;
@@ -87,6 +87,7 @@ pub(crate) struct TenantRow {
     updated_at: Ts,
     deleted_at: Option<Ts>,
     host: Option<String>,
+    resumes_as: Option<String>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -112,6 +113,7 @@ impl TryFrom<TenantRow> for Tenant {
             updated_at: row.updated_at.into(),
             deleted_at: row.deleted_at.map(Into::into),
             host: row.host,
+            resumes_as: row.resumes_as.map(|state| state.parse()).transpose().map_err(corrupt)?,
         })
     }
 }

@@ -27,7 +27,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::domain::plan::PlanSpec;
-use crate::domain::seats::{Holding, Usage};
+use crate::domain::seats::{Holding, Usage, seats_phrase};
 use crate::domain::subscription::{SubscriptionState, TransitionError};
 use crate::slug::Slug;
 
@@ -44,12 +44,27 @@ pub enum StoreError {
     NotFound { what: String },
     #[error("{0}")]
     Conflict(String),
-    /// Adding a seat would exceed the plan's `max_seats`.
-    #[error("the plan allows {max} seats and {held} are held")]
-    SeatLimit { max: u32, held: u32 },
+    /// Adding a seat would go beyond the tenant's licensed seats.
+    #[error("{}", seat_limit_message(*.licensed, *.held, *.plan_max))]
+    SeatLimit { licensed: u32, held: u32, plan_max: u32 },
+    /// Licensed seats asked for beyond the plan's `max_seats` (or 0).
+    #[error("the plan allows 1 to {} to be licensed; {asked} were asked for", seats_phrase(*.plan_max))]
+    LicenceAbovePlan { asked: u32, plan_max: u32 },
+    /// Licensed seats lowered below the seats held now.
+    #[error("{} held now; release seats before lowering the licensed seats to {asked}", held_phrase(*.held))]
+    LicenceBelowHeld { asked: u32, held: u32 },
     /// A plan change to a plan whose `max_seats` is below the seats held.
-    #[error("the new plan allows {max} seats but {held} are held")]
+    #[error("the new plan allows at most {} and {} held now", seats_phrase(*.max), held_phrase(*.held))]
     PlanTooSmall { max: u32, held: u32 },
+    /// A plan change to a plan whose `max_seats` is below the licensed seats (that would stay).
+    #[error(
+        "the new plan allows at most {} and {licensed} are licensed; lower the licensed seats with the plan change",
+        seats_phrase(*.max)
+    )]
+    PlanBelowLicence { max: u32, licensed: u32 },
+    /// `/resume` of a tenant that is not suspended.
+    #[error("the tenant is {state}, not suspended")]
+    NotSuspended { state: SubscriptionState },
     #[error(transparent)]
     Transition(#[from] TransitionError),
     /// Production would go back to an older ERP version than it has (or runs).
@@ -73,6 +88,22 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// `1 seat is`, `3 seats are`.
+fn held_phrase(held: u32) -> String {
+    format!("{} {}", seats_phrase(held), if held == 1 { "is" } else { "are" })
+}
+
+fn seat_limit_message(licensed: u32, held: u32, plan_max: u32) -> String {
+    let held = held_phrase(held);
+    if licensed < plan_max {
+        format!(
+            "{held} held and {licensed} licensed; raise the licensed seats (the plan allows up to {plan_max}) or release a seat"
+        )
+    } else {
+        format!("{held} held and {licensed} licensed, the plan's maximum; release a seat or move to a larger plan")
+    }
+}
 
 /// One version of a plan. A tenant stays on the version it subscribed to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -144,6 +175,10 @@ pub struct Tenant {
     pub deleted_at: Option<DateTime<Utc>>,
     /// The production host given by hand; `None`: the deployment's `<slug>.<domain>`.
     pub host: Option<String>,
+    /// While suspended: the state `/resume` returns to (the one before the suspension). Kept
+    /// out of the tenant's JSON (events); the API shows `state` only.
+    #[serde(skip)]
+    pub resumes_as: Option<SubscriptionState>,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +221,9 @@ pub struct TenantChange {
     /// Change nothing unless the tenant is in this state when the change is made (under its
     /// row lock): for background moves that must not undo a person's change made meanwhile.
     pub only_if_state: Option<SubscriptionState>,
+    /// Returns a suspended tenant to the state it had before its suspension (see
+    /// `SubscriptionState::on_resume`); `NotSuspended` otherwise. `state` is then ignored.
+    pub resume: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -223,6 +261,7 @@ pub enum SeatAdded {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeatCount {
     pub count: u32,
+    /// The most seats that may be held: the tenant's licensed seats (within its plan's maximum).
     pub max_seats: u32,
     pub version: i64,
 }
@@ -471,7 +510,7 @@ impl Store {
 
     // --- tenants -------------------------------------------------------------------------------
     /// `Conflict` when the slug was ever taken or the plan is retired, `NotFound` for an unknown
-    /// plan, `SeatLimit` when `licensed_seats` is 0 or exceeds it. Trialing when the plan has
+    /// plan, `LicenceAbovePlan` when `licensed_seats` is 0 or exceeds its maximum. Trialing when the plan has
     /// trial days. Same transaction: the first seat, the provisioning outbox row,
     /// `tenant.created` (and `seats.changed` with a first seat).
     pub async fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
@@ -495,9 +534,11 @@ impl Store {
     pub async fn tenants(&self, filter: &TenantFilter) -> Result<Page<Tenant>> {
         on_pool!(self, tenants::tenants(filter))
     }
-    /// Plan changes are refused with `PlanTooSmall` when more seats are held (or licensed) than
-    /// the new plan allows, and recorded in the history; state moves follow
-    /// `SubscriptionState::transition`. Same transaction: an outbox row when the desired Tenant
+    /// Plan changes are refused with `PlanTooSmall` when more seats are held, `PlanBelowLicence`
+    /// when more are licensed, than the new plan allows, and recorded in the history; licensed
+    /// seats must be 1 to the plan's maximum (`LicenceAbovePlan`) and not below the seats held
+    /// (`LicenceBelowHeld`); state moves follow `SubscriptionState::transition`, a resume
+    /// `SubscriptionState::on_resume`. Same transaction: an outbox row when the desired Tenant
     /// changed, `subscription.changed` for plan or state changes, `tenant.suspended` on
     /// suspension. A deleted tenant is `NotFound`; a change that changes nothing writes nothing.
     pub async fn change_tenant(&self, slug: &str, change: &TenantChange) -> Result<Tenant> {
@@ -524,7 +565,8 @@ impl Store {
     }
 
     // --- seats ---------------------------------------------------------------------------------
-    /// Idempotent per email; `SeatLimit` beyond the plan's maximum, leaving nothing behind.
+    /// Idempotent per email, compared without case; `SeatLimit` beyond the tenant's licensed
+    /// seats, leaving nothing behind.
     pub async fn add_seat(&self, slug: &str, email: &str) -> Result<SeatAdded> {
         self.add_seat_at(slug, email, Utc::now()).await
     }
@@ -542,7 +584,7 @@ impl Store {
     pub async fn remove_seat_at(&self, slug: &str, email: &str, at: DateTime<Utc>) -> Result<Seat> {
         on_pool!(self, seats::remove_seat(slug, email, at))
     }
-    /// Seats held now, by email.
+    /// Seats held now, by email in natural order (`user2` before `user10`).
     pub async fn seats(&self, slug: &str) -> Result<Vec<Seat>> {
         on_pool!(self, seats::seats(slug))
     }

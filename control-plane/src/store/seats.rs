@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::codec::Ts;
 use super::engine::{count_u32, dialect, per_engine, tenant_not_found};
 use super::{Result, SEATS_CHANGED, Seat, SeatAdded, SeatCount, StoreError};
-use crate::domain::seats::{Holding, Usage, usage};
+use crate::domain::seats::{Holding, Usage, natural_order, usage};
 
 fn seat_from_row<R: Row>(row: &R) -> Result<Seat>
 where
@@ -33,32 +33,41 @@ where
     })
 }
 
+/// What seats are compared by: the address without case (`Ada@Acme.example` is
+/// `ada@acme.example`), as people and mail systems treat it.
+pub(crate) fn email_key(email: &str) -> String {
+    email.to_lowercase()
+}
+
 fn seats_changed(slug: &str, email: &str, change: &str, count: u32) -> serde_json::Value {
     json!({"tenant": slug, "email": email, "change": change, "count": count})
 }
 
 per_engine! {
-    /// The tenant's plan maximum, with its row locked: seat changes of one tenant run one at a
-    /// time, so a count read here stays true until the commit.
-    async fn lock_for_seats(conn: &mut Conn, slug: &str) -> Result<u32> {
-        let max: Option<i64> = sqlx::query_scalar(dialect!(
-            pg: "SELECT p.max_seats FROM tenants t JOIN plans p ON p.name = t.plan AND p.version = t.plan_version \
+    /// The tenant's licensed seats and its plan's maximum, with its row locked: seat changes of
+    /// one tenant run one at a time, so a count read here stays true until the commit.
+    async fn lock_for_seats(conn: &mut Conn, slug: &str) -> Result<(u32, u32)> {
+        let limits: Option<(i64, i64)> = sqlx::query_as(dialect!(
+            pg: "SELECT t.licensed_seats, p.max_seats FROM tenants t \
+                 JOIN plans p ON p.name = t.plan AND p.version = t.plan_version \
                  WHERE t.slug = $1 AND t.deleted_at IS NULL FOR UPDATE OF t",
-            sqlite: "SELECT p.max_seats FROM tenants t JOIN plans p ON p.name = t.plan AND p.version = t.plan_version \
+            sqlite: "SELECT t.licensed_seats, p.max_seats FROM tenants t \
+                     JOIN plans p ON p.name = t.plan AND p.version = t.plan_version \
                      WHERE t.slug = $1 AND t.deleted_at IS NULL",
         ))
         .bind(slug)
         .fetch_optional(&mut *conn)
         .await?;
-        count_u32(max.ok_or_else(|| tenant_not_found(slug))?)
+        let (licensed, plan_max) = limits.ok_or_else(|| tenant_not_found(slug))?;
+        Ok((count_u32(licensed)?, count_u32(plan_max)?))
     }
 
     async fn held_seat(conn: &mut Conn, slug: &str, email: &str) -> Result<Option<Seat>> {
         let row = sqlx::query(
-            "SELECT email, assigned_at, removed_at FROM seats WHERE tenant = $1 AND email = $2 AND removed_at IS NULL",
+            "SELECT email, assigned_at, removed_at FROM seats WHERE tenant = $1 AND email_key = $2 AND removed_at IS NULL",
         )
         .bind(slug)
-        .bind(email)
+        .bind(email_key(email))
         .fetch_optional(&mut *conn)
         .await?;
         row.as_ref().map(seat_from_row).transpose()
@@ -75,17 +84,18 @@ per_engine! {
     pub(crate) async fn add_seat(pool: &DbPool, slug: &str, email: &str, at: DateTime<Utc>) -> Result<SeatAdded> {
         let at = Ts::from(at);
         let mut tx = shared::begin_write(pool).await?;
-        let max = lock_for_seats(&mut tx, slug).await?;
+        let (licensed, plan_max) = lock_for_seats(&mut tx, slug).await?;
         if let Some(seat) = held_seat(&mut tx, slug, email).await? {
             return Ok(SeatAdded::AlreadyHeld(seat));
         }
         let held = shared::held_seats(&mut tx, slug).await?;
-        if held >= max {
-            return Err(StoreError::SeatLimit { max, held });
+        if held >= licensed {
+            return Err(StoreError::SeatLimit { licensed, held, plan_max });
         }
-        sqlx::query("INSERT INTO seats (tenant, email, assigned_at) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO seats (tenant, email, email_key, assigned_at) VALUES ($1, $2, $3, $4)")
             .bind(slug)
             .bind(email)
+            .bind(email_key(email))
             .bind(at)
             .execute(&mut *tx)
             .await?;
@@ -105,9 +115,9 @@ per_engine! {
         if at.0 < seat.assigned_at {
             return Err(StoreError::Conflict(format!("the seat of {email:?} was assigned after {}", at.0)));
         }
-        sqlx::query("UPDATE seats SET removed_at = $3 WHERE tenant = $1 AND email = $2 AND removed_at IS NULL")
+        sqlx::query("UPDATE seats SET removed_at = $3 WHERE tenant = $1 AND email_key = $2 AND removed_at IS NULL")
             .bind(slug)
-            .bind(email)
+            .bind(email_key(email))
             .bind(at)
             .execute(&mut *tx)
             .await?;
@@ -129,21 +139,22 @@ per_engine! {
         let mut conn = pool.acquire().await?;
         live_tenant(&mut conn, slug).await?;
         let rows = sqlx::query(
-            "SELECT email, assigned_at, removed_at FROM seats WHERE tenant = $1 AND removed_at IS NULL ORDER BY email",
+            "SELECT email, assigned_at, removed_at FROM seats WHERE tenant = $1 AND removed_at IS NULL",
         )
         .bind(slug)
         .fetch_all(&mut *conn)
         .await?;
-        rows.iter().map(seat_from_row).collect()
+        let mut seats = rows.iter().map(seat_from_row).collect::<Result<Vec<_>>>()?;
+        seats.sort_by(|a, b| natural_order(&a.email, &b.email));
+        Ok(seats)
     }
 
     pub(crate) async fn seat_count(pool: &DbPool, slug: &str) -> Result<SeatCount> {
         // One statement, so the count, the maximum and the version come from one snapshot.
         let row = sqlx::query(
-            "SELECT t.seat_version, p.max_seats, \
+            "SELECT t.seat_version, t.licensed_seats, \
              (SELECT count(*) FROM seats s WHERE s.tenant = t.slug AND s.removed_at IS NULL) AS held \
-             FROM tenants t JOIN plans p ON p.name = t.plan AND p.version = t.plan_version \
-             WHERE t.slug = $1 AND t.deleted_at IS NULL",
+             FROM tenants t WHERE t.slug = $1 AND t.deleted_at IS NULL",
         )
         .bind(slug)
         .fetch_optional(pool)
@@ -151,7 +162,7 @@ per_engine! {
         .ok_or_else(|| tenant_not_found(slug))?;
         Ok(SeatCount {
             count: count_u32(row.try_get("held")?)?,
-            max_seats: count_u32(row.try_get("max_seats")?)?,
+            max_seats: count_u32(row.try_get("licensed_seats")?)?,
             version: row.try_get("seat_version")?,
         })
     }

@@ -66,7 +66,7 @@ fn open_plan(plan: Option<Plan>, name: &str) -> Result<Plan> {
 
 fn check_licensed_seats(licensed: u32, plan: &Plan) -> Result<()> {
     if licensed == 0 || licensed > plan.spec.max_seats {
-        return Err(StoreError::SeatLimit { max: plan.spec.max_seats, held: licensed });
+        return Err(StoreError::LicenceAbovePlan { asked: licensed, plan_max: plan.spec.max_seats });
     }
     Ok(())
 }
@@ -133,6 +133,7 @@ per_engine! {
             updated_at: at,
             deleted_at: None,
             host: new.host.clone(),
+            resumes_as: None,
         };
         sqlx::query(
             "INSERT INTO tenants (slug, display_name, owner_email, plan, plan_version, state, erp_version, \
@@ -164,9 +165,10 @@ per_engine! {
             _ => e.into(),
         })?;
         if let Some(email) = &new.first_seat {
-            sqlx::query("INSERT INTO seats (tenant, email, assigned_at) VALUES ($1, $2, $3)")
+            sqlx::query("INSERT INTO seats (tenant, email, email_key, assigned_at) VALUES ($1, $2, $3, $4)")
                 .bind(slug)
                 .bind(email)
+                .bind(crate::store::seats::email_key(email))
                 .bind(Ts::from(at))
                 .execute(&mut *tx)
                 .await?;
@@ -235,21 +237,42 @@ per_engine! {
                 let held = shared::held_seats(&mut tx, slug).await?;
                 let licensed = change.licensed_seats.unwrap_or(before.licensed_seats);
                 let max = target.spec.max_seats;
-                if held > max || licensed > max {
-                    return Err(StoreError::PlanTooSmall { max, held: if held > max { held } else { licensed } });
+                if held > max {
+                    return Err(StoreError::PlanTooSmall { max, held });
+                }
+                if licensed > max {
+                    return Err(StoreError::PlanBelowLicence { max, licensed });
                 }
                 after.plan = target.spec.name.clone();
                 after.plan_version = target.version;
                 plan = target;
             }
         }
-        if let Some(licensed) = change.licensed_seats {
+        if let Some(licensed) = change.licensed_seats
+            && licensed != before.licensed_seats
+        {
             check_licensed_seats(licensed, &plan)?;
+            // The licence bounds the seats held: it cannot be lowered below them.
+            let held = shared::held_seats(&mut tx, slug).await?;
+            if licensed < held {
+                return Err(StoreError::LicenceBelowHeld { asked: licensed, held });
+            }
             after.licensed_seats = licensed;
         }
-        if let Some(to) = change.state {
+        if change.resume {
+            if before.state != SubscriptionState::Suspended {
+                return Err(StoreError::NotSuspended { state: before.state });
+            }
+            after.state = SubscriptionState::on_resume(before.resumes_as, before.trial_ends_at, at);
+        } else if let Some(to) = change.state {
             after.state = before.state.transition(to)?;
         }
+        // A suspension remembers the state it interrupted; any move out of it forgets it.
+        after.resumes_as = match after.state {
+            SubscriptionState::Suspended if before.state == SubscriptionState::Suspended => before.resumes_as,
+            SubscriptionState::Suspended => Some(before.state),
+            _ => None,
+        };
         if let Some(name) = &change.display_name {
             after.display_name = name.clone();
         }
@@ -275,7 +298,7 @@ per_engine! {
         after.updated_at = at;
         sqlx::query(
             "UPDATE tenants SET display_name = $2, owner_email = $3, plan = $4, plan_version = $5, state = $6, \
-             erp_version = $7, licensed_seats = $8, updated_at = $9, host = $10 WHERE slug = $1",
+             erp_version = $7, licensed_seats = $8, updated_at = $9, host = $10, resumes_as = $11 WHERE slug = $1",
         )
         .bind(slug)
         .bind(&after.display_name)
@@ -287,6 +310,7 @@ per_engine! {
         .bind(i64::from(after.licensed_seats))
         .bind(Ts::from(at))
         .bind(after.host.as_deref())
+        .bind(after.resumes_as.map(|state| state.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(|e| match &after.host {
@@ -295,12 +319,14 @@ per_engine! {
         })?;
 
         let plan_changed = (after.plan.as_str(), after.plan_version) != (before.plan.as_str(), before.plan_version);
-        if plan_changed {
-            // The seat count carries the plan's maximum: a newer version makes caches take it.
+        if plan_changed || after.licensed_seats != before.licensed_seats {
+            // The seat count carries the licensed seats: a newer version makes caches take it.
             sqlx::query("UPDATE tenants SET seat_version = seat_version + 1 WHERE slug = $1")
                 .bind(slug)
                 .execute(&mut *tx)
                 .await?;
+        }
+        if plan_changed {
             sqlx::query(
                 "INSERT INTO plan_changes (tenant, from_plan, from_version, to_plan, to_version, changed_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",

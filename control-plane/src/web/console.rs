@@ -1,6 +1,10 @@
-//! `/t/{slug}/console`: the tenant console — seats (who holds them, the count against the plan's
-//! limit, a chart of the last 90 days), environments (production and test: version, state,
-//! address) and the subscription (plan, price, next period, plan change).
+//! `/t/{slug}/console`: the tenant console — seats (who holds them, the count against the
+//! tenant's seat limit and the form to change that limit, a chart of the last 90 days),
+//! environments (production and test: version, state, address) and the subscription (plan,
+//! price, next period, plan change).
+//!
+//! The seat limit is the tenant's licensed seats: a cap the customer sets within the plan's
+//! maximum. Billing counts the seats held, never the limit.
 //!
 //! Its forms go through the same functions as the API (`http::seats`, `http::tenants`), so a
 //! limit the API enforces is enforced here too; the page also disables what the plan does not
@@ -20,7 +24,7 @@ use super::signup::format_money;
 use super::{chart, sentence};
 use crate::auth::Principal;
 use crate::domain::plan::PlanSpec;
-use crate::domain::seats::{DailyPeak, daily_peaks};
+use crate::domain::seats::{DailyPeak, daily_peaks, seats_phrase};
 use crate::domain::subscription::{SubscriptionState, next_period_start};
 use crate::http::AppState;
 use crate::http::problem::Problem;
@@ -37,7 +41,12 @@ pub fn configure(config: &mut ServiceConfig) {
         .service(
             web::resource("/t/{slug}/console/seats/remove").app_data(super::form()).route(web::post().to(remove_seat)),
         )
-        .service(web::resource("/t/{slug}/console/plan").app_data(super::form()).route(web::post().to(change_plan)));
+        .service(web::resource("/t/{slug}/console/plan").app_data(super::form()).route(web::post().to(change_plan)))
+        .service(
+            web::resource("/t/{slug}/console/seat-limit")
+                .app_data(super::form())
+                .route(web::post().to(change_seat_limit)),
+        );
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +65,13 @@ pub struct PlanForm {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
+pub struct SeatLimitForm {
+    pub seats: String,
+    pub csrf: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct Done {
     pub done: Option<String>,
 }
@@ -66,6 +82,9 @@ struct Outcome {
     seat_error: Option<String>,
     seat_email: String,
     plan_error: Option<String>,
+    limit_error: Option<String>,
+    /// What was typed into the seat-limit field.
+    limit_value: Option<String>,
     /// A confirmation of the last change (after its redirect).
     done: Option<&'static str>,
 }
@@ -150,6 +169,7 @@ pub async fn page_view(
         Some("seat-held") => Some("That person already holds a seat; nothing changed."),
         Some("seat-removed") => Some("The seat was released."),
         Some("plan-changed") => Some("Your plan was changed."),
+        Some("limit-changed") => Some("Your seat limit was changed."),
         _ => None,
     };
     render(&state, &request, &session, tenant, Outcome { done, ..Outcome::default() }, StatusCode::OK).await
@@ -219,7 +239,14 @@ pub async fn change_plan(
     } else if form.plan == tenant.plan {
         (StatusCode::UNPROCESSABLE_ENTITY, "You are on this plan already.".to_string())
     } else {
-        let change = UpdateTenantRequest { plan: Some(form.plan.clone()), ..UpdateTenantRequest::default() };
+        // A seat limit above the new plan's maximum comes down to it with the move (the page
+        // says so beside the plan); the seats held must still fit.
+        let lowered = match state.store.plan(&form.plan).await {
+            Ok(plan) if plan.spec.max_seats < tenant.licensed_seats => Some(i64::from(plan.spec.max_seats)),
+            _ => None,
+        };
+        let change =
+            UpdateTenantRequest { plan: Some(form.plan.clone()), seats: lowered, ..UpdateTenantRequest::default() };
         match crate::http::tenants::change(&state, principal, &slug, change).await {
             Ok(_) => return see_other(&format!("/t/{slug}/console?done=plan-changed#subscription"), &[]),
             Err(problem) => match problem.code {
@@ -239,13 +266,44 @@ pub async fn change_plan(
     render(&state, &request, &session, tenant, outcome, status).await
 }
 
+/// The seat limit (licensed seats) as the tenant admin sets it: through `PATCH
+/// /v1/tenants/{slug}`'s own checks.
+pub async fn change_seat_limit(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    session: Session,
+    slug: web::Path<String>,
+    form: web::Form<SeatLimitForm>,
+) -> HttpResponse {
+    let (tenant, principal) = match posted(&state, &request, &session, &slug, &form.csrf).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    let typed = form.seats.trim();
+    let (status, message) = match typed.parse::<i64>() {
+        Err(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Enter the seat limit as a whole number, for example 5.".into()),
+        Ok(seats) => {
+            let change = UpdateTenantRequest { seats: Some(seats), ..UpdateTenantRequest::default() };
+            match crate::http::tenants::change(&state, principal, &slug, change).await {
+                Ok(_) => return see_other(&format!("/t/{slug}/console?done=limit-changed#seats"), &[]),
+                Err(problem) => match problem.code {
+                    "seat_limit_reached" | "seats_in_use" => (StatusCode::CONFLICT, sentence(&problem.detail)),
+                    "validation_failed" => {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "Enter a whole number of seats, at least 1.".into())
+                    }
+                    _ => return failure(&request, &session, &problem),
+                },
+            }
+        }
+    };
+    let outcome = Outcome { limit_error: Some(message), limit_value: Some(typed.to_string()), ..Outcome::default() };
+    render(&state, &request, &session, tenant, outcome, status).await
+}
+
 /// The words and status for a refused seat, or `None` when it is not the form's fault.
 fn seat_problem(problem: &Problem) -> Option<(StatusCode, String)> {
     match problem.code {
-        "seat_limit_reached" => Some((
-            StatusCode::CONFLICT,
-            format!("{} Release a seat or move to a larger plan first.", sentence(&problem.detail)),
-        )),
+        "seat_limit_reached" => Some((StatusCode::CONFLICT, sentence(&problem.detail))),
         "validation_failed" => {
             Some((StatusCode::UNPROCESSABLE_ENTITY, "Enter an email address, for example ada@example.com.".into()))
         }
@@ -294,19 +352,20 @@ async fn render(
 
 fn seats_section(console: &Console, outcome: &Outcome, csrf: &CsrfToken) -> Markup {
     let slug = &console.tenant.slug;
-    let (count, max_seats) = (console.held(), console.plan.spec.max_seats);
-    let full = count >= max_seats;
+    let (count, limit, plan_max) = (console.held(), console.tenant.licensed_seats, console.plan.spec.max_seats);
+    let full = count >= limit;
     let described_by = match (&outcome.seat_error, full) {
         (Some(_), _) => "seat-email-error",
         (None, true) => "seat-limit-note",
         (None, false) => "seat-email-hint",
     };
+    let limit_value = outcome.limit_value.clone().unwrap_or_else(|| limit.to_string());
     html! {
         section id="seats" class="console-section" aria-labelledby="seats-title" {
             h2 id="seats-title" { "Seats" }
             p class="meter-line" {
-                span id="seat-count" { strong data-seat-count { (count) } " of " (max_seats) " seats in use" }
-                meter min="0" max=(max_seats) value=(count) aria-labelledby="seat-count" {}
+                span id="seat-count" { strong data-seat-count { (count) } " of " (seats_phrase(limit)) " in use" }
+                meter min="0" max=(limit) value=(count) aria-labelledby="seat-count" {}
             }
             @if console.seats.is_empty() {
                 p { "Nobody holds a seat yet." }
@@ -331,7 +390,12 @@ fn seats_section(console: &Console, outcome: &Outcome, csrf: &CsrfToken) -> Mark
                     p class="hint" id="seat-email-hint" { "They take one seat; billing counts the seats held." }
                     @if full {
                         p class="notice" id="seat-limit-note" {
-                            "All " (max_seats) " seats of your plan are in use. Remove someone, or move to a larger plan below, to add more people."
+                            @if limit < plan_max {
+                                "Your seat limit of " (limit) " is reached. Raise it below (your plan allows up to "
+                                (plan_max) "), or remove someone, to add more people."
+                            } @else {
+                                "Your plan's maximum of " (seats_phrase(limit)) " is reached. Remove someone, or move to a larger plan below, to add more people."
+                            }
                         }
                     }
                     @if let Some(error) = &outcome.seat_error { p class="error" id="seat-email-error" role="alert" { (error) } }
@@ -341,8 +405,24 @@ fn seats_section(console: &Console, outcome: &Outcome, csrf: &CsrfToken) -> Mark
                 }
                 button type="submit" disabled[full] { "Add seat" }
             }
+            form method="post" action={ "/t/" (slug) "/console/seat-limit" } class="signup" novalidate {
+                (csrf_field(csrf))
+                div class={ "field" @if outcome.limit_error.is_some() { " invalid" } } {
+                    label for="seat-limit" { "Seat limit" }
+                    p class="hint" id="seat-limit-hint" {
+                        "The most people who may hold a seat: from the " (count) " held now up to your plan's " (plan_max)
+                        ". You pay for the seats held, not for the limit."
+                    }
+                    @if let Some(error) = &outcome.limit_error { p class="error" id="seat-limit-error" role="alert" { (error) } }
+                    input type="number" id="seat-limit" name="seats" min=(count.max(1)) max=(plan_max) inputmode="numeric"
+                        value=(limit_value)
+                        aria-describedby=(if outcome.limit_error.is_some() { "seat-limit-error seat-limit-hint" } else { "seat-limit-hint" })
+                        aria-invalid=[outcome.limit_error.as_ref().map(|_| "true")];
+                }
+                button type="submit" class="secondary" { "Change the seat limit" }
+            }
             h3 { "Usage" }
-            (chart::seat_usage(&console.peaks, max_seats))
+            (chart::seat_usage(&console.peaks, count, limit))
         }
     }
 }
@@ -446,6 +526,8 @@ fn subscription_section(console: &Console, outcome: &Outcome, csrf: &CsrfToken) 
     let monthly = price.times(held).map(|amount| format_money(&amount)).unwrap_or_else(|_| "—".into());
     let next = next_period_start(tenant.created_at, tenant.trial_ends_at, console.now);
     let trialing = tenant.state == SubscriptionState::Trialing;
+    // A suspended tenant owes nothing until it is resumed: no period runs, nothing is billed.
+    let suspended = tenant.state == SubscriptionState::Suspended;
     html! {
         section id="subscription" class="console-section" aria-labelledby="subscription-title" {
             h2 id="subscription-title" { "Subscription" }
@@ -456,9 +538,14 @@ fn subscription_section(console: &Console, outcome: &Outcome, csrf: &CsrfToken) 
                 @if let (true, Some(ends)) = (trialing, tenant.trial_ends_at) {
                     dt { "Trial ends" } dd { (ends.format("%-d %B %Y")) }
                 }
-                dt { "Next period" } dd { "from " (next.format("%-d %B %Y")) }
-                dt { "Next period's amount" }
-                dd { (monthly) " for the " (held) " " (if held == 1 { "seat" } else { "seats" }) " held now" }
+                @if suspended {
+                    dt { "Amount owed" }
+                    dd data-amount-owed { "nothing while your subscription is suspended" }
+                } @else {
+                    dt { "Next period" } dd { "from " (next.format("%-d %B %Y")) }
+                    dt { "Next period's amount" }
+                    dd data-next-amount { (monthly) " for the " (seats_phrase(held)) " held now" }
+                }
             }
             form method="post" action={ "/t/" (tenant.slug) "/console/plan" } class="signup" {
                 (csrf_field(csrf))
@@ -468,16 +555,20 @@ fn subscription_section(console: &Console, outcome: &Outcome, csrf: &CsrfToken) 
                     @if let Some(error) = &outcome.plan_error { p class="error" id="plan-error" role="alert" { (error) } }
                     @for plan in &console.open_plans {
                         @let id = format!("plan-{}", plan.name);
+                        @let own = plan.name == tenant.plan;
                         @let too_small = plan.max_seats < held;
                         div class="choice" {
                             input type="radio" id=(id) name="plan" value=(plan.name)
-                                checked[plan.name == tenant.plan] disabled[too_small && plan.name != tenant.plan];
+                                checked[own] disabled[too_small && !own];
                             label for=(id) {
                                 strong { (plan.display_name) } " — " (format_money(&plan.price_per_seat_month))
-                                " per seat per month, up to " (plan.max_seats) " seats"
+                                " per seat per month, up to " (seats_phrase(plan.max_seats))
                                 @if plan.test_environment { ", test environment" }
-                                @if plan.name == tenant.plan { " (your plan)" }
-                                @if too_small && plan.name != tenant.plan { " — too small for your " (held) " seats" }
+                                @if own { " (your plan)" }
+                                @if too_small && !own { " — too small for the " (seats_phrase(held)) " held" }
+                                @else if !own && plan.max_seats < tenant.licensed_seats {
+                                    " — your seat limit would become " (plan.max_seats)
+                                }
                             }
                         }
                     }

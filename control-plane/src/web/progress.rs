@@ -11,6 +11,7 @@ use super::layout::{self, frame, page};
 use super::session::{CsrfToken, Session};
 use super::signup::json;
 use crate::auth::Role;
+use crate::domain::seats::seats_phrase;
 use crate::http::AppState;
 use crate::http::problem::Problem;
 use crate::store::{ProvisioningState, StoreError, Tenant};
@@ -219,7 +220,7 @@ pub async fn page_view(
     let password_section = super::password::section(&session, &tenant, revealed, &csrf);
     let main = html! {
         h1 { (tenant.display_name) }
-        p class="lead" { "Your ERP " code { (tenant.slug) } " on the " (plan) " plan, " (tenant.licensed_seats) " seats." }
+        p class="lead" { "Your ERP " code { (tenant.slug) } " on the " (plan) " plan, with a limit of " (seats_phrase(tenant.licensed_seats)) "." }
         section class="progress" aria-labelledby="progress-title" aria-live="polite"
             data-progress={ "/t/" (tenant.slug) "/progress" } data-loaded-ready[progress.ready] {
             h2 id="progress-title" { "Setting up" }
@@ -297,6 +298,7 @@ mod tests {
             updated_at: now,
             deleted_at: None,
             host: None,
+            resumes_as: None,
         }
     }
 

@@ -14,6 +14,7 @@ use super::session::{self, CsrfToken, Session, check_csrf};
 use crate::cache::RateLimit;
 use crate::domain::money::Money;
 use crate::domain::plan::{ModulePolicy, PlanSpec};
+use crate::domain::seats::seats_phrase;
 use crate::http::AppState;
 use crate::http::input::check_email;
 use crate::http::problem::Problem;
@@ -114,13 +115,7 @@ pub async fn submit(
     if let (Ok(wanted), Some(plan)) = (&seats, plans.iter().find(|plan| plan.name == form.plan))
         && *wanted > i64::from(plan.max_seats)
     {
-        errors.field(
-            "seats",
-            format!(
-                "The {} plan allows at most {} seats; choose fewer seats or a larger plan.",
-                plan.display_name, plan.max_seats
-            ),
-        );
+        errors.field("seats", plan_maximum_message(plan));
     }
     let request_body = SignupRequest {
         company_name: form.company_name.clone(),
@@ -164,10 +159,7 @@ fn explain(problem: &Problem, form: &SignupForm, plans: &[PlanSpec], errors: &mu
         (409, "plan_retired") => errors.field("plan", "This plan takes no new customers; choose another."),
         (409, "seat_limit_reached") => {
             let message = match plans.iter().find(|plan| plan.name == form.plan) {
-                Some(plan) => format!(
-                    "The {} plan allows at most {} seats; choose fewer seats or a larger plan.",
-                    plan.display_name, plan.max_seats
-                ),
+                Some(plan) => plan_maximum_message(plan),
                 None => sentence(&problem.detail),
             };
             errors.field("seats", message);
@@ -179,6 +171,15 @@ fn explain(problem: &Problem, form: &SignupForm, plans: &[PlanSpec], errors: &mu
     }
 }
 
+/// A seat limit above the plan's maximum, naming the maximum.
+fn plan_maximum_message(plan: &PlanSpec) -> String {
+    format!(
+        "The {} plan allows a limit of at most {}; choose a lower limit or a larger plan.",
+        plan.display_name,
+        seats_phrase(plan.max_seats)
+    )
+}
+
 fn plain_field_message(field: &str, message: &str, form: &SignupForm) -> String {
     match field {
         "company_name" if message.contains("control characters") => {
@@ -187,15 +188,25 @@ fn plain_field_message(field: &str, message: &str, form: &SignupForm) -> String 
         "company_name" => "Enter your company's name (at most 100 characters).".into(),
         "slug" => match Slug::parse(form.slug.trim()) {
             Err(error) if !form.slug.trim().is_empty() => slug_problem(&error),
-            _ => "No address can be made from the company name; enter one.".into(),
+            _ => unusable_company_name(&form.company_name),
         },
         "admin_email" => match check_email(form.admin_email.trim()) {
             Err(reason) => format!("{} Enter an address such as ada@example.com.", sentence(reason)),
             Ok(()) => sentence(message),
         },
-        "seats" => "Enter a whole number of seats, at least 1.".into(),
+        "seats" => "Enter the seat limit as a whole number, at least 1.".into(),
         "plan" => "Choose one of the plans.".into(),
         _ => sentence(message),
+    }
+}
+
+/// Why no address is made from `company_name`, in plain words: a reserved word is named.
+fn unusable_company_name(company_name: &str) -> String {
+    match Slug::suggest(company_name) {
+        Err(SlugError::Reserved(word)) => {
+            format!("“{word}” is a reserved word, so it cannot be your address; enter another address.")
+        }
+        _ => "No address can be made from the company name; enter one.".into(),
     }
 }
 
@@ -210,7 +221,7 @@ pub fn slug_problem(error: &SlugError) -> String {
             format!("Use only lowercase letters a–z, digits and dashes (“{c}” is not allowed).")
         }
         SlugError::BadEdge => "An address starts with a letter and ends with a letter or digit.".into(),
-        SlugError::Reserved(name) => format!("“{name}” is reserved; choose another address."),
+        SlugError::Reserved(name) => format!("“{name}” is a reserved word; choose another address."),
     }
 }
 
@@ -293,8 +304,9 @@ fn render(
                 p id="slug-status" class="status" aria-live="polite" {}
                 (text_field("admin_email", "Your email address (you become the administrator)", "email",
                     &form.admin_email, errors, Some("email"), None))
-                (text_field("seats", "Number of seats (users)", "number", &form.seats, errors, Some("off"),
-                    Some("How many people will use the ERP. You can change it later.")))
+                (text_field("seats", "Seat limit (users)", "number", &form.seats, errors, Some("off"),
+                    Some("The most people who may hold a seat, up to the plan's maximum. You pay for the seats held, \
+                          not for the limit, and you can change the limit later in your console.")))
                 (plan_choice(plans, form, errors))
                 button type="submit" { "Create my ERP" }
             }
@@ -379,7 +391,7 @@ fn plan_choice(plans: &[PlanSpec], form: &SignupForm, errors: &FormErrors) -> Ma
                         aria-describedby=[error.map(|_| "plan-error")] aria-invalid=[error.map(|_| "true")];
                     label for=(id) {
                         (plan.display_name) " — " (format_money(&plan.price_per_seat_month)) " per seat per month, up to "
-                        (plan.max_seats) " seats"
+                        (seats_phrase(plan.max_seats))
                     }
                 }
             }
@@ -421,14 +433,11 @@ pub async fn check_slug(
     }
     let slug = if given.is_empty() {
         match Slug::suggest(&query.company) {
-            Some(slug) => slug,
-            None if query.company.trim().is_empty() => {
+            Ok(slug) => slug,
+            Err(_) if query.company.trim().is_empty() => {
                 return json(StatusCode::OK, &refused(None, "Enter your company name or an address.".into()));
             }
-            None => {
-                let problem = "No address can be made from the company name; enter one.".to_string();
-                return json(StatusCode::OK, &refused(None, problem));
-            }
+            Err(_) => return json(StatusCode::OK, &refused(None, unusable_company_name(&query.company))),
         }
     } else {
         match Slug::parse(given) {

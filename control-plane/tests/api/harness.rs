@@ -148,9 +148,17 @@ impl TestApp {
         self.call("POST", path, Some(token), Some(body)).await
     }
 
-    /// A tenant on `plan`, made by the provider.
+    /// A tenant on `plan`, made by the provider, licensed for the plan's maximum (so that its
+    /// seats are bounded by the plan).
     pub async fn tenant(&self, slug: &str, plan: &str) -> Value {
-        let body = json!({"slug": slug, "display_name": slug, "owner_email": format!("owner@{slug}.test"), "plan": plan, "seats": 2});
+        let plan_reply = self.get(&format!("/v1/plans/{plan}"), &self.provider).await;
+        let max_seats = plan_reply.body["max_seats"].as_u64().unwrap_or_else(|| panic!("{plan_reply:?}"));
+        self.tenant_licensed(slug, plan, max_seats).await
+    }
+
+    /// A tenant on `plan` with `seats` licensed.
+    pub async fn tenant_licensed(&self, slug: &str, plan: &str, seats: u64) -> Value {
+        let body = json!({"slug": slug, "display_name": slug, "owner_email": format!("owner@{slug}.test"), "plan": plan, "seats": seats});
         let reply = self.post("/v1/tenants", &self.provider, body).await;
         assert_eq!(reply.status, 201, "{reply:?}");
         reply.body

@@ -288,7 +288,7 @@ async fn bad_input_is_4xx() {
         .assert_problem(404, "seat_not_found");
     // Nothing above changed the tenant.
     let sturdy = app.get("/v1/tenants/sturdy", &app.provider).await;
-    assert_eq!((sturdy.body["seats"].as_u64(), sturdy.body["plan"].as_str()), (Some(2), Some("starter")));
+    assert_eq!((sturdy.body["seats"].as_u64(), sturdy.body["plan"].as_str()), (Some(10), Some("starter")));
     let listed = app.get("/v1/tenants", &app.provider).await;
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 1, "{listed:?}");
     app.stop().await;
@@ -339,12 +339,13 @@ async fn plan_change_needs_room_for_the_seats_held() {
     let moved =
         app.call("PATCH", "/v1/tenants/mover", Some(&admin), Some(json!({"plan": "starter", "seats": 2}))).await;
     assert_eq!(moved.status, 200, "{moved:?}");
-    let starter = app.get("/v1/plans/starter", &app.billing).await;
     assert_eq!(
         app.get("/v1/tenants/mover/seats", &app.billing).await.body["max_seats"],
-        starter.body["max_seats"],
-        "the cached count follows the plan change"
+        2,
+        "the cached count follows the licence changed with the plan"
     );
+    let over_licence = app.call("PATCH", "/v1/tenants/mover", Some(&admin), Some(json!({"seats": 20}))).await;
+    over_licence.assert_problem(409, "seat_limit_reached");
     app.post("/v1/plans", &app.provider, plan_body("closing", 50)).await;
     app.call("DELETE", "/v1/plans/closing", Some(&app.provider), None).await;
     let retired = app.call("PATCH", "/v1/tenants/mover", Some(&admin), Some(json!({"plan": "closing"}))).await;
@@ -367,7 +368,7 @@ async fn suspension_and_deletion_follow_the_subscription_rules() {
     let suspended = app.post("/v1/tenants/sleepy/suspend", &app.provider, json!(null)).await;
     assert_eq!(suspended.body["state"], "suspended", "{suspended:?}");
     let resumed = app.post("/v1/tenants/sleepy/resume", &app.provider, json!(null)).await;
-    assert_eq!(resumed.body["state"], "active", "{resumed:?}");
+    assert_eq!(resumed.body["state"], "trialing", "back to the trial: {resumed:?}");
     let suspended = app.post("/v1/tenants/sleepy/suspend", &app.provider, json!(null)).await;
     let trial = app.call("PATCH", "/v1/tenants/sleepy", Some(&app.provider), Some(json!({"state": "trialing"}))).await;
     trial.assert_problem(409, "invalid_state_transition");
@@ -706,5 +707,166 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
     // The client cannot escape its budget by writing another address in front.
     assert_eq!(signup_from(&app, 2, "192.0.2.77, 203.0.113.5").await, 429);
     assert_eq!(signup_from(&app, 3, "203.0.113.6, 10.1.1.1").await, 202, "another client");
+    app.stop().await;
+}
+
+/// Suspending a trial and resuming it gives the trial back, with its end unchanged; an overdue
+/// account stays overdue. On both store engines.
+#[tokio::test]
+async fn resume_returns_to_the_trial() {
+    for db in [Db::Sqlite, Db::Postgres] {
+        let app = TestApp::start(db, CacheKind::InProcess).await;
+        let trial = app.tenant("trial", "starter").await;
+        assert_eq!(trial["state"], "trialing", "{db:?}: {trial}");
+        let ends = trial["trial_ends_at"].clone();
+        assert!(ends.is_string(), "{db:?}: the starter plan has a trial");
+
+        let suspended = app.post("/v1/tenants/trial/suspend", &app.provider, json!(null)).await;
+        assert_eq!(suspended.body["state"], "suspended", "{db:?}: {suspended:?}");
+        let resumed = app.post("/v1/tenants/trial/resume", &app.provider, json!(null)).await;
+        assert_eq!(resumed.status, 200, "{db:?}: {resumed:?}");
+        assert_eq!(resumed.body["state"], "trialing", "{db:?}: the trial goes on: {resumed:?}");
+        assert_eq!(resumed.body["trial_ends_at"], ends, "{db:?}: its end is unchanged");
+        let read = app.get("/v1/tenants/trial", &app.provider).await;
+        assert_eq!((&read.body["state"], &read.body["trial_ends_at"]), (&json!("trialing"), &ends), "{db:?}");
+        app.post("/v1/tenants/trial/resume", &app.provider, json!(null)).await.assert_problem(409, "not_suspended");
+
+        // An overdue account suspended and resumed is still overdue; an active one active.
+        for (slug, state) in [("overdue", "past_due"), ("paying", "active")] {
+            app.tenant(slug, "starter").await;
+            let path = format!("/v1/tenants/{slug}");
+            let moved = app.call("PATCH", &path, Some(&app.provider), Some(json!({"state": state}))).await;
+            assert_eq!(moved.body["state"], state, "{db:?}: {moved:?}");
+            app.post(&format!("{path}/suspend"), &app.provider, json!(null)).await;
+            let resumed = app.post(&format!("{path}/resume"), &app.provider, json!(null)).await;
+            assert_eq!(resumed.body["state"], state, "{db:?}: {resumed:?}");
+        }
+        app.stop().await;
+    }
+}
+
+/// Every refusal about seats names the figure it is about: the plan's maximum and the number
+/// asked for, the seats held, or the licence — in the singular for one.
+#[tokio::test]
+async fn seat_refusals_name_the_right_figures() {
+    let app = TestApp::start(Db::Sqlite, CacheKind::InProcess).await;
+    let signup = json!({"company_name": "Initech", "admin_email": "bill@initech.test", "plan": "starter", "seats": 11});
+    let refused = app.call("POST", "/v1/signup", None, Some(signup)).await;
+    refused.assert_problem(409, "seat_limit_reached");
+    let detail = refused.body["detail"].as_str().unwrap();
+    assert_eq!(detail, "the plan allows 1 to 10 seats to be licensed; 11 were asked for");
+
+    app.tenant_licensed("biz", "business", 2).await;
+    for email in ["a@biz.test", "b@biz.test"] {
+        assert_eq!(app.post("/v1/tenants/biz/seats", &app.provider, json!({"email": email})).await.status, 201);
+    }
+    let admin = app.tenant_admin("biz");
+    let above = app.call("PATCH", "/v1/tenants/biz", Some(&admin), Some(json!({"seats": 51}))).await;
+    above.assert_problem(409, "seat_limit_reached");
+    assert_eq!(above.body["detail"], "the plan allows 1 to 50 seats to be licensed; 51 were asked for");
+    let below = app.call("PATCH", "/v1/tenants/biz", Some(&admin), Some(json!({"seats": 1}))).await;
+    below.assert_problem(409, "seats_in_use");
+    assert_eq!(below.body["detail"], "2 seats are held now; release seats before lowering the licensed seats to 1");
+    let full = app.post("/v1/tenants/biz/seats", &admin, json!({"email": "c@biz.test"})).await;
+    full.assert_problem(409, "seat_limit_reached");
+    assert_eq!(
+        full.body["detail"],
+        "2 seats are held and 2 licensed; raise the licensed seats (the plan allows up to 50) or release a seat"
+    );
+
+    app.plan("solo", 1).await;
+    app.tenant("one", "solo").await;
+    app.post("/v1/tenants/one/seats", &app.provider, json!({"email": "a@one.test"})).await;
+    let solo = app.post("/v1/tenants/one/seats", &app.provider, json!({"email": "b@one.test"})).await;
+    solo.assert_problem(409, "seat_limit_reached");
+    assert_eq!(
+        solo.body["detail"],
+        "1 seat is held and 1 licensed, the plan's maximum; release a seat or move to a larger plan"
+    );
+    let too_small = app.call("PATCH", "/v1/tenants/biz", Some(&admin), Some(json!({"plan": "solo"}))).await;
+    too_small.assert_problem(409, "plan_too_small");
+    assert_eq!(too_small.body["detail"], "the new plan allows at most 1 seat and 2 seats are held now");
+    app.stop().await;
+}
+
+/// The licensed seats are a limit the tenant admin sets within the plan: seats beyond it are
+/// refused, it can be raised and lowered (not below the seats held), the seat count reports it,
+/// and billing counts the seats held, not the licence.
+#[tokio::test]
+async fn the_tenant_admin_sets_the_seat_limit_and_billing_counts_the_seats_held() {
+    let app = TestApp::start(Db::Sqlite, CacheKind::InProcess).await;
+    app.tenant_licensed("capped", "starter", 2).await;
+    let admin = app.tenant_admin("capped");
+    let seats = "/v1/tenants/capped/seats";
+    for email in ["a@capped.test", "b@capped.test"] {
+        assert_eq!(app.post(seats, &admin, json!({"email": email})).await.status, 201);
+    }
+    app.post(seats, &admin, json!({"email": "c@capped.test"})).await.assert_problem(409, "seat_limit_reached");
+    let count = app.get(seats, &app.billing).await;
+    assert_eq!((count.body["count"].as_u64(), count.body["max_seats"].as_u64()), (Some(2), Some(2)), "{count:?}");
+
+    let raised = app.call("PATCH", "/v1/tenants/capped", Some(&admin), Some(json!({"seats": 5}))).await;
+    assert_eq!((raised.status, raised.body["seats"].as_u64()), (200, Some(5)), "{raised:?}");
+    let count = app.get(seats, &app.billing).await;
+    assert_eq!(count.body["max_seats"], 5, "the cached count follows the new limit: {count:?}");
+    assert_eq!(app.post(seats, &admin, json!({"email": "c@capped.test"})).await.status, 201);
+    let lowered = app.call("PATCH", "/v1/tenants/capped", Some(&admin), Some(json!({"seats": 3}))).await;
+    assert_eq!(lowered.body["seats"], 3, "{lowered:?}");
+
+    // Billed for the 3 seats held, not the licence.
+    let billed = app.get("/v1/billing/seats", &app.billing).await;
+    assert_eq!(billed.body["items"][0]["count"], 3, "{billed:?}");
+    let usage = app.get("/v1/tenants/capped/seats/usage", &app.billing).await;
+    assert_eq!(usage.body["current"], 3, "{usage:?}");
+    app.stop().await;
+}
+
+/// `Ada@Acme.example` is an address like any other: accepted, stored with its domain in lower
+/// case, and the same seat as `ada@acme.example`.
+#[tokio::test]
+async fn email_addresses_are_accepted_and_compared_in_any_case() {
+    let app = TestApp::start(Db::Sqlite, CacheKind::InProcess).await;
+    let signup = json!({"company_name": "Acme", "admin_email": "Ada@Acme.example", "plan": "starter", "seats": 3});
+    let created = app.call("POST", "/v1/signup", None, Some(signup)).await;
+    assert_eq!(created.status, 202, "{created:?}");
+    assert_eq!(created.body["tenant"]["owner_email"], "Ada@acme.example");
+    let seats = "/v1/tenants/acme/seats";
+    let again = app.post(seats, &app.provider, json!({"email": "ada@ACME.EXAMPLE"})).await;
+    assert_eq!((again.status, again.body["email"].as_str()), (200, Some("Ada@acme.example")), "{again:?}");
+    let listed = app.get(seats, &app.provider).await;
+    assert_eq!(listed.body["count"], 1, "{listed:?}");
+    let removed = app.call("DELETE", "/v1/tenants/acme/seats/ADA@acme.example", Some(&app.provider), None).await;
+    assert_eq!(removed.status, 204, "{removed:?}");
+    assert_eq!(app.get(seats, &app.provider).await.body["count"], 0);
+    app.stop().await;
+}
+
+/// Seat lists are in the order a person reads them: `user2` before `user10`.
+#[tokio::test]
+async fn seat_lists_are_in_natural_order() {
+    let app = TestApp::start(Db::Postgres, CacheKind::InProcess).await;
+    app.tenant("many", "starter").await;
+    for email in ["user10@many.test", "user2@many.test", "User1@many.test", "ada@many.test"] {
+        assert_eq!(app.post("/v1/tenants/many/seats", &app.provider, json!({"email": email})).await.status, 201);
+    }
+    let listed = app.get("/v1/tenants/many/seats", &app.provider).await;
+    let emails: Vec<&str> =
+        listed.body["seats"].as_array().unwrap().iter().map(|seat| seat["email"].as_str().unwrap()).collect();
+    assert_eq!(emails, ["ada@many.test", "User1@many.test", "user2@many.test", "user10@many.test"]);
+    app.stop().await;
+}
+
+/// A company called "Test" is told its name is a reserved word, not that no address can be made.
+#[tokio::test]
+async fn a_reserved_company_name_is_named_in_the_signup_refusal() {
+    let app = TestApp::start(Db::Sqlite, CacheKind::InProcess).await;
+    let signup = json!({"company_name": "Test", "admin_email": "a@test-co.test", "plan": "starter", "seats": 1});
+    let refused = app.call("POST", "/v1/signup", None, Some(signup)).await;
+    refused.assert_problem(422, "validation_failed");
+    assert_eq!(refused.body["errors"][0], "slug: `test`, made from company_name, is a reserved word; give a slug");
+    let signup =
+        json!({"company_name": "Ünïcödé GmbH", "admin_email": "a@unicode.test", "plan": "starter", "seats": 1});
+    let created = app.call("POST", "/v1/signup", None, Some(signup)).await;
+    assert_eq!(created.body["tenant"]["slug"], "unicode-gmbh", "{created:?}");
     app.stop().await;
 }

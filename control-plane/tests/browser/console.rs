@@ -40,7 +40,7 @@ async fn tenant_console_seats() {
             "/v1/signup",
             None,
             Some(serde_json::json!({"company_name": "Console Co", "slug": slug, "admin_email": "ada@console.test",
-                "plan": "tiny", "seats": 1})),
+                "plan": "tiny", "seats": 3})),
         )
         .await;
     assert_eq!(signup.status, 202, "{signup:?}");
@@ -78,7 +78,7 @@ async fn tenant_console_seats() {
     assert!(!input.is_enabled().await.unwrap(), "the email field is disabled at the limit");
     let button = session.find(Locator::XPath("//button[normalize-space(.)='Add seat']")).await.unwrap();
     assert!(!button.is_enabled().await.unwrap(), "the button is disabled at the limit");
-    session.wait_for_text("#seat-limit-note", "All 3 seats", Duration::from_secs(10)).await.unwrap();
+    session.wait_for_text("#seat-limit-note", "maximum of 3 seats", Duration::from_secs(10)).await.unwrap();
     session.screenshot(&shots, "full").await.unwrap();
     assert_eq!(session.accessibility_problems().await.unwrap(), Vec::<String>::new());
     let refused =

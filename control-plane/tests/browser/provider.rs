@@ -100,9 +100,13 @@ async fn provider_console_suspend() {
     session.screenshot(&shots, "scaled-to-zero").await.unwrap();
 
     session.click_button("Resume").await.unwrap();
-    session.wait_for_text(".confirmation", "The tenant is active again", PAGE_TIMEOUT).await.unwrap();
-    session.wait_for_text("#subscription-state", "active", PAGE_TIMEOUT).await.unwrap();
-    assert_eq!(app.get(&format!("/v1/tenants/{slug}"), &app.provider).await.body["state"], "active");
+    session
+        .wait_for_text(".confirmation", "The tenant is resumed in the state it had before", PAGE_TIMEOUT)
+        .await
+        .unwrap();
+    // It was on its trial when suspended: it is again.
+    session.wait_for_text("#subscription-state", "trialing", PAGE_TIMEOUT).await.unwrap();
+    assert_eq!(app.get(&format!("/v1/tenants/{slug}"), &app.provider).await.body["state"], "trialing");
     until_scaled(&operator, &slug, false, 1).await;
     session.screenshot(&shots, "resumed").await.unwrap();
 

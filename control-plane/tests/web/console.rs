@@ -102,7 +102,7 @@ async fn seats_are_added_and_removed_up_to_the_plans_limit() {
     assert!(full.text.contains("name=\"email\" autocomplete=\"off\" value=\"\" disabled"), "{}", full.text);
     let over = add("d@acme.test").await;
     over.assert_html(409);
-    assert!(over.text.contains("id=\"seat-email-error\"") && over.text.contains("Release a seat"), "{}", over.text);
+    assert!(over.text.contains("id=\"seat-email-error\"") && over.text.contains("release a seat"), "{}", over.text);
     assert_eq!(seat_count(&app, "acme").await, 3);
     let api = app.post("/v1/tenants/acme/seats", &app.tenant_admin("acme"), json!({"email": "d@acme.test"})).await;
     api.assert_problem(409, "seat_limit_reached");
@@ -142,7 +142,7 @@ async fn the_plan_changes_unless_the_seats_do_not_fit() {
     let page = browser.get("/t/acme/console", &signed.cookies()).await;
     assert!(page.text.contains("Starter</dd>") && page.text.contains("€19.00 per seat per month"), "{}", page.text);
     assert!(page.text.contains("€57.00 for the 3 seats held now"), "{}", page.text);
-    assert!(page.text.contains("too small for your 3 seats"), "the tiny plan is marked");
+    assert!(page.text.contains("too small for the 3 seats held"), "the tiny plan is marked");
 
     let too_small =
         browser.post("/t/acme/console/plan", &[("csrf", &signed.csrf), ("plan", "tiny")], &signed.cookies()).await;
@@ -226,4 +226,144 @@ fn section<'a>(text: &'a str, marker: &str) -> &'a str {
     let rest = &text[start..];
     let end = rest[1..].find("data-environment=").map_or(rest.len(), |i| i + 1);
     &rest[..end]
+}
+
+#[tokio::test]
+async fn the_seat_limit_is_changed_in_the_console_within_the_plan() {
+    let app = start().await;
+    app.tenant_licensed("acme", "starter", 2).await;
+    let admin = app.tenant_admin("acme");
+    for email in ["a@acme.test", "b@acme.test"] {
+        assert_eq!(app.post("/v1/tenants/acme/seats", &admin, json!({"email": email})).await.status, 201);
+    }
+    let browser = Browser::new(&app);
+    let signed = Signed::new(&browser, admin.clone(), "acme").await;
+    let page = browser.get("/t/acme/console", &signed.cookies()).await;
+    assert!(page.text.contains("2</strong> of 2 seats in use"), "{}", page.text);
+    assert!(page.text.contains("Your seat limit of 2 is reached"), "{}", page.text);
+    assert!(page.text.contains("id=\"seat-limit\" name=\"seats\" min=\"2\" max=\"10\""), "{}", page.text);
+    let set = |seats: &'static str| {
+        let (browser, signed) = (&browser, &signed);
+        async move {
+            browser
+                .post("/t/acme/console/seat-limit", &[("csrf", &signed.csrf), ("seats", seats)], &signed.cookies())
+                .await
+        }
+    };
+
+    let below = set("1").await;
+    below.assert_html(409);
+    assert!(below.text.contains("2 seats are held now; release seats before lowering"), "{}", below.text);
+    let above = set("11").await;
+    above.assert_html(409);
+    assert!(above.text.contains("The plan allows 1 to 10 seats to be licensed; 11 were asked for."), "{}", above.text);
+    assert!(above.text.contains("value=\"11\""), "what was typed is kept");
+    let words = set("many").await;
+    words.assert_html(422);
+    assert_eq!(app.get("/v1/tenants/acme", &admin).await.body["seats"], 2, "nothing changed");
+
+    let raised = set("4").await;
+    assert_eq!(
+        (raised.status, raised.location()),
+        (303, "/t/acme/console?done=limit-changed#seats"),
+        "{}",
+        raised.text
+    );
+    assert_eq!(app.get("/v1/tenants/acme", &admin).await.body["seats"], 4, "the API reports the new limit");
+    assert_eq!(app.get("/v1/tenants/acme/seats", &app.billing).await.body["max_seats"], 4);
+    let page = browser.get("/t/acme/console?done=limit-changed", &signed.cookies()).await;
+    assert!(page.text.contains("Your seat limit was changed.") && page.text.contains("2</strong> of 4 seats in use"));
+    assert!(page.text.contains("; 2 of 4 held now."), "the chart's summary: {}", page.text);
+    assert!(!page.text.contains("id=\"seat-limit-note\""), "room again");
+    let added = browser
+        .post("/t/acme/console/seats", &[("csrf", &signed.csrf), ("email", "c@acme.test")], &signed.cookies())
+        .await;
+    assert_eq!(added.location(), "/t/acme/console?done=seat-added#seats");
+    // Billing counts the 3 seats held, not the limit of 4.
+    let page = browser.get("/t/acme/console", &signed.cookies()).await;
+    assert!(page.text.contains("€57.00 for the 3 seats held now"), "{}", page.text);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_says_what_is_held_and_owed_now() {
+    let app = start().await;
+    app.tenant("acme", "starter").await;
+    let admin = app.tenant_admin("acme");
+    let browser = Browser::new(&app);
+    let signed = Signed::new(&browser, admin.clone(), "acme").await;
+    assert_eq!(app.post("/v1/tenants/acme/seats", &admin, json!({"email": "a@acme.test"})).await.status, 201);
+    let page = browser.get("/t/acme/console", &signed.cookies()).await;
+    assert!(page.text.contains("€19.00 for the 1 seat held now"), "{}", page.text);
+    assert!(!page.text.contains("1 seats"), "one seat in the singular: {}", page.text);
+
+    // The last seat released: today's peak was one seat, but none is held now.
+    let removed = browser
+        .post("/t/acme/console/seats/remove", &[("csrf", &signed.csrf), ("email", "a@acme.test")], &signed.cookies())
+        .await;
+    assert_eq!(removed.status, 303);
+    let page = browser.get("/t/acme/console", &signed.cookies()).await;
+    assert!(page.text.contains("at most 1 seat (on"), "{}", page.text);
+    assert!(page.text.contains("; 0 of 10 held now."), "{}", page.text);
+    assert!(!page.text.contains("1 of 10"), "{}", page.text);
+
+    // Suspended: nothing is owed, and no next period's amount is shown.
+    assert_eq!(app.post("/v1/tenants/acme/seats", &admin, json!({"email": "b@acme.test"})).await.status, 201);
+    app.post("/v1/tenants/acme/suspend", &app.provider, json!(null)).await;
+    let page = browser.get("/t/acme/console", &signed.cookies()).await;
+    assert!(page.text.contains("data-amount-owed>nothing while your subscription is suspended"), "{}", page.text);
+    assert!(!page.text.contains("Next period") && !page.text.contains("€19.00 for"), "{}", page.text);
+    // Resumed: the trial again, with its end, and the amount for the seats held.
+    let resumed = app.post("/v1/tenants/acme/resume", &app.provider, json!(null)).await;
+    assert_eq!(resumed.body["state"], "trialing");
+    let page = browser.get("/t/acme/console", &signed.cookies()).await;
+    assert!(page.text.contains("Trial ends") && page.text.contains("€19.00 for the 1 seat held now"), "{}", page.text);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_smaller_plan_brings_the_seat_limit_down_to_its_maximum() {
+    let app = start().await;
+    app.tenant_licensed("acme", "business", 20).await;
+    let admin = app.tenant_admin("acme");
+    assert_eq!(app.post("/v1/tenants/acme/seats", &admin, json!({"email": "a@acme.test"})).await.status, 201);
+    let browser = Browser::new(&app);
+    let signed = Signed::new(&browser, admin.clone(), "acme").await;
+    let page = browser.get("/t/acme/console", &signed.cookies()).await;
+    assert!(page.text.contains("up to 10 seats — your seat limit would become 10"), "{}", page.text);
+    let changed =
+        browser.post("/t/acme/console/plan", &[("csrf", &signed.csrf), ("plan", "starter")], &signed.cookies()).await;
+    assert_eq!(changed.location(), "/t/acme/console?done=plan-changed#subscription", "{}", changed.text);
+    let tenant = app.get("/v1/tenants/acme", &admin).await;
+    assert_eq!((tenant.body["plan"].as_str(), tenant.body["seats"].as_u64()), (Some("starter"), Some(10)));
+    // The API asks for both at once instead.
+    let api = app.call("PATCH", "/v1/tenants/acme", Some(&admin), Some(json!({"plan": "business", "seats": 20}))).await;
+    assert_eq!(api.status, 200, "{api:?}");
+    let refused = app.call("PATCH", "/v1/tenants/acme", Some(&admin), Some(json!({"plan": "starter"}))).await;
+    refused.assert_problem(409, "plan_too_small");
+    assert_eq!(
+        refused.body["detail"],
+        "the new plan allows at most 10 seats and 20 are licensed; lower the licensed seats with the plan change"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_seat_is_worded_in_the_singular() {
+    let app = start().await;
+    app.plan("solo", 1).await;
+    app.tenant("acme", "solo").await;
+    let admin = app.tenant_admin("acme");
+    assert_eq!(app.post("/v1/tenants/acme/seats", &admin, json!({"email": "a@acme.test"})).await.status, 201);
+    let browser = Browser::new(&app);
+    let progress = browser.get("/t/acme", &[("tenantry_session", &admin)]).await;
+    progress.assert_html(200);
+    assert!(progress.text.contains("with a limit of 1 seat."), "{}", progress.text);
+    let console = browser.get("/t/acme/console", &[("tenantry_session", &admin)]).await;
+    assert!(console.text.contains("1</strong> of 1 seat in use"), "{}", console.text);
+    assert!(console.text.contains("Your plan's maximum of 1 seat is reached"), "{}", console.text);
+    for page in [&progress.text, &console.text] {
+        assert!(!page.contains(" 1 seats"), "{page}");
+    }
+    app.stop().await;
 }

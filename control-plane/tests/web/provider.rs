@@ -66,8 +66,10 @@ async fn seat(app: &TestApp, slug: &str, emails: &[&str]) {
     }
 }
 
+/// A tenant licensed for its plan's maximum.
 async fn tenant_named(app: &TestApp, slug: &str, display_name: &str, owner: &str, plan: &str) {
-    let body = json!({"slug": slug, "display_name": display_name, "owner_email": owner, "plan": plan, "seats": 1});
+    let seats = api_plan(app, plan).await["max_seats"].clone();
+    let body = json!({"slug": slug, "display_name": display_name, "owner_email": owner, "plan": plan, "seats": seats});
     let reply = app.post("/v1/tenants", &app.provider, body).await;
     assert_eq!(reply.status, 201, "{reply:?}");
 }
@@ -225,7 +227,7 @@ async fn the_tenant_table_searches_filters_sorts_and_pages() {
     // Sorting, ties by slug; the sorted column says so.
     let by_seats = as_provider(&browser, "/provider?sort=seats&dir=desc").await;
     assert_eq!(table_slugs(&by_seats)[..5], ["initech", "acme", "shop-03", "globex", "shop-01"]);
-    assert!(by_seats.text.contains("<th scope=\"col\" aria-sort=\"descending\" class=\"number\"><a href=\"/provider?sort=seats&amp;dir=asc\">Seats held / max"), "{}", by_seats.text);
+    assert!(by_seats.text.contains("<th scope=\"col\" aria-sort=\"descending\" class=\"number\"><a href=\"/provider?sort=seats&amp;dir=asc\">Seats held / licensed"), "{}", by_seats.text);
     assert_eq!(by_seats.text.matches("aria-sort=").count(), 1);
     let by_name = as_provider(&browser, "/provider?sort=name").await;
     assert_eq!(table_slugs(&by_name)[..3], ["globex", "initech", "shop-01"]);
@@ -380,12 +382,12 @@ async fn suspend_and_resume_through_the_forms() {
 
     let resumed = browser.post("/provider/tenants/acme/resume", &[("csrf", &csrf)], &cookies).await;
     assert_eq!((resumed.status, resumed.location()), (303, "/provider/tenants/acme?done=resumed"));
-    assert_eq!(api_tenant(&app, "acme").await["state"], "active");
+    assert_eq!(api_tenant(&app, "acme").await["state"], "trialing", "back to the trial it was on");
     // A second resume (an old tab) is refused in words, on the tenant's page.
     let again = browser.post("/provider/tenants/acme/resume", &[("csrf", &csrf)], &cookies).await;
     again.assert_html(409);
     assert!(again.text.contains("role=\"alert\">This tenant is not suspended"), "{}", again.text);
-    assert_eq!(api_tenant(&app, "acme").await["state"], "active");
+    assert_eq!(api_tenant(&app, "acme").await["state"], "trialing");
 
     // A deleted tenant is still shown to the provider, with nothing to press.
     assert_eq!(app.call("DELETE", "/v1/tenants/acme", Some(&app.provider), None).await.status, 200);

@@ -38,7 +38,7 @@ pub struct VersionForm {
 fn done_message(done: &str) -> Option<&'static str> {
     match done {
         "suspended" => Some("The tenant is suspended: its ERP is being scaled to zero, and all its data is kept."),
-        "resumed" => Some("The tenant is active again: its ERP is being started."),
+        "resumed" => Some("The tenant is resumed in the state it had before its suspension: its ERP is being started."),
         "version" => Some("The ERP version is changed: the tenant's ERP is being moved to it."),
         _ => None,
     }
@@ -247,8 +247,8 @@ fn subscription(tenant: &Tenant, details: &Details) -> Markup {
                 }
                 dt { "Trial ends" }
                 dd { @match tenant.trial_ends_at { Some(at) => (date_time(at)), None => "no trial" } }
-                dt { "Licensed seats" } dd { (tenant.licensed_seats) }
-                dt { "Seats held" } dd { (details.seats.len()) " of at most " (plan.spec.max_seats) }
+                dt { "Seats held" } dd { (details.seats.len()) " of " (tenant.licensed_seats) " licensed" }
+                dt { "Licensed seats" } dd { (tenant.licensed_seats) " (the plan allows up to " (plan.spec.max_seats) ")" }
                 dt { "ERP version" } dd { (tenant.erp_version) }
                 dt { "Created" } dd { (date_time(tenant.created_at)) }
                 @if let Some(deleted) = tenant.deleted_at {

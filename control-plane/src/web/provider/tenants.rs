@@ -20,8 +20,13 @@ const PER_PAGE: u32 = 25;
 const MAX_SEARCH_CHARS: usize = 100;
 
 /// The sortable columns: (sort key, header).
-const SORTABLE: [(&str, &str); 5] =
-    [("name", "Tenant"), ("plan", "Plan"), ("state", "State"), ("seats", "Seats held / max"), ("created", "Created")];
+const SORTABLE: [(&str, &str); 5] = [
+    ("name", "Tenant"),
+    ("plan", "Plan"),
+    ("state", "State"),
+    ("seats", "Seats held / licensed"),
+    ("created", "Created"),
+];
 /// The sort choices of the form: (sort key, what it is called there).
 const SORT_CHOICES: [(&str, &str); 6] = [
     ("slug", "Address"),
@@ -158,7 +163,7 @@ pub async fn page_view(state: web::Data<AppState>, request: HttpRequest, session
     };
     let default_currency = plans.first().map(|plan| plan.spec.price_per_seat_month.currency);
     let rows: Vec<(&Tenant, u32, u32)> =
-        found.tenants.iter().map(|row| (&row.tenant, row.seats_held, row.max_seats)).collect();
+        found.tenants.iter().map(|row| (&row.tenant, row.seats_held, row.tenant.licensed_seats)).collect();
 
     let csrf = CsrfToken::for_request(&request);
     let main = html! {
@@ -329,7 +334,7 @@ fn tenant_table(
                     @if rows.is_empty() {
                         tr { td colspan="6" { "No tenant matches." } }
                     }
-                    @for (tenant, seats_held, max_seats) in rows {
+                    @for (tenant, seats_held, licensed_seats) in rows {
                         tr data-tenant=(tenant.slug) {
                             td {
                                 a href={ "/provider/tenants/" (tenant.slug) } { (tenant.display_name) }
@@ -341,7 +346,7 @@ fn tenant_table(
                                 (state_label(tenant.state))
                                 @if tenant.deleted_at.is_some() { " (deleted)" }
                             }
-                            td class="number" { (seats_held) " / " (max_seats) }
+                            td class="number" { (seats_held) " / " (licensed_seats) }
                             td { (provisioning_label(tenant.provisioning)) }
                             td { (date(tenant.created_at)) }
                         }
