@@ -48,6 +48,11 @@ async fn retried_after_a_crash(database: &str, redis_prefix: Option<&str>) {
         .unwrap();
     let status = tokio::time::timeout(TIMEOUT, child.wait()).await.expect("the child died in time").unwrap();
     assert_eq!(status.signal(), Some(SIGABRT), "the child was killed by the failpoint: {status:?}");
+    if let Some(prefix) = redis_prefix {
+        // The dead process left its in-flight marker (the state), which expires soon.
+        let left = marker_ttl(&format!("{prefix}idem:signup:{KEY}")).await;
+        assert!((1..=15_000).contains(&left), "the marker is there and lives at most 15 s: {left} ms");
+    }
 
     // A new server on the same database and cache gets the client's retry.
     let app = TestApp::start_on(cache(redis_prefix).await, &[("DATABASE_URL", database)]).await;
@@ -73,6 +78,13 @@ async fn retried_after_a_crash(database: &str, redis_prefix: Option<&str>) {
         tenants.body["items"].as_array().unwrap().iter().map(|t| t["slug"].as_str().unwrap()).collect();
     assert_eq!(slugs, ["crash-corp"], "one tenant, no second one for the retries");
     app.stop().await;
+}
+
+/// Milliseconds `key` has left in the test environment's Redis (negative: none or no TTL).
+async fn marker_ttl(key: &str) -> i64 {
+    let url = e2e::TestEnv::shared().await.redis_url().await;
+    let mut redis = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("PTTL").arg(key).query_async(&mut redis).await.unwrap()
 }
 
 #[tokio::test]
