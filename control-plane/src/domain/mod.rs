@@ -5,3 +5,4 @@ pub mod money;
 pub mod plan;
 pub mod seats;
 pub mod subscription;
+pub mod whole;

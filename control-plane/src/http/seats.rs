@@ -56,7 +56,7 @@ async fn seat_count(state: &AppState, slug: &str) -> Result<SeatCount, Problem> 
 #[utoipa::path(post, path = "/v1/tenants/{slug}/seats", tag = "seats", security(("bearer" = [])), request_body = SeatRequest,
     params(("slug" = String, Path)),
     responses((status = 201, body = SeatView), (status = 200, body = SeatView, description = "already held"),
-        (status = 404, body = Problem), (status = 409, body = Problem, description = "`seat_limit_reached`"),
+        (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem), (status = 409, body = Problem, description = "`seat_limit_reached`"),
         (status = 422, body = Problem)))]
 #[post("/tenants/{slug}/seats")]
 pub async fn add(
@@ -108,7 +108,8 @@ pub(crate) async fn remove_seat(
 /// Releases a user's seat.
 #[utoipa::path(delete, path = "/v1/tenants/{slug}/seats/{email}", tag = "seats", security(("bearer" = [])),
     params(("slug" = String, Path), ("email" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204, description = "released"), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
 #[delete("/tenants/{slug}/seats/{email}")]
 pub async fn remove(state: web::Data<AppState>, principal: Principal, path: web::Path<(String, String)>) -> Response {
     let (slug, email) = path.into_inner();
