@@ -74,7 +74,7 @@ pub async fn create(state: web::Data<AppState>, principal: Principal, spec: web:
 
 /// One plan: its newest version, or `?version=` a past one (what a tenant on it pays).
 #[utoipa::path(get, path = "/v1/plans/{name}", tag = "plans", security(("bearer" = [])),
-    params(("name" = String, Path, description = "plan name"), ("version" = Option<i64>, Query, description = "a past version")),
+    params(("name" = String, Path, description = "plan name", example = "starter"), ("version" = Option<i64>, Query, description = "a past version")),
     responses((status = 200, body = PlanView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem)))]
 #[get("/plans/{name}")]
 pub async fn get(
@@ -100,7 +100,7 @@ pub struct VersionQuery {
 /// A new version of the plan, from the whole plan as it should be (its `name` must match the
 /// path). Existing tenants stay on their version.
 #[utoipa::path(patch, path = "/v1/plans/{name}", tag = "plans", security(("bearer" = [])), request_body = PlanSpec,
-    params(("name" = String, Path)),
+    params(("name" = String, Path, example = "starter")),
     responses((status = 200, body = PlanView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "written concurrently"), (status = 422, body = Problem)))]
 #[patch("/plans/{name}")]
@@ -115,7 +115,7 @@ pub async fn update(
 }
 
 /// Retires the plan: no new tenants on it; existing tenants keep it.
-#[utoipa::path(delete, path = "/v1/plans/{name}", tag = "plans", security(("bearer" = [])), params(("name" = String, Path)),
+#[utoipa::path(delete, path = "/v1/plans/{name}", tag = "plans", security(("bearer" = [])), params(("name" = String, Path, example = "starter")),
     responses((status = 200, body = PlanView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem)))]
 #[delete("/plans/{name}")]
 pub async fn retire(state: web::Data<AppState>, principal: Principal, name: web::Path<String>) -> Response {

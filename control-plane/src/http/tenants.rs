@@ -21,7 +21,7 @@ pub struct ListQuery {
     /// Only tenants on this plan.
     plan: Option<String>,
     /// Only tenants in this subscription state.
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     state: Option<SubscriptionState>,
     /// The `next` of the previous page.
     after: Option<String>,
@@ -128,7 +128,7 @@ pub fn unknown_plan_is_invalid(error: crate::store::StoreError) -> Problem {
     }
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{slug}", tag = "tenants", security(("bearer" = [])), params(("slug" = String, Path)),
+#[utoipa::path(get, path = "/v1/tenants/{slug}", tag = "tenants", security(("bearer" = [])), params(("slug" = String, Path, example = "acme")),
     responses((status = 200, body = TenantView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem)))]
 #[get("/tenants/{slug}")]
 pub async fn get(state: web::Data<AppState>, principal: Principal, slug: web::Path<String>) -> Response {
@@ -143,7 +143,7 @@ pub async fn get(state: web::Data<AppState>, principal: Principal, slug: web::Pa
 /// Changes a tenant. Tenant admins may change the display name, owner, plan and seats; the ERP
 /// version and the subscription state are the provider's.
 #[utoipa::path(patch, path = "/v1/tenants/{slug}", tag = "tenants", security(("bearer" = [])), request_body = UpdateTenantRequest,
-    params(("slug" = String, Path)),
+    params(("slug" = String, Path, example = "acme")),
     responses((status = 200, body = TenantView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)))]
 #[patch("/tenants/{slug}")]
@@ -204,7 +204,7 @@ pub(crate) async fn change(
 
 /// Cancels the tenant and removes its ERP (its data follows the Tenant's deletion policy). The
 /// record stays for billing.
-#[utoipa::path(delete, path = "/v1/tenants/{slug}", tag = "tenants", security(("bearer" = [])), params(("slug" = String, Path)),
+#[utoipa::path(delete, path = "/v1/tenants/{slug}", tag = "tenants", security(("bearer" = [])), params(("slug" = String, Path, example = "acme")),
     responses((status = 200, body = TenantView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem),
         (status = 409, body = Problem)))]
 #[delete("/tenants/{slug}")]
@@ -219,7 +219,7 @@ pub async fn delete(state: web::Data<AppState>, principal: Principal, slug: web:
 
 /// Suspends the tenant: its ERP is scaled to zero, all data kept.
 #[utoipa::path(post, path = "/v1/tenants/{slug}/suspend", tag = "tenants", security(("bearer" = [])),
-    params(("slug" = String, Path)),
+    params(("slug" = String, Path, example = "acme")),
     responses((status = 200, body = TenantView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem), (status = 409, body = Problem)))]
 #[post("/tenants/{slug}/suspend")]
 pub async fn suspend(state: web::Data<AppState>, principal: Principal, slug: web::Path<String>) -> Response {
@@ -228,7 +228,7 @@ pub async fn suspend(state: web::Data<AppState>, principal: Principal, slug: web
 
 /// Resumes a suspended tenant as active.
 #[utoipa::path(post, path = "/v1/tenants/{slug}/resume", tag = "tenants", security(("bearer" = [])),
-    params(("slug" = String, Path)),
+    params(("slug" = String, Path, example = "acme")),
     responses((status = 200, body = TenantView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem), (status = 409, body = Problem)))]
 #[post("/tenants/{slug}/resume")]
 pub async fn resume(state: web::Data<AppState>, principal: Principal, slug: web::Path<String>) -> Response {
@@ -289,7 +289,7 @@ impl From<PlanChange> for PlanChangeView {
 
 /// The tenant's plan changes, oldest first.
 #[utoipa::path(get, path = "/v1/tenants/{slug}/plan-history", tag = "tenants", security(("bearer" = [])),
-    params(("slug" = String, Path)),
+    params(("slug" = String, Path, example = "acme")),
     responses((status = 200, body = Vec<PlanChangeView>), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem)))]
 #[get("/tenants/{slug}/plan-history")]
 pub async fn plan_history(state: web::Data<AppState>, principal: Principal, slug: web::Path<String>) -> Response {

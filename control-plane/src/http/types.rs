@@ -19,7 +19,6 @@ pub struct TenantView {
     pub plan: String,
     /// The plan version the tenant pays by.
     pub plan_version: i64,
-    #[schema(value_type = String, example = "trialing")]
     pub state: SubscriptionState,
     pub erp_version: String,
     /// Licensed seats, passed to the ERP.
@@ -176,7 +175,6 @@ pub struct UpdateTenantRequest {
     pub seats: Option<i64>,
     pub erp_version: Option<String>,
     /// Provider admins only; `canceled` is reached by deleting the tenant.
-    #[schema(value_type = Option<String>, example = "past_due")]
     pub state: Option<SubscriptionState>,
 }
 
