@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with only the Rust toolchain:
 # installs what is missing (Debian packages, Kubernetes v1.20.2 built from Debian's source,
-# Tryton virtualenvs — all cached outside the repository), checks formatting and lints, then
-# runs every test inside one local environment shared by all test processes.
+# Tryton, Helm SDK and Schemathesis virtualenvs — all cached outside the repository), checks
+# formatting and lints, then runs every test inside one local environment shared by all test
+# processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

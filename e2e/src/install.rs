@@ -46,6 +46,7 @@ pub struct KubeBinaries {
 pub fn ensure_all() -> Result<KubeBinaries> {
     ensure_debian_packages(RUNTIME_PACKAGES)?;
     ensure_helm()?;
+    ensure_schemathesis()?;
     ensure_kubernetes()
 }
 
@@ -53,6 +54,12 @@ pub fn ensure_all() -> Result<KubeBinaries> {
 /// ([`crate::helm::HelmSdk`]).
 pub fn ensure_helm() -> Result<()> {
     crate::helm::HelmSdk::ensure().map(drop)
+}
+
+/// The API fuzzer of the control plane's OpenAPI conformance test, in a cached virtualenv
+/// ([`crate::schemathesis::Schemathesis`]).
+pub fn ensure_schemathesis() -> Result<()> {
+    crate::schemathesis::Schemathesis::ensure().map(drop)
 }
 
 /// A lock file in the cache, held until dropped.

@@ -11,6 +11,7 @@ pub mod paths;
 pub mod postgres;
 pub mod process;
 pub mod redis_server;
+pub mod schemathesis;
 pub mod tryton;
 mod venv;
 

@@ -6,3 +6,4 @@ pub mod plan;
 pub mod seats;
 pub mod subscription;
 pub mod versions;
+pub mod whole;

@@ -63,9 +63,11 @@ impl fmt::Display for Currency {
 #[serde(deny_unknown_fields)]
 pub struct Money {
     /// Minor units (e.g. cents): 1250 EUR is 12.50 €.
+    #[serde(deserialize_with = "super::whole::deserialize")]
+    #[schema(minimum = 0)]
     pub minor: i64,
     /// ISO 4217 code, e.g. `EUR`.
-    #[schema(value_type = String, example = "EUR")]
+    #[schema(value_type = String, example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: Currency,
 }
 

@@ -9,6 +9,7 @@ use tenant_operator::api::{ErpSpec, ResourcesSpec, TenantSpec, default_profile};
 use tenant_operator::profile::ImageDefaults;
 
 use super::money::Money;
+use super::whole;
 
 /// Which ERP modules a tenant on the plan may install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -28,7 +29,11 @@ pub struct PlanSpec {
     pub name: String,
     pub display_name: String,
     pub price_per_seat_month: Money,
+    #[serde(deserialize_with = "whole::deserialize")]
+    #[schema(value_type = i64, minimum = 1, maximum = 4_294_967_295_u32)]
     pub max_seats: u32,
+    #[serde(deserialize_with = "whole::deserialize")]
+    #[schema(value_type = i64, minimum = 1, maximum = 4_294_967_295_u32)]
     pub max_concurrent_users: u32,
     /// The largest database the plan allows, as a Kubernetes quantity (`20Gi`).
     pub database_size_limit: String,
@@ -40,7 +45,11 @@ pub struct PlanSpec {
     /// Whether tenants get a `test` environment beside `production`.
     pub test_environment: bool,
     pub module_policy: ModulePolicy,
+    #[serde(deserialize_with = "whole::deserialize")]
+    #[schema(value_type = i64, minimum = 1, maximum = 3650)]
     pub backup_retention_days: u32,
+    #[serde(deserialize_with = "whole::deserialize")]
+    #[schema(value_type = i64, minimum = 0, maximum = 365)]
     pub trial_days: u32,
 }
 

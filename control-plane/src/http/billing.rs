@@ -19,13 +19,16 @@ type Response = Result<HttpResponse, Problem>;
 pub struct SeatsQuery {
     /// RFC 3339; now by default.
     at: Option<DateTime<Utc>>,
+    /// The `next` of the previous page.
     after: Option<String>,
+    /// 1 to 500, default 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
 /// Every tenant that existed at `at`, with its seat count then.
 #[utoipa::path(get, path = "/v1/billing/seats", tag = "billing", security(("bearer" = [])), params(SeatsQuery),
-    responses((status = 200, body = Page<TenantSeatCountView>), (status = 403, body = Problem)))]
+    responses((status = 200, body = Page<TenantSeatCountView>), (status = 403, body = Problem, description = "the caller's role may not do this")))]
 #[get("/billing/seats")]
 pub async fn seats(state: web::Data<AppState>, principal: Principal, query: web::Query<SeatsQuery>) -> Response {
     access::billing(&principal)?;
@@ -44,13 +47,16 @@ pub struct UsageQuery {
     from: Option<DateTime<Utc>>,
     /// RFC 3339, exclusive; now by default.
     to: Option<DateTime<Utc>>,
+    /// The `next` of the previous page.
     after: Option<String>,
+    /// 1 to 500, default 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
 /// Peak and seat-days of every tenant that existed during `[from, to)`.
 #[utoipa::path(get, path = "/v1/billing/usage", tag = "billing", security(("bearer" = [])), params(UsageQuery),
-    responses((status = 200, body = Page<TenantUsageView>), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = Page<TenantUsageView>), (status = 400, body = Problem), (status = 403, body = Problem, description = "the caller's role may not do this")))]
 #[get("/billing/usage")]
 pub async fn usage(state: web::Data<AppState>, principal: Principal, query: web::Query<UsageQuery>) -> Response {
     access::billing(&principal)?;

@@ -1,12 +1,15 @@
 //! Health, readiness, metrics and the OpenAPI document.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{ALLOW, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, get, web};
 
 use super::AppState;
 use super::problem::Problem;
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
@@ -14,7 +17,8 @@ pub async fn healthz() -> HttpResponse {
 
 /// The store answers (and whether the cache does).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "ready"), (status = 503, body = Problem)))]
+    responses((status = 200, description = "ready (perhaps with the cache degraded)", body = String, content_type = "text/plain"),
+        (status = 503, body = Problem, description = "the database does not answer")))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
     if let Err(error) = state.store.ping().await {
@@ -33,7 +37,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Problem>
 }
 
 /// Prometheus metrics (OpenMetrics text).
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text")))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     if let Ok(pending) = state.store.pending_provision_jobs().await {
@@ -48,6 +53,19 @@ pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(super::openapi::document())
 }
 
-pub async fn not_found() -> Result<HttpResponse, Problem> {
-    Err(Problem::not_found("route_not_found", "no such route; see /openapi.json"))
+/// What no route answers: 405 with `Allow` for a path of the API document asked with another
+/// method (`TRACE`, `OPTIONS`…), else 404.
+pub async fn not_found(request: HttpRequest) -> HttpResponse {
+    let allowed = super::openapi::documented_methods(request.path())
+        .filter(|methods| !methods.contains(&request.method().as_str()));
+    let Some(allowed) = allowed else {
+        return Problem::not_found("route_not_found", "no such route; see /openapi.json").error_response();
+    };
+    let allow = allowed.join(", ");
+    let detail = format!("{} is not a method of {}; use {allow}", request.method(), request.path());
+    let mut response = Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", detail).error_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(ALLOW, value);
+    }
+    response
 }

@@ -54,7 +54,7 @@ pub(crate) async fn retire_plan(state: &AppState, principal: &Principal, name: &
 /// The newest version of every plan, retired ones included (provider admins and billing
 /// readers, who need the prices).
 #[utoipa::path(get, path = "/v1/plans", tag = "plans", security(("bearer" = [])),
-    responses((status = 200, body = Vec<PlanView>), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = Vec<PlanView>), (status = 403, body = Problem, description = "the caller's role may not do this")))]
 #[get("/plans")]
 pub async fn list(state: web::Data<AppState>, principal: Principal) -> Response {
     access::billing(&principal)?;
@@ -63,8 +63,8 @@ pub async fn list(state: web::Data<AppState>, principal: Principal) -> Response 
 }
 
 #[utoipa::path(post, path = "/v1/plans", tag = "plans", security(("bearer" = [])), request_body = PlanSpec,
-    responses((status = 201, body = PlanView), (status = 409, body = Problem, description = "the name is taken"),
-        (status = 422, body = Problem)))]
+    responses((status = 201, body = PlanView), (status = 403, body = Problem, description = "the caller's role may not do this"),
+        (status = 409, body = Problem, description = "the name is taken"), (status = 422, body = Problem)))]
 #[post("/plans")]
 pub async fn create(state: web::Data<AppState>, principal: Principal, spec: StrictJson<PlanSpec>) -> Response {
     let plan = create_plan(&state, &principal, &spec).await?;
@@ -75,8 +75,8 @@ pub async fn create(state: web::Data<AppState>, principal: Principal, spec: Stri
 
 /// One plan: its newest version, or `?version=` a past one (what a tenant on it pays).
 #[utoipa::path(get, path = "/v1/plans/{name}", tag = "plans", security(("bearer" = [])),
-    params(("name" = String, Path, description = "plan name"), ("version" = Option<i64>, Query, description = "a past version")),
-    responses((status = 200, body = PlanView), (status = 404, body = Problem)))]
+    params(("name" = String, Path, description = "plan name", example = "starter"), ("version" = Option<i64>, Query, description = "a past version")),
+    responses((status = 200, body = PlanView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem)))]
 #[get("/plans/{name}")]
 pub async fn get(
     state: web::Data<AppState>,
@@ -101,8 +101,9 @@ pub struct VersionQuery {
 /// A new version of the plan, from the whole plan as it should be (its `name` must match the
 /// path). Existing tenants stay on their version.
 #[utoipa::path(patch, path = "/v1/plans/{name}", tag = "plans", security(("bearer" = [])), request_body = PlanSpec,
-    params(("name" = String, Path)),
-    responses((status = 200, body = PlanView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    params(("name" = String, Path, example = "starter")),
+    responses((status = 200, body = PlanView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "written concurrently"), (status = 422, body = Problem)))]
 #[patch("/plans/{name}")]
 pub async fn update(
     state: web::Data<AppState>,
@@ -115,8 +116,8 @@ pub async fn update(
 }
 
 /// Retires the plan: no new tenants on it; existing tenants keep it.
-#[utoipa::path(delete, path = "/v1/plans/{name}", tag = "plans", security(("bearer" = [])), params(("name" = String, Path)),
-    responses((status = 200, body = PlanView), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/v1/plans/{name}", tag = "plans", security(("bearer" = [])), params(("name" = String, Path, example = "starter")),
+    responses((status = 200, body = PlanView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem)))]
 #[delete("/plans/{name}")]
 pub async fn retire(state: web::Data<AppState>, principal: Principal, name: web::Path<String>) -> Response {
     let plan = retire_plan(&state, &principal, &name).await?;

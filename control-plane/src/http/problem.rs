@@ -17,6 +17,8 @@ pub struct Problem {
     #[serde(rename = "type")]
     pub type_: &'static str,
     pub title: String,
+    /// The HTTP status, repeated.
+    #[schema(value_type = i64, minimum = 400, maximum = 599)]
     pub status: u16,
     pub detail: String,
     /// Stable, machine-readable: `tenant_not_found`, `seat_limit_reached`, `invalid_body`…

@@ -17,7 +17,7 @@ use crate::store::{SeatAdded, SeatCount};
 type Response = Result<HttpResponse, Problem>;
 
 /// The seat count (from the cache when it has it) and, for admins, who holds the seats.
-#[utoipa::path(get, path = "/v1/tenants/{slug}/seats", tag = "seats", security(("bearer" = [])), params(("slug" = String, Path)),
+#[utoipa::path(get, path = "/v1/tenants/{slug}/seats", tag = "seats", security(("bearer" = [])), params(("slug" = String, Path, example = "acme")),
     responses((status = 200, body = SeatsView), (status = 404, body = Problem)))]
 #[get("/tenants/{slug}/seats")]
 pub async fn list(state: web::Data<AppState>, principal: Principal, slug: web::Path<String>) -> Response {
@@ -54,9 +54,9 @@ async fn seat_count(state: &AppState, slug: &str) -> Result<SeatCount, Problem> 
 /// Seats a user: 201 when added, 200 when the user already held a seat (nothing changes; the
 /// address is compared without case), 409 beyond the tenant's licensed seats.
 #[utoipa::path(post, path = "/v1/tenants/{slug}/seats", tag = "seats", security(("bearer" = [])), request_body = SeatRequest,
-    params(("slug" = String, Path)),
+    params(("slug" = String, Path, example = "acme")),
     responses((status = 201, body = SeatView), (status = 200, body = SeatView, description = "already held"),
-        (status = 404, body = Problem), (status = 409, body = Problem, description = "`seat_limit_reached`"),
+        (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem), (status = 409, body = Problem, description = "`seat_limit_reached`"),
         (status = 422, body = Problem)))]
 #[post("/tenants/{slug}/seats")]
 pub async fn add(
@@ -108,8 +108,9 @@ pub(crate) async fn remove_seat(
 
 /// Releases a user's seat.
 #[utoipa::path(delete, path = "/v1/tenants/{slug}/seats/{email}", tag = "seats", security(("bearer" = [])),
-    params(("slug" = String, Path), ("email" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)))]
+    params(("slug" = String, Path, example = "acme"), ("email" = String, Path, example = "ada@acme.test")),
+    responses((status = 204, description = "released"), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
 #[delete("/tenants/{slug}/seats/{email}")]
 pub async fn remove(state: web::Data<AppState>, principal: Principal, path: web::Path<(String, String)>) -> Response {
     let (slug, email) = path.into_inner();
@@ -128,7 +129,7 @@ pub struct PeriodQuery {
 
 /// Current, peak and seat-days over `[from, to)`: what proration needs.
 #[utoipa::path(get, path = "/v1/tenants/{slug}/seats/usage", tag = "seats", security(("bearer" = [])),
-    params(("slug" = String, Path), PeriodQuery),
+    params(("slug" = String, Path, example = "acme"), PeriodQuery),
     responses((status = 200, body = UsageView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 #[get("/tenants/{slug}/seats/usage")]
 pub async fn usage(

@@ -28,7 +28,8 @@ const SLUG_ATTEMPTS: u32 = 5;
 #[utoipa::path(post, path = "/v1/signup", tag = "signup", request_body = SignupRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "makes a retried signup return the first result")),
     responses((status = 202, body = SignupResponse), (status = 409, body = Problem), (status = 422, body = Problem),
-        (status = 429, body = Problem)))]
+        (status = 429, body = Problem, headers(("Retry-After" = String, description = "seconds to wait"))),
+        (status = 503, body = Problem, description = "the store, or the idempotency records, are unavailable")))]
 #[post("/signup")]
 pub async fn signup(
     state: web::Data<AppState>,

@@ -21,17 +21,18 @@ pub struct ListQuery {
     /// Only tenants on this plan.
     plan: Option<String>,
     /// Only tenants in this subscription state.
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     state: Option<SubscriptionState>,
     /// The `next` of the previous page.
     after: Option<String>,
     /// 1 to 500, default 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
 /// Tenants by slug, a page at a time. A tenant-admin sees only its own tenant.
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", security(("bearer" = [])), params(ListQuery),
-    responses((status = 200, body = Page<TenantView>), (status = 400, body = Problem)))]
+    responses((status = 200, body = Page<TenantView>), (status = 400, body = Problem), (status = 403, body = Problem, description = "the caller's role may not do this")))]
 #[get("/tenants")]
 pub async fn list(state: web::Data<AppState>, principal: Principal, query: web::Query<ListQuery>) -> Response {
     let query = query.into_inner();
@@ -64,7 +65,8 @@ pub async fn list(state: web::Data<AppState>, principal: Principal, query: web::
 
 /// Onboards a tenant (provider admins; customers use `/v1/signup`).
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", security(("bearer" = [])), request_body = CreateTenantRequest,
-    responses((status = 201, body = TenantView), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = TenantView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 409, body = Problem),
+        (status = 422, body = Problem)))]
 #[post("/tenants")]
 pub async fn create(
     state: web::Data<AppState>,
@@ -163,8 +165,8 @@ pub fn unknown_plan_is_invalid(error: crate::store::StoreError) -> Problem {
     }
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{slug}", tag = "tenants", security(("bearer" = [])), params(("slug" = String, Path)),
-    responses((status = 200, body = TenantView), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/v1/tenants/{slug}", tag = "tenants", security(("bearer" = [])), params(("slug" = String, Path, example = "acme")),
+    responses((status = 200, body = TenantView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem)))]
 #[get("/tenants/{slug}")]
 pub async fn get(state: web::Data<AppState>, principal: Principal, slug: web::Path<String>) -> Response {
     access::tenant(&principal, &slug, false)?;
@@ -178,9 +180,9 @@ pub async fn get(state: web::Data<AppState>, principal: Principal, slug: web::Pa
 /// Changes a tenant. Tenant admins may change the display name, owner, plan and seats; the ERP
 /// version and the subscription state are the provider's.
 #[utoipa::path(patch, path = "/v1/tenants/{slug}", tag = "tenants", security(("bearer" = [])), request_body = UpdateTenantRequest,
-    params(("slug" = String, Path)),
-    responses((status = 200, body = TenantView), (status = 404, body = Problem), (status = 409, body = Problem),
-        (status = 422, body = Problem)))]
+    params(("slug" = String, Path, example = "acme")),
+    responses((status = 200, body = TenantView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
 #[patch("/tenants/{slug}")]
 pub async fn update(
     state: web::Data<AppState>,
@@ -247,8 +249,9 @@ pub(crate) async fn change(
 
 /// Cancels the tenant and removes its ERP (its data follows the Tenant's deletion policy). The
 /// record stays for billing.
-#[utoipa::path(delete, path = "/v1/tenants/{slug}", tag = "tenants", security(("bearer" = [])), params(("slug" = String, Path)),
-    responses((status = 200, body = TenantView), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/v1/tenants/{slug}", tag = "tenants", security(("bearer" = [])), params(("slug" = String, Path, example = "acme")),
+    responses((status = 200, body = TenantView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
 #[delete("/tenants/{slug}")]
 pub async fn delete(state: web::Data<AppState>, principal: Principal, slug: web::Path<String>) -> Response {
     access::tenant(&principal, &slug, false)?;
@@ -261,7 +264,8 @@ pub async fn delete(state: web::Data<AppState>, principal: Principal, slug: web:
 
 /// Suspends the tenant: its ERP is scaled to zero, all data kept.
 #[utoipa::path(post, path = "/v1/tenants/{slug}/suspend", tag = "tenants", security(("bearer" = [])),
-    params(("slug" = String, Path)), responses((status = 200, body = TenantView), (status = 409, body = Problem)))]
+    params(("slug" = String, Path, example = "acme")),
+    responses((status = 200, body = TenantView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem), (status = 409, body = Problem)))]
 #[post("/tenants/{slug}/suspend")]
 pub async fn suspend(state: web::Data<AppState>, principal: Principal, slug: web::Path<String>) -> Response {
     move_to(state, principal, &slug, SubscriptionState::Suspended).await
@@ -270,7 +274,8 @@ pub async fn suspend(state: web::Data<AppState>, principal: Principal, slug: web
 /// Resumes a suspended tenant in the state it had before the suspension: a trial goes on with
 /// its end unchanged (or is `past_due` if it ended meanwhile), an overdue account stays overdue.
 #[utoipa::path(post, path = "/v1/tenants/{slug}/resume", tag = "tenants", security(("bearer" = [])),
-    params(("slug" = String, Path)), responses((status = 200, body = TenantView), (status = 409, body = Problem)))]
+    params(("slug" = String, Path, example = "acme")),
+    responses((status = 200, body = TenantView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem), (status = 409, body = Problem)))]
 #[post("/tenants/{slug}/resume")]
 pub async fn resume(state: web::Data<AppState>, principal: Principal, slug: web::Path<String>) -> Response {
     move_to(state, principal, &slug, SubscriptionState::Active).await
@@ -325,7 +330,8 @@ impl From<PlanChange> for PlanChangeView {
 
 /// The tenant's plan changes, oldest first.
 #[utoipa::path(get, path = "/v1/tenants/{slug}/plan-history", tag = "tenants", security(("bearer" = [])),
-    params(("slug" = String, Path)), responses((status = 200, body = Vec<PlanChangeView>), (status = 404, body = Problem)))]
+    params(("slug" = String, Path, example = "acme")),
+    responses((status = 200, body = Vec<PlanChangeView>), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem)))]
 #[get("/tenants/{slug}/plan-history")]
 pub async fn plan_history(state: web::Data<AppState>, principal: Principal, slug: web::Path<String>) -> Response {
     access::tenant(&principal, &slug, false)?;

@@ -4,9 +4,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, Schema};
 
 use crate::domain::plan::PlanSpec;
 use crate::domain::subscription::SubscriptionState;
+use crate::domain::whole;
 use crate::store::{self, ProvisioningState};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -17,7 +19,6 @@ pub struct TenantView {
     pub plan: String,
     /// The plan version the tenant pays by.
     pub plan_version: i64,
-    #[schema(value_type = String, example = "trialing")]
     pub state: SubscriptionState,
     pub erp_version: String,
     /// The production host given by hand (a customer's own domain); `null`: the deployment's
@@ -26,17 +27,18 @@ pub struct TenantView {
     pub host: Option<String>,
     /// Licensed seats: the seat limit the customer sets within the plan's maximum (also passed
     /// to the ERP). Billing counts the seats held, not this.
+    #[schema(value_type = i64, minimum = 1, maximum = 4_294_967_295_u32)]
     pub seats: u32,
     /// `waiting` (recorded, not yet applied), `applied`, then the operator's phase in lowercase.
     #[schema(value_type = String, example = "ready")]
     pub provisioning: ProvisioningState,
     pub url: Option<String>,
-    /// The Tenant's status conditions, as the operator reports them.
-    #[schema(value_type = Object)]
+    /// The Tenant's status conditions, as the operator reports them (`[]` before it has).
+    #[schema(value_type = Vec<Object>)]
     pub conditions: serde_json::Value,
     /// Each environment (`production`, and `test` when the plan has one): `{name, version, ready,
-    /// url}`, as the operator reports them.
-    #[schema(value_type = Object)]
+    /// url}`, as the operator reports them (`[]` before it has).
+    #[schema(value_type = Vec<Object>)]
     pub environments: serde_json::Value,
     pub trial_ends_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -68,14 +70,49 @@ impl From<store::Tenant> for TenantView {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// A version of a plan: the plan's own fields, then its version and dates.
+#[derive(Debug, Serialize)]
 pub struct PlanView {
     pub version: i64,
     #[serde(flatten)]
     pub spec: PlanSpec,
     pub created_at: DateTime<Utc>,
-    /// Set when the plan takes no new tenants.
     pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// The fields [`PlanView`] adds to the plan's own: the schema's source, merged into one object
+/// with the plan's fields. (An `allOf` of the two would not do: each closes its object to the
+/// other's fields, so no response could match both.)
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "only its schema is used")]
+struct PlanVersionFields {
+    /// 1 for a new plan, one more for each change.
+    #[schema(minimum = 1)]
+    version: i64,
+    created_at: DateTime<Utc>,
+    /// Set when the plan takes no new tenants.
+    retired_at: Option<DateTime<Utc>>,
+}
+
+impl utoipa::PartialSchema for PlanView {
+    fn schema() -> RefOr<Schema> {
+        let (RefOr::T(Schema::Object(mut plan)), RefOr::T(Schema::Object(version))) =
+            (PlanSpec::schema(), PlanVersionFields::schema())
+        else {
+            unreachable!("both derive object schemas")
+        };
+        plan.description = Some("A version of a plan: the plan's own fields, then its version and dates.".into());
+        plan.properties.extend(version.properties);
+        plan.required.extend(version.required);
+        RefOr::T(Schema::Object(plan))
+    }
+}
+
+impl ToSchema for PlanView {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        // The plan's fields refer to `Money` and `ModulePolicy`.
+        <PlanSpec as ToSchema>::schemas(schemas);
+    }
 }
 
 impl From<store::Plan> for PlanView {
@@ -100,6 +137,8 @@ pub struct SignupRequest {
     pub admin_email: String,
     pub plan: String,
     /// The seat limit (licensed seats): 1 to the plan's maximum. Billing counts the seats held.
+    #[serde(deserialize_with = "whole::deserialize")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_u32)]
     pub seats: i64,
 }
 
@@ -120,6 +159,9 @@ pub struct CreateTenantRequest {
     pub display_name: String,
     pub owner_email: String,
     pub plan: String,
+    /// Licensed seats, 1 to the plan's maximum.
+    #[serde(deserialize_with = "whole::deserialize")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_u32)]
     pub seats: i64,
     /// The deployment's default when absent; one of the provider's catalogue of ERP versions.
     pub erp_version: Option<String>,
@@ -136,6 +178,8 @@ pub struct UpdateTenantRequest {
     /// licensed, than it allows (send `seats` with it to lower the licence in the same change).
     pub plan: Option<String>,
     /// The seat limit (licensed seats): 1 to the plan's maximum, and not below the seats held.
+    #[serde(default, deserialize_with = "whole::option")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_u32)]
     pub seats: Option<i64>,
     /// Provider admins only: one of the catalogue's versions, never older than production's.
     pub erp_version: Option<String>,
@@ -145,7 +189,6 @@ pub struct UpdateTenantRequest {
     #[schema(value_type = Option<String>, nullable)]
     pub host: Option<Option<String>>,
     /// Provider admins only; `canceled` is reached by deleting the tenant.
-    #[schema(value_type = Option<String>, example = "past_due")]
     pub state: Option<SubscriptionState>,
 }
 
@@ -165,8 +208,10 @@ pub struct SeatView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SeatsView {
     pub tenant: String,
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_u32)]
     pub count: u32,
     /// The most seats that may be held: the tenant's licensed seats.
+    #[schema(value_type = i64, minimum = 1, maximum = 4_294_967_295_u32)]
     pub max_seats: u32,
     /// The users holding a seat, in natural order of their addresses; absent for billing readers, who see counts only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,7 +224,9 @@ pub struct UsageView {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     /// Seats held at the end of the period.
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_u32)]
     pub current: u32,
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_u32)]
     pub peak: u32,
     /// Exact seat-seconds, for proration by the second.
     pub seat_seconds: i64,
@@ -189,13 +236,16 @@ pub struct UsageView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantSeatCountView {
     pub tenant: String,
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_u32)]
     pub count: u32,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantUsageView {
     pub tenant: String,
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_u32)]
     pub current: u32,
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_u32)]
     pub peak: u32,
     pub seat_seconds: i64,
     pub seat_days: f64,

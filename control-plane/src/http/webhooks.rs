@@ -14,7 +14,7 @@ use crate::store::EVENT_TYPES;
 type Response = Result<HttpResponse, Problem>;
 
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
-    responses((status = 200, body = Vec<WebhookView>)))]
+    responses((status = 200, body = Vec<WebhookView>), (status = 403, body = Problem, description = "the caller's role may not do this")))]
 #[get("/webhooks")]
 pub async fn list(state: web::Data<AppState>, principal: Principal) -> Response {
     access::provider_admin(&principal)?;
@@ -24,7 +24,7 @@ pub async fn list(state: web::Data<AppState>, principal: Principal) -> Response 
 
 /// Registers an endpoint; the response carries its signing secret, never shown again.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])), request_body = WebhookRequest,
-    responses((status = 201, body = WebhookView), (status = 422, body = Problem)))]
+    responses((status = 201, body = WebhookView), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 422, body = Problem)))]
 #[post("/webhooks")]
 pub async fn create(state: web::Data<AppState>, principal: Principal, body: StrictJson<WebhookRequest>) -> Response {
     access::provider_admin(&principal)?;
@@ -57,7 +57,7 @@ pub async fn create(state: web::Data<AppState>, principal: Principal, body: Stri
 }
 
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204, description = "deleted"), (status = 403, body = Problem, description = "the caller's role may not do this"), (status = 404, body = Problem)))]
 #[delete("/webhooks/{id}")]
 pub async fn delete(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Response {
     access::provider_admin(&principal)?;
