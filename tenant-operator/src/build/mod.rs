@@ -19,7 +19,7 @@ mod pod;
 mod secrets;
 
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 #[cfg(test)]
 mod tests;
 
