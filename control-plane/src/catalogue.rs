@@ -53,6 +53,8 @@ pub fn parse(yaml: &str) -> Result<Vec<PlanSpec>, CatalogueError> {
 
 #[cfg(test)]
 mod tests {
+    use tenant_operator::profile::ImageDefaults;
+
     use super::*;
 
     #[test]
@@ -65,6 +67,23 @@ mod tests {
             assert!(plan.price_per_seat_month.minor > 0, "{}", plan.name);
         }
         assert!(plans.windows(2).all(|pair| pair[0].max_seats < pair[1].max_seats));
+    }
+
+    /// Each plan's quota holds the whole stack of a tenant on it at its peak, as the operator
+    /// builds it (test environment included when the plan has one): whether a Job fits must
+    /// not depend on the order in which pods start.
+    #[test]
+    fn every_plan_fits_its_quota() {
+        for plan in default_plans() {
+            let spec = plan.tenant_spec_probe();
+            let model = tenant_operator::validate::validate("probe", &spec, &ImageDefaults::default())
+                .unwrap_or_else(|invalid| panic!("plan {}: {invalid}", plan.name));
+            let footprint = tenant_operator::fit::check(&model, &ImageDefaults::default())
+                .unwrap_or_else(|problems| panic!("plan {}: {problems:?}", plan.name));
+            let quota = &plan.resources.quota;
+            assert!(quota.cpu.is_some() && quota.memory.is_some() && quota.pods.is_some(), "plan {}", plan.name);
+            assert!(footprint.pods > 0 && footprint.cpu_limits_milli > 0, "plan {}: {footprint}", plan.name);
+        }
     }
 
     #[test]

@@ -15,8 +15,12 @@
 //!    the owner reference) for N other tenants, with the operator's concurrency and order, and no
 //!    logic at all.
 //!
-//! The operator goes first so that the controllers' work on the baseline's workloads does not
-//! slow the operator's Tenants on their way to Ready.
+//! Both are measured in several rounds (`--rounds`, at least two), alternating which goes first
+//! (operator then baseline, then baseline then operator, …), each on fresh namespaces and only
+//! once the controllers have finished with what the previous measurement created: on a shared
+//! machine a single pair measured minutes apart compares two different machines. The report
+//! gives every run, the spread of the ratio, and beside it the figures that do not depend on
+//! the machine's load (API requests and operator CPU per Tenant).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -49,6 +53,8 @@ use tokio::sync::watch;
 
 /// The label that selects one run's Tenants (the operator's `--tenant-selector`).
 const RUN_LABEL: &str = "bench.tenantry.dev/run";
+/// The label that tells one round's Tenants from another's.
+const ROUND_LABEL: &str = "bench.tenantry.dev/round";
 /// On the baseline's namespaces, so that they can be found and deleted.
 const BASELINE_LABEL: &str = "bench.tenantry.dev/baseline";
 /// The baseline's objects carry this instead of `app.kubernetes.io/managed-by=tenantry`, so the
@@ -68,6 +74,10 @@ struct Args {
     /// Tenants created at once (1 to 2000).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=2000))]
     tenants: u32,
+    /// Rounds, each measuring the operator and the baseline once (alternating which goes
+    /// first); every round adds 2 × N tenants to the cluster.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10))]
+    rounds: u32,
     /// The operator's --concurrency, and how many tenants the baseline writes at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
@@ -135,14 +145,14 @@ async fn run(args: Args) -> Result<(), String> {
 
     progress("cleaning up");
     let cleaned = tokio::select! {
-        cleaned = clean_up(&bench, &run_id, n) => cleaned,
+        cleaned = clean_up(&bench, &run_id, n, args.rounds) => cleaned,
         _ = e2e::process::interrupted() => Err(format!("interrupted while cleaning up: run {run_id}'s objects are left")),
     };
     // The operator is stopped by now; its figures were taken while it ran.
     let log = bench.operator.keep_log();
 
     let outcome = match measured {
-        Some(Ok((operator, baseline))) => {
+        Some(Ok(rounds)) => {
             let report = Report {
                 run_id,
                 attached: bench.attached,
@@ -152,8 +162,7 @@ async fn run(args: Args) -> Result<(), String> {
                 concurrency: args.concurrency,
                 quiet_secs: args.quiet_secs,
                 needs: bench.needs,
-                operator,
-                baseline,
+                rounds,
                 log,
             };
             report.print();
@@ -183,16 +192,17 @@ async fn set_up(args: &Args, run_id: &str, spec: &TenantSpec) -> Result<Bench, S
     let template = tenant_children(&format!("bt-{run_id}-0000"), spec, dummy_owner(), &GeneratedSecrets::generate());
     let objects_per_tenant = template.len();
     let needs = pod_needs(&template);
-    // The operator's Tenants and the baseline's exist at the same time.
+    // Every round's Tenants, the operator's and the baseline's, exist until the end.
+    let all_tenants = 2 * n * args.rounds as usize;
     let cluster_ips = template
         .iter()
         .filter(|c| c.resource.kind == "Service" && c.body["spec"]["clusterIP"].as_str() != Some("None"))
         .count();
-    check_service_range(&client, run_id, 2 * n * cluster_ips).await?;
+    check_service_range(&client, run_id, all_tenants * cluster_ips).await?;
 
     // The environment's two nodes hold the pods of about 70 Tenants; the simulated kubelet of this
     // run drives those two as well as the ones it adds.
-    let nodes = args.nodes.unwrap_or_else(|| needs.nodes_for(n)).max(2);
+    let nodes = args.nodes.unwrap_or_else(|| needs.nodes_for(all_tenants)).max(2);
     let nodes_api: Api<Node> = Api::all(client.clone());
     let nodes_before: BTreeSet<String> = nodes_api
         .list_metadata(&ListParams::default())
@@ -221,20 +231,53 @@ async fn set_up(args: &Args, run_id: &str, spec: &TenantSpec) -> Result<Bench, S
     Ok(Bench { client, attached, nodes, added_nodes, kubelet, operator, objects_per_tenant, needs })
 }
 
-/// The operator first, then the baseline.
-async fn measure(
-    bench: &Bench,
-    args: &Args,
-    run_id: &str,
-    spec: &TenantSpec,
-) -> Result<(OperatorFigures, Baseline), String> {
-    let operator = measure_operator(&bench.client, args, run_id, spec, &bench.operator).await?;
-    let baseline = measure_baseline(&bench.client, args, run_id, spec).await?;
-    Ok((operator, baseline))
+/// One round: the operator and the baseline, in `order`.
+struct Round {
+    operator_first: bool,
+    operator: OperatorFigures,
+    baseline: Baseline,
 }
 
-async fn clean_up(bench: &Bench, run_id: &str, n: usize) -> Result<(), String> {
-    let cleaned = delete_run(&bench.client, run_id, n, &bench.operator).await;
+/// The rounds, alternating which of the operator and the baseline goes first, so that neither
+/// always meets the machine in the same state. Each measurement starts once the controllers
+/// are done with what the previous one created (its Tenants Ready, its workloads available),
+/// on names never used before. Stops early when the operator did not get every Tenant Ready.
+async fn measure(bench: &Bench, args: &Args, run_id: &str, spec: &TenantSpec) -> Result<Vec<Round>, String> {
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let operator_first = round % 2 == 1;
+        progress(&format!(
+            "round {round}/{}: {}",
+            args.rounds,
+            if operator_first { "operator, then baseline" } else { "baseline, then operator" }
+        ));
+        let last_round = round == args.rounds;
+        let (operator, baseline) = if operator_first {
+            let operator = measure_operator(&bench.client, args, run_id, round, spec, &bench.operator).await?;
+            let baseline = measure_baseline(&bench.client, args, run_id, round, spec).await?;
+            if !last_round {
+                wait_baseline_settled(&bench.client, args, run_id, round).await?;
+            }
+            (operator, baseline)
+        } else {
+            let baseline = measure_baseline(&bench.client, args, run_id, round, spec).await?;
+            wait_baseline_settled(&bench.client, args, run_id, round).await?;
+            let operator = measure_operator(&bench.client, args, run_id, round, spec, &bench.operator).await?;
+            (operator, baseline)
+        };
+        // The operator's Tenants being Ready says its workloads are settled.
+        let complete = operator.ready.all_after.is_some();
+        rounds.push(Round { operator_first, operator, baseline });
+        if !complete {
+            progress("not every Tenant got Ready: no further rounds");
+            break;
+        }
+    }
+    Ok(rounds)
+}
+
+async fn clean_up(bench: &Bench, run_id: &str, n: usize, rounds: u32) -> Result<(), String> {
+    let cleaned = delete_run(&bench.client, run_id, n, rounds, &bench.operator).await;
     bench.kubelet.0.abort();
     let nodes = remove_nodes(&bench.client, &bench.added_nodes, run_id).await;
     cleaned.and(nodes)
@@ -293,12 +336,13 @@ async fn measure_operator(
     client: &Client,
     args: &Args,
     run_id: &str,
+    round: u32,
     spec: &TenantSpec,
     operator: &OperatorProcess,
 ) -> Result<OperatorFigures, String> {
     let n = args.tenants as usize;
     let timeout = Duration::from_secs(args.timeout_secs);
-    let selector = format!("{RUN_LABEL}={run_id}");
+    let selector = format!("{RUN_LABEL}={run_id},{ROUND_LABEL}={round}");
     let tenants: Api<Tenant> = Api::all(client.clone());
 
     // Follow the Tenants from before they exist, so nothing is missed.
@@ -309,8 +353,8 @@ async fn measure_operator(
 
     let at_start = operator.scrape().await?;
     let cpu_at_start = e2e::process::cpu_time(operator.process.pid())?;
-    let names: Vec<String> = (0..n).map(|i| format!("bt-{run_id}-{i:04}")).collect();
-    progress(&format!("creating {n} Tenants"));
+    let names: Vec<String> = (0..n).map(|i| operator_tenant(run_id, round, i)).collect();
+    progress(&format!("operator: creating {n} Tenants"));
     let started = Instant::now();
     let created = stream::iter(names.iter().cloned())
         .map(|name| {
@@ -320,7 +364,10 @@ async fn measure_operator(
             if let Some(ingress) = tenant.spec.ingress.as_mut() {
                 ingress.host = common::host_of(&name);
             }
-            tenant.metadata.labels = Some(BTreeMap::from([(RUN_LABEL.to_string(), run_id.to_string())]));
+            tenant.metadata.labels = Some(BTreeMap::from([
+                (RUN_LABEL.to_string(), run_id.to_string()),
+                (ROUND_LABEL.to_string(), round.to_string()),
+            ]));
             async move { tenants.create(&PostParams::default(), &tenant).await.map(drop).map_err(kube_error) }
         })
         .buffer_unordered(64)
@@ -598,14 +645,20 @@ struct Baseline {
     first_error: Option<String>,
 }
 
-async fn measure_baseline(client: &Client, args: &Args, run_id: &str, spec: &TenantSpec) -> Result<Baseline, String> {
+async fn measure_baseline(
+    client: &Client,
+    args: &Args,
+    run_id: &str,
+    round: u32,
+    spec: &TenantSpec,
+) -> Result<Baseline, String> {
     let n = args.tenants as usize;
     progress(&format!("baseline: building the objects of {n} tenants"));
     // Built before the clock starts: generating the secrets (a SHA-512 crypt each) is not what is
     // measured.
     let prepared: Vec<Vec<(ApiResource, Option<String>, DynamicObject)>> = (0..n)
         .map(|i| {
-            let name = format!("bb-{run_id}-{i:04}");
+            let name = baseline_tenant(run_id, round, i);
             tenant_children(&name, spec, dummy_owner(), &GeneratedSecrets::generate())
                 .into_iter()
                 .map(|child| baseline_object(child, run_id))
@@ -658,6 +711,61 @@ fn baseline_object(child: Child, run_id: &str) -> Result<(ApiResource, Option<St
     let object: DynamicObject =
         serde_json::from_value(body).map_err(|e| format!("{} {}: {e}", child.resource.kind, child.name))?;
     Ok((child.resource, child.namespace, object))
+}
+
+/// The names of round `round`'s Tenants: fresh namespaces for every measurement.
+fn operator_tenant(run_id: &str, round: u32, i: usize) -> String {
+    format!("bt-{run_id}-{round}-{i:04}")
+}
+
+fn baseline_tenant(run_id: &str, round: u32, i: usize) -> String {
+    format!("bb-{run_id}-{round}-{i:04}")
+}
+
+/// Waits until the controllers are done with round `round`'s baseline: every Deployment and
+/// StatefulSet available, every Job succeeded, in all its namespaces. (The operator's Tenants
+/// need no such wait: being Ready says the same of theirs.)
+async fn wait_baseline_settled(client: &Client, args: &Args, run_id: &str, round: u32) -> Result<(), String> {
+    progress("waiting until the controllers are done with the baseline's workloads");
+    let prefix = format!("tenant-{}", baseline_tenant(run_id, round, 0).trim_end_matches("0000"));
+    let selector = format!("{}={BASELINE_MANAGER}", labels::MANAGED_BY);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    loop {
+        let mut waiting = 0;
+        let mut total = 0;
+        for resource in [
+            ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+            ApiResource::erase::<k8s_openapi::api::apps::v1::StatefulSet>(&()),
+            ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&()),
+        ] {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            let list = api.list(&ListParams::default().labels(&selector)).await.map_err(kube_error)?;
+            for object in list.items.iter().filter(|o| o.namespace().is_some_and(|ns| ns.starts_with(&prefix))) {
+                total += 1;
+                let ready = match tenant_operator::children::summarize(&resource.kind, object) {
+                    Some(readiness) => readiness == tenant_operator::status::Readiness::Ready,
+                    None => true,
+                };
+                if !ready {
+                    waiting += 1;
+                }
+            }
+        }
+        if waiting == 0 && total > 0 {
+            progress(&format!("  baseline settled after {:.0} s", started.elapsed().as_secs_f64()));
+            // A moment more for what the last changes set off (endpoints, quota usage).
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the baseline's workloads were not settled after {} s: {waiting}/{total} waiting",
+                deadline.duration_since(started).as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 fn relabel(value: &mut Value) {
@@ -1036,7 +1144,13 @@ async fn warn_about_leftovers(client: &Client) -> Result<(), String> {
 
 /// Deletes this run's Tenants (the operator deletes their namespaces) and the baseline's
 /// namespaces, then stops the operator. Namespaces finish terminating in the background.
-async fn delete_run(client: &Client, run_id: &str, n: usize, operator: &OperatorProcess) -> Result<(), String> {
+async fn delete_run(
+    client: &Client,
+    run_id: &str,
+    n: usize,
+    rounds: u32,
+    operator: &OperatorProcess,
+) -> Result<(), String> {
     let tenants: Api<Tenant> = Api::all(client.clone());
     let selector = format!("{RUN_LABEL}={run_id}");
     let mut outcome = Ok(());
@@ -1062,11 +1176,14 @@ async fn delete_run(client: &Client, run_id: &str, n: usize, operator: &Operator
     operator.stop();
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let deleted = stream::iter(0..n)
-        .map(|i| {
+    let baseline: Vec<String> = (1..=rounds)
+        .flat_map(|round| (0..n).map(move |i| format!("tenant-{}", baseline_tenant(run_id, round, i))))
+        .collect();
+    let deleted = stream::iter(baseline)
+        .map(|name| {
             let namespaces = namespaces.clone();
             async move {
-                match namespaces.delete(&format!("tenant-bb-{run_id}-{i:04}"), &DeleteParams::background()).await {
+                match namespaces.delete(&name, &DeleteParams::background()).await {
                     Ok(_) => Ok(()),
                     Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
                     Err(e) => Err(e),
@@ -1122,17 +1239,24 @@ struct Report {
     concurrency: u16,
     quiet_secs: u64,
     needs: PodNeeds,
-    operator: OperatorFigures,
-    baseline: Baseline,
+    rounds: Vec<Round>,
     log: PathBuf,
+}
+
+/// The figures of one round that the summary compares.
+struct RoundFigures {
+    operator_rate: Option<f64>,
+    baseline_rate: Option<f64>,
+    ratio: Option<f64>,
+    requests_to_ready: f64,
+    cpu_ms_per_tenant: f64,
+    converged_writes: Option<(f64, f64)>,
 }
 
 impl Report {
     fn print(&self) {
         let n = self.tenants;
-        let per = |value: f64| value / n as f64;
         let objects = n * self.objects_per_tenant;
-        let op = &self.operator;
         let cpus = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0);
 
         println!();
@@ -1150,139 +1274,90 @@ impl Report {
             self.needs.memory / MIB
         );
         println!("  concurrency  {} (operator --concurrency; baseline tenants written at once)", self.concurrency);
-        println!();
+        println!(
+            "  rounds       {} (operator and baseline alternate which goes first; fresh namespaces, controllers idle before each)",
+            self.rounds.len()
+        );
 
-        let reached = |waited: &Waited| match (waited.all_after, &waited.gave_up) {
-            (Some(after), _) => format!("{:>8.1} s", after.as_secs_f64()),
-            (None, Some(why)) => format!("NOT reached: {}/{n} ({why})", waited.reached),
-            (None, None) => format!("NOT reached: {}/{n}", waited.reached),
-        };
-        let median = |waited: &Waited| match waited.median {
-            Some(median) => format!("(median Tenant {:.1} s)", median.as_secs_f64()),
-            None => String::new(),
-        };
-        let operator_rate = op.applied.all_after.map(|after| objects as f64 / after.as_secs_f64());
-        let baseline_rate = self.baseline.objects as f64 / self.baseline.elapsed.as_secs_f64();
-        println!("operator (the release binary, its own process)");
-        println!("  Tenants created in           {:>8.1} s", op.creation.as_secs_f64());
-        match operator_rate {
-            Some(rate) => println!(
-                "  all children applied after   {}   {rate:>7.1} objects/s   {}",
-                reached(&op.applied),
-                median(&op.applied)
+        let mut figures = Vec::new();
+        for (index, round) in self.rounds.iter().enumerate() {
+            println!();
+            println!(
+                "round {} ({})",
+                index + 1,
+                if round.operator_first { "operator first" } else { "baseline first" }
+            );
+            figures.push(self.print_round(round));
+        }
+
+        println!();
+        println!("runs compared (objects/s of the operator and of the baseline in the same round)");
+        for (index, (round, f)) in self.rounds.iter().zip(&figures).enumerate() {
+            let rate = |rate: Option<f64>| rate.map_or("   none".to_string(), |r| format!("{r:>7.1}"));
+            println!(
+                "  round {}  {:<15} operator {} objects/s   baseline {} objects/s   ratio {}",
+                index + 1,
+                if round.operator_first { "operator first" } else { "baseline first" },
+                rate(f.operator_rate),
+                rate(f.baseline_rate),
+                f.ratio.map_or("none".to_string(), |r| format!("{r:.2}"))
+            );
+        }
+        let mut ratios: Vec<f64> = figures.iter().filter_map(|f| f.ratio).collect();
+        ratios.sort_by(f64::total_cmp);
+        let median_ratio = median(&ratios);
+        match median_ratio {
+            Some(median) => println!(
+                "ratio operator / baseline objects/s   median {median:.2}, min {:.2}, max {:.2} (spread {:.2}, {} rounds)",
+                ratios[0],
+                ratios[ratios.len() - 1],
+                ratios[ratios.len() - 1] - ratios[0],
+                ratios.len()
             ),
-            None => println!("  all children applied after   {}", reached(&op.applied)),
+            None => println!("ratio operator / baseline objects/s   none (no round had both complete)"),
         }
-        println!(
-            "  children found by label      {:>8} / {}{}",
-            op.verified.found,
-            op.verified.expected,
-            if op.verified.missing.is_empty() {
-                String::new()
-            } else {
-                format!("   missing e.g. {}", op.verified.missing.join(", "))
-            }
-        );
-        println!("  all Tenants Ready after      {}   {}", reached(&op.ready), median(&op.ready));
-        let to_applied = op.at_applied.requests() - op.at_start.requests();
-        let to_ready = op.at_ready.requests() - op.at_start.requests();
-        println!(
-            "  API requests per Tenant      {:>8.1} until applied, {:.1} until Ready   ({})",
-            per(to_applied),
-            per(to_ready),
-            verbs(&op.at_start, &op.at_ready, n)
-        );
-        println!(
-            "  reads per Tenant             {:>8.1} until Ready   ({})",
-            per(op.at_ready.reads() - op.at_start.reads()),
-            reads(&op.at_start, &op.at_ready, n)
-        );
-        let settled = op.converged.as_ref().map_or(&op.at_ready, |c| &c.settled);
-        println!(
-            "  API writes per Tenant        {:>8.1} until applied, {:.1} until settled   ({})",
-            per(op.at_applied.writes() - op.at_start.writes()),
-            per(settled.writes() - op.at_start.writes()),
-            write_groups(&op.at_start, settled, n)
-        );
-        println!(
-            "  reconciles per Tenant        {:>8.1} until Ready   (failed: {:.0})",
-            per(op.at_ready.reconciles() - op.at_start.reconciles()),
-            op.at_ready.reconcile_errors() - op.at_start.reconcile_errors()
-        );
-        let converged_writes = op.converged.as_ref().map(|c| {
-            let quiet_writes = c.after_quiet.writes() - c.settled.writes();
-            let touch_writes = c.after_touch.writes() - c.after_quiet.writes();
-            println!(
-                "  writes once converged        {:>8.0} in a {} s quiet window ({:.0} requests, {:.0} reconciles){}",
-                quiet_writes,
-                self.quiet_secs,
-                c.after_quiet.requests() - c.settled.requests(),
-                c.after_quiet.reconciles() - c.settled.reconciles(),
-                writes_by_kind(&c.settled, &c.after_quiet, 1)
-            );
-            println!(
-                "                               {:>8.0} after touching every Tenant ({:.0} reconciles, {:.1} reads per Tenant){}",
-                touch_writes,
-                c.after_touch.reconciles() - c.after_quiet.reconciles(),
-                per(c.after_touch.requests() - c.after_quiet.requests() - touch_writes),
-                writes_by_kind(&c.after_quiet, &c.after_touch, 1)
-            );
-            (quiet_writes, touch_writes)
-        });
-        if converged_writes.is_none() {
-            println!("  writes once converged        not measured (not every Tenant got Ready)");
-        }
-        println!(
-            "  operator CPU time            {:>8.1} s until applied, {:.1} s until Ready   ({:.1} ms per Tenant)",
-            op.cpu_to_applied.as_secs_f64(),
-            op.cpu_to_ready.as_secs_f64(),
-            op.cpu_to_ready.as_secs_f64() * 1000.0 / n as f64
-        );
-        println!(
-            "  peak RSS (VmHWM)             {:>8.1} MiB   (now {:.1} MiB)",
-            op.peak_rss_kib as f64 / 1024.0,
-            op.rss_kib as f64 / 1024.0
-        );
+        let list = |values: Vec<String>| values.join(", ");
         println!();
-
-        println!("baseline (a plain kube client: POST each object, no reads, no logic)");
+        println!("figures that do not depend on the machine's load (operator, each round)");
+        let requests: Vec<f64> = figures.iter().map(|f| f.requests_to_ready).collect();
+        let most_requests = requests.iter().copied().fold(0.0, f64::max);
         println!(
-            "  {} objects created in     {:>8.1} s   {:>7.1} objects/s{}",
-            self.baseline.objects,
-            self.baseline.elapsed.as_secs_f64(),
-            baseline_rate,
-            match &self.baseline.first_error {
-                Some(e) => format!("   ({} tenants failed, e.g. {e})", self.baseline.errors),
-                None => String::new(),
-            }
+            "  API requests per Tenant until Ready   {}   (minimum {}: one per object a Tenant has; worst {:.2}x)",
+            list(requests.iter().map(|r| format!("{r:.1}")).collect()),
+            self.objects_per_tenant,
+            most_requests / self.objects_per_tenant as f64
         );
-        println!();
+        println!(
+            "  operator CPU per Tenant until Ready   {} ms",
+            list(figures.iter().map(|f| format!("{:.1}", f.cpu_ms_per_tenant)).collect())
+        );
 
-        let baseline_complete = self.baseline.errors == 0;
-        let ratio = operator_rate.filter(|_| baseline_complete).map(|rate| rate / baseline_rate);
-        match ratio {
-            Some(ratio) => println!("ratio operator / baseline objects/s   {ratio:.2}"),
-            None if !baseline_complete => println!("ratio operator / baseline objects/s   none (the baseline failed)"),
-            None => println!("ratio operator / baseline objects/s   none (not every Tenant had its children applied)"),
-        }
         println!();
         println!("goals");
         let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
-        match ratio {
+        match median_ratio {
             Some(ratio) => {
-                println!("  convergence >= 0.7x baseline throughput   {} ({ratio:.2}x)", verdict(ratio >= 0.7))
+                println!("  convergence >= 0.7x baseline throughput   {} (median {ratio:.2}x)", verdict(ratio >= 0.7))
             }
-            None if !baseline_complete => println!("  convergence >= 0.7x baseline throughput   not measured"),
-            None => println!("  convergence >= 0.7x baseline throughput   NOT met (did not converge)"),
+            None => println!("  convergence >= 0.7x baseline throughput   not measured"),
         }
-        match converged_writes {
-            Some((quiet, touch)) => println!(
+        let request_goal = 1.2 * self.objects_per_tenant as f64;
+        println!(
+            "  <= {request_goal:.0} API requests per Tenant until Ready   {} (at most {most_requests:.1})",
+            verdict(most_requests <= request_goal)
+        );
+        let converged: Vec<(f64, f64)> = figures.iter().filter_map(|f| f.converged_writes).collect();
+        if converged.len() == figures.len() {
+            let quiet: f64 = converged.iter().map(|(quiet, _)| quiet).sum();
+            let touch: f64 = converged.iter().map(|(_, touch)| touch).sum();
+            println!(
                 "  zero writes once converged                {} ({quiet} + {touch})",
                 verdict(quiet == 0.0 && touch == 0.0)
-            ),
-            None => println!("  zero writes once converged                not measured"),
+            );
+        } else {
+            println!("  zero writes once converged                not measured in every round");
         }
-        let peak_mib = op.peak_rss_kib as f64 / 1024.0;
+        let peak_mib = self.rounds.iter().map(|r| r.operator.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
         if n >= 2000 {
             println!(
                 "  RSS < 100 MB at 2,000 Tenants             {} ({peak_mib:.1} MiB)",
@@ -1295,6 +1370,138 @@ impl Report {
         }
         println!();
         println!("operator log: {}", self.log.display());
+    }
+
+    /// One round's operator and baseline figures.
+    fn print_round(&self, round: &Round) -> RoundFigures {
+        let n = self.tenants;
+        let per = |value: f64| value / n as f64;
+        let objects = n * self.objects_per_tenant;
+        let op = &round.operator;
+        let reached = |waited: &Waited| match (waited.all_after, &waited.gave_up) {
+            (Some(after), _) => format!("{:>8.1} s", after.as_secs_f64()),
+            (None, Some(why)) => format!("NOT reached: {}/{n} ({why})", waited.reached),
+            (None, None) => format!("NOT reached: {}/{n}", waited.reached),
+        };
+        let median = |waited: &Waited| match waited.median {
+            Some(median) => format!("(median Tenant {:.1} s)", median.as_secs_f64()),
+            None => String::new(),
+        };
+        let operator_rate = op.applied.all_after.map(|after| objects as f64 / after.as_secs_f64());
+        println!("  operator (the release binary, its own process)");
+        println!("    Tenants created in           {:>8.1} s", op.creation.as_secs_f64());
+        match operator_rate {
+            Some(rate) => println!(
+                "    all children applied after   {}   {rate:>7.1} objects/s   {}",
+                reached(&op.applied),
+                median(&op.applied)
+            ),
+            None => println!("    all children applied after   {}", reached(&op.applied)),
+        }
+        println!(
+            "    children found by label      {:>8} / {}{}",
+            op.verified.found,
+            op.verified.expected,
+            if op.verified.missing.is_empty() {
+                String::new()
+            } else {
+                format!("   missing e.g. {}", op.verified.missing.join(", "))
+            }
+        );
+        println!("    all Tenants Ready after      {}   {}", reached(&op.ready), median(&op.ready));
+        let to_applied = op.at_applied.requests() - op.at_start.requests();
+        let to_ready = op.at_ready.requests() - op.at_start.requests();
+        println!(
+            "    API requests per Tenant      {:>8.1} until applied, {:.1} until Ready   ({})",
+            per(to_applied),
+            per(to_ready),
+            verbs(&op.at_start, &op.at_ready, n)
+        );
+        println!(
+            "    reads per Tenant             {:>8.1} until Ready   ({})",
+            per(op.at_ready.reads() - op.at_start.reads()),
+            reads(&op.at_start, &op.at_ready, n)
+        );
+        let settled = op.converged.as_ref().map_or(&op.at_ready, |c| &c.settled);
+        println!(
+            "    API writes per Tenant        {:>8.1} until applied, {:.1} until settled   ({})",
+            per(op.at_applied.writes() - op.at_start.writes()),
+            per(settled.writes() - op.at_start.writes()),
+            write_groups(&op.at_start, settled, n)
+        );
+        println!(
+            "    reconciles per Tenant        {:>8.1} until Ready   (failed: {:.0})",
+            per(op.at_ready.reconciles() - op.at_start.reconciles()),
+            op.at_ready.reconcile_errors() - op.at_start.reconcile_errors()
+        );
+        let converged_writes = op.converged.as_ref().map(|c| {
+            let quiet_writes = c.after_quiet.writes() - c.settled.writes();
+            let touch_writes = c.after_touch.writes() - c.after_quiet.writes();
+            println!(
+                "    writes once converged        {:>8.0} in a {} s quiet window ({:.0} requests, {:.0} reconciles){}",
+                quiet_writes,
+                self.quiet_secs,
+                c.after_quiet.requests() - c.settled.requests(),
+                c.after_quiet.reconciles() - c.settled.reconciles(),
+                writes_by_kind(&c.settled, &c.after_quiet, 1)
+            );
+            println!(
+                "                                 {:>8.0} after touching every Tenant ({:.0} reconciles, {:.1} reads per Tenant){}",
+                touch_writes,
+                c.after_touch.reconciles() - c.after_quiet.reconciles(),
+                per(c.after_touch.requests() - c.after_quiet.requests() - touch_writes),
+                writes_by_kind(&c.after_quiet, &c.after_touch, 1)
+            );
+            (quiet_writes, touch_writes)
+        });
+        if converged_writes.is_none() {
+            println!("    writes once converged        not measured (not every Tenant got Ready)");
+        }
+        let cpu_ms_per_tenant = op.cpu_to_ready.as_secs_f64() * 1000.0 / n as f64;
+        println!(
+            "    operator CPU time            {:>8.1} s until applied, {:.1} s until Ready   ({cpu_ms_per_tenant:.1} ms per Tenant)",
+            op.cpu_to_applied.as_secs_f64(),
+            op.cpu_to_ready.as_secs_f64(),
+        );
+        println!(
+            "    peak RSS (VmHWM)             {:>8.1} MiB   (now {:.1} MiB)",
+            op.peak_rss_kib as f64 / 1024.0,
+            op.rss_kib as f64 / 1024.0
+        );
+
+        let baseline = &round.baseline;
+        let baseline_complete = baseline.errors == 0;
+        let baseline_rate = baseline.objects as f64 / baseline.elapsed.as_secs_f64();
+        println!("  baseline (a plain kube client: POST each object, no reads, no logic)");
+        println!(
+            "    {} objects created in     {:>8.1} s   {:>7.1} objects/s{}",
+            baseline.objects,
+            baseline.elapsed.as_secs_f64(),
+            baseline_rate,
+            match &baseline.first_error {
+                Some(e) => format!("   ({} tenants failed, e.g. {e})", baseline.errors),
+                None => String::new(),
+            }
+        );
+        let baseline_rate = baseline_complete.then_some(baseline_rate);
+        RoundFigures {
+            operator_rate,
+            baseline_rate,
+            ratio: operator_rate.zip(baseline_rate).map(|(operator, baseline)| operator / baseline),
+            requests_to_ready: per(to_ready),
+            cpu_ms_per_tenant,
+            converged_writes,
+        }
+    }
+}
+
+/// The middle value of sorted `values` (the mean of the two middle ones for an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => None,
+        len if len % 2 == 1 => Some(values[mid]),
+        _ => Some((values[mid - 1] + values[mid]) / 2.0),
     }
 }
 

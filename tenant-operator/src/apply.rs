@@ -52,7 +52,7 @@ impl Applier<'_> {
             },
             Knowledge::Exists | Knowledge::Written | Knowledge::Unknown => self.read_and_update(&api, child).await?,
         };
-        self.cache.record(namespace, key, body, &object.metadata);
+        self.cache.record(namespace, key, body, &object);
         Ok(Some(object))
     }
 

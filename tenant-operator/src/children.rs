@@ -31,6 +31,16 @@ use crate::status::Readiness;
 /// updates (which change the resource version all the time) need not count as drift.
 const GENERATION_TRACKED: [&str; 2] = ["Deployment", "StatefulSet"];
 
+/// Kinds without a generation whose status moves all the time: a ResourceQuota's usage changes
+/// with every pod, a claim's with its binding. They are watched in full and known by a digest
+/// of their spec, so that only a change of their spec or metadata counts as drift.
+const SPEC_TRACKED: [&str; 2] = ["ResourceQuota", "PersistentVolumeClaim"];
+
+/// Annotations that Kubernetes' own controllers set on the children (rollout revision, volume
+/// binding and provisioning); the operator sets none of them, so they are no drift.
+const FOREIGN_ANNOTATIONS: [&str; 4] =
+    ["deployment.kubernetes.io/", "pv.kubernetes.io/", "volume.kubernetes.io/", "volume.beta.kubernetes.io/"];
+
 /// Identifies a child within its namespace (`""` for the Namespace objects themselves).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ChildKey {
@@ -56,15 +66,19 @@ pub struct Fingerprint {
     generation: i64,
     /// Labels, annotations, owner references and whether it is being deleted.
     metadata: u64,
+    /// For the [`SPEC_TRACKED`] kinds: a digest of the spec (see [`spec_digest`]).
+    spec: Option<u64>,
 }
 
 impl Fingerprint {
-    pub fn of(meta: &ObjectMeta) -> Self {
+    pub fn of(meta: &ObjectMeta, spec: Option<u64>) -> Self {
         let mut hasher = DefaultHasher::new();
         meta.labels.hash(&mut hasher);
-        // The Deployment controller's own annotations (the rollout revision) are not ours.
-        for annotation in
-            meta.annotations.iter().flatten().filter(|(key, _)| !key.starts_with("deployment.kubernetes.io/"))
+        for annotation in meta
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(key, _)| !FOREIGN_ANNOTATIONS.iter().any(|prefix| key.starts_with(prefix)))
         {
             annotation.hash(&mut hasher);
         }
@@ -76,19 +90,49 @@ impl Fingerprint {
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             generation: meta.generation.unwrap_or_default(),
             metadata: hasher.finish(),
+            spec,
         }
     }
 
     /// Whether the child seen with `self` is, in everything the operator sets, the child that was
     /// `recorded`: the very same version, or — for a kind whose generation follows its spec — the
-    /// same generation and metadata (only its status has moved).
+    /// same generation and metadata, or — for a kind known by its spec's digest — the same spec
+    /// and metadata (only its status has moved).
     pub fn unchanged_since(&self, recorded: &Fingerprint, kind: &str) -> bool {
         self.resource_version == recorded.resource_version
             || (GENERATION_TRACKED.contains(&kind)
                 && recorded.generation > 0
                 && self.generation == recorded.generation
                 && self.metadata == recorded.metadata)
+            || (SPEC_TRACKED.contains(&kind)
+                && recorded.spec.is_some()
+                && self.spec == recorded.spec
+                && self.metadata == recorded.metadata)
     }
+}
+
+/// What a watch reports of one child beyond its metadata.
+#[derive(Debug, Clone, Default)]
+pub struct Details {
+    /// For Deployments, StatefulSets and Jobs.
+    pub readiness: Option<Readiness>,
+    /// For the [`SPEC_TRACKED`] kinds.
+    pub spec: Option<u64>,
+}
+
+/// A digest of the spec of a child of a [`SPEC_TRACKED`] kind (`None` for other kinds).
+/// A claim's `volumeName` is left out: the binder sets it, the operator never does.
+pub fn spec_digest(kind: &str, data: &Value) -> Option<u64> {
+    if !SPEC_TRACKED.contains(&kind) {
+        return None;
+    }
+    let mut spec = data.get("spec").cloned().unwrap_or(Value::Null);
+    if let Some(fields) = spec.as_object_mut() {
+        fields.remove("volumeName");
+    }
+    let mut hasher = DefaultHasher::new();
+    spec.to_string().hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// A child as the watches last reported it.
@@ -182,8 +226,9 @@ impl ChildCache {
         *self.synced.borrow()
     }
 
-    /// Takes in one watch event of `kind`; `summarize` gives a workload's readiness.
-    pub fn observe<K>(&self, kind: &str, event: &watcher::Event<K>, summarize: impl Fn(&K) -> Option<Readiness>)
+    /// Takes in one watch event of `kind`; `describe` gives what the watch reports beyond the
+    /// metadata (a workload's readiness, a spec's digest).
+    pub fn observe<K>(&self, kind: &str, event: &watcher::Event<K>, describe: impl Fn(&K) -> Details)
     where
         K: kube::Resource,
     {
@@ -198,12 +243,13 @@ impl ChildCache {
             watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
                 let epoch = state.lists.get(kind).map(|(epoch, _)| *epoch).unwrap_or_default();
                 let meta = object.meta();
+                let details = describe(object);
                 let seen = Seen {
-                    fingerprint: Fingerprint::of(meta),
+                    fingerprint: Fingerprint::of(meta, details.spec),
                     tenant: meta.labels.as_ref().and_then(|l| l.get(labels::TENANT)).cloned(),
                     retained: meta.labels.as_ref().is_some_and(|l| l.contains_key(labels::RETAINED)),
                     terminating: meta.deletion_timestamp.is_some(),
-                    readiness: summarize(object),
+                    readiness: details.readiness,
                     epoch,
                 };
                 let key = ChildKey { kind: kind.to_string(), name: meta.name.clone().unwrap_or_default() };
@@ -265,9 +311,11 @@ impl ChildCache {
         }
     }
 
-    /// Notes that the child is, as of `meta`, what the operator wants with `body`.
-    pub fn record(&self, namespace: &str, key: ChildKey, body: u64, meta: &ObjectMeta) {
-        let recorded = Recorded { body, fingerprint: Fingerprint::of(meta) };
+    /// Notes that the child is, as of `object` (as written or read), what the operator wants
+    /// with `body`.
+    pub fn record(&self, namespace: &str, key: ChildKey, body: u64, object: &DynamicObject) {
+        let spec = spec_digest(&key.kind, &object.data);
+        let recorded = Recorded { body, fingerprint: Fingerprint::of(&object.metadata, spec) };
         self.lock().namespaces.entry(namespace.to_string()).or_default().entry(key).or_default().recorded =
             Some(recorded);
     }
@@ -382,7 +430,12 @@ pub fn summarize(kind: &str, object: &DynamicObject) -> Option<Readiness> {
     }
 }
 
-/// Kinds watched in full (for their readiness) rather than as metadata only.
+/// What a watch in full reports of an object of `kind`: readiness and spec digest, for the
+/// kinds that have them.
+pub fn describe(kind: &str, object: &DynamicObject) -> Details {
+    Details { readiness: summarize(kind, object), spec: spec_digest(kind, &object.data) }
+}
+
 /// Whether the operator watches children of `kind` at all. Not Secrets: a watch (or list) of
 /// Secrets cannot be narrowed by RBAC to the operator's own, and would let it read every Secret
 /// of the cluster. Its Secrets are created once and never changed, so knowing that it created
@@ -391,8 +444,10 @@ pub fn watched(kind: &str) -> bool {
     kind != "Secret"
 }
 
+/// Kinds watched in full (for their readiness or their spec's digest) rather than as metadata
+/// only.
 pub fn watched_in_full(kind: &str) -> bool {
-    matches!(kind, "Deployment" | "StatefulSet" | "Job")
+    matches!(kind, "Deployment" | "StatefulSet" | "Job") || SPEC_TRACKED.contains(&kind)
 }
 
 #[cfg(test)]
@@ -413,11 +468,11 @@ mod tests {
     }
 
     fn listed(cache: &ChildCache, kind: &str, objects: &[DynamicObject]) {
-        cache.observe(kind, &watcher::Event::Init, |_: &DynamicObject| None);
+        cache.observe(kind, &watcher::Event::Init, |_: &DynamicObject| Details::default());
         for o in objects {
-            cache.observe(kind, &watcher::Event::InitApply(o.clone()), |o| summarize(kind, o));
+            cache.observe(kind, &watcher::Event::InitApply(o.clone()), |o| describe(kind, o));
         }
-        cache.observe(kind, &watcher::Event::InitDone, |_: &DynamicObject| None);
+        cache.observe(kind, &watcher::Event::InitDone, |_: &DynamicObject| Details::default());
     }
 
     fn key(kind: &str, name: &str) -> ChildKey {
@@ -443,20 +498,20 @@ mod tests {
         cache.expect_kind("Service");
         listed(&cache, "Service", &[]);
         let written = object("Service", "web", "10", 0, json!({}));
-        cache.record("tenant-a", key("Service", "web"), 7, &written.metadata);
+        cache.record("tenant-a", key("Service", "web"), 7, &written);
         // Our write, not seen yet.
         assert_eq!(cache.knowledge("tenant-a", &key("Service", "web"), 7), Knowledge::Written);
         assert!(cache.exists("tenant-a", &key("Service", "web")));
-        cache.observe("Service", &watcher::Event::Apply(written.clone()), |_| None);
+        cache.observe("Service", &watcher::Event::Apply(written.clone()), |_| Details::default());
         assert_eq!(cache.knowledge("tenant-a", &key("Service", "web"), 7), Knowledge::Unchanged);
         // A different wanted body must be compared.
         assert_eq!(cache.knowledge("tenant-a", &key("Service", "web"), 8), Knowledge::Exists);
         // Anyone else's write moves the resource version.
         let edited = object("Service", "web", "11", 0, json!({}));
-        cache.observe("Service", &watcher::Event::Apply(edited.clone()), |_| None);
+        cache.observe("Service", &watcher::Event::Apply(edited.clone()), |_| Details::default());
         assert_eq!(cache.knowledge("tenant-a", &key("Service", "web"), 7), Knowledge::Exists);
         // Deleted out of band: what we wrote is gone too.
-        cache.observe("Service", &watcher::Event::Delete(edited), |_| None);
+        cache.observe("Service", &watcher::Event::Delete(edited), |_| Details::default());
         assert_eq!(cache.knowledge("tenant-a", &key("Service", "web"), 7), Knowledge::Absent);
         assert!(!cache.exists("tenant-a", &key("Service", "web")));
     }
@@ -467,44 +522,72 @@ mod tests {
         cache.expect_kind("Deployment");
         let applied = object("Deployment", "erp", "10", 2, json!({"spec": {"replicas": 1}}));
         listed(&cache, "Deployment", std::slice::from_ref(&applied));
-        cache.record("tenant-a", key("Deployment", "erp"), 7, &applied.metadata);
+        cache.record("tenant-a", key("Deployment", "erp"), 7, &applied);
         let status_moved = object("Deployment", "erp", "12", 2, json!({"spec": {"replicas": 1}, "status": {}}));
-        cache.observe("Deployment", &watcher::Event::Apply(status_moved), |o| summarize("Deployment", o));
+        cache.observe("Deployment", &watcher::Event::Apply(status_moved), |o| describe("Deployment", o));
         assert_eq!(cache.knowledge("tenant-a", &key("Deployment", "erp"), 7), Knowledge::Unchanged);
 
         let spec_edited = object("Deployment", "erp", "13", 3, json!({"spec": {"replicas": 5}}));
-        cache.observe("Deployment", &watcher::Event::Apply(spec_edited), |o| summarize("Deployment", o));
+        cache.observe("Deployment", &watcher::Event::Apply(spec_edited), |o| describe("Deployment", o));
         assert_eq!(cache.knowledge("tenant-a", &key("Deployment", "erp"), 7), Knowledge::Exists);
 
         let mut revised = object("Deployment", "erp", "14", 2, json!({"spec": {"replicas": 1}}));
         revised.metadata.annotations = Some([("deployment.kubernetes.io/revision".into(), "1".into())].into());
-        cache.observe("Deployment", &watcher::Event::Apply(revised.clone()), |o| summarize("Deployment", o));
+        cache.observe("Deployment", &watcher::Event::Apply(revised.clone()), |o| describe("Deployment", o));
         assert_eq!(cache.knowledge("tenant-a", &key("Deployment", "erp"), 7), Knowledge::Unchanged);
 
         let mut relabelled = revised.clone();
         relabelled.metadata.labels.as_mut().unwrap().insert("app".into(), "other".into());
-        cache.observe("Deployment", &watcher::Event::Apply(relabelled), |o| summarize("Deployment", o));
+        cache.observe("Deployment", &watcher::Event::Apply(relabelled), |o| describe("Deployment", o));
         assert_eq!(cache.knowledge("tenant-a", &key("Deployment", "erp"), 7), Knowledge::Exists);
 
         let mut annotated = revised;
         annotated.metadata.annotations.as_mut().unwrap().insert("note".into(), "x".into());
-        cache.observe("Deployment", &watcher::Event::Apply(annotated), |o| summarize("Deployment", o));
+        cache.observe("Deployment", &watcher::Event::Apply(annotated), |o| describe("Deployment", o));
         assert_eq!(cache.knowledge("tenant-a", &key("Deployment", "erp"), 7), Knowledge::Exists);
     }
 
     #[test]
-    fn a_kind_without_spec_generation_counts_every_version_as_a_change() {
+    fn a_quota_or_claim_whose_status_moves_is_unchanged_until_its_spec_or_metadata_is_edited() {
         let cache = ChildCache::new();
         cache.expect_kind("ResourceQuota");
-        let applied = object("ResourceQuota", "quota", "10", 1, json!({}));
-        listed(&cache, "ResourceQuota", std::slice::from_ref(&applied));
-        cache.record("tenant-a", key("ResourceQuota", "quota"), 7, &applied.metadata);
-        cache.observe(
-            "ResourceQuota",
-            &watcher::Event::Apply(object("ResourceQuota", "quota", "11", 1, json!({}))),
-            |_| None,
-        );
+        cache.expect_kind("PersistentVolumeClaim");
+        let hard = json!({"spec": {"hard": {"limits.cpu": "8", "pods": "30"}}});
+        let quota = object("ResourceQuota", "quota", "10", 0, hard.clone());
+        listed(&cache, "ResourceQuota", std::slice::from_ref(&quota));
+        let claim_spec =
+            json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}});
+        let claim = object("PersistentVolumeClaim", "data", "20", 0, claim_spec.clone());
+        listed(&cache, "PersistentVolumeClaim", std::slice::from_ref(&claim));
+        cache.record("tenant-a", key("ResourceQuota", "quota"), 7, &quota);
+        cache.record("tenant-a", key("PersistentVolumeClaim", "data"), 8, &claim);
+        let seen = |kind: &str, object: DynamicObject| {
+            cache.observe(kind, &watcher::Event::Apply(object), |o| describe(kind, o));
+        };
+
+        // The quota's usage moves with every pod: no generation, a new version each time.
+        let mut used = hard.clone();
+        used["status"] = json!({"used": {"limits.cpu": "2", "pods": "3"}});
+        seen("ResourceQuota", object("ResourceQuota", "quota", "11", 0, used.clone()));
+        assert_eq!(cache.knowledge("tenant-a", &key("ResourceQuota", "quota"), 7), Knowledge::Unchanged);
+        // Bound: the binder sets the volume's name, its annotations and the status.
+        let mut bound = claim_spec.clone();
+        bound["spec"]["volumeName"] = json!("pv-1");
+        bound["status"] = json!({"phase": "Bound"});
+        let mut bound = object("PersistentVolumeClaim", "data", "21", 0, bound);
+        bound.metadata.annotations = Some([("pv.kubernetes.io/bind-completed".into(), "yes".into())].into());
+        seen("PersistentVolumeClaim", bound.clone());
+        assert_eq!(cache.knowledge("tenant-a", &key("PersistentVolumeClaim", "data"), 8), Knowledge::Unchanged);
+
+        // Edits of the spec or of our metadata are drift.
+        let mut edited = used;
+        edited["spec"]["hard"]["pods"] = json!("100");
+        seen("ResourceQuota", object("ResourceQuota", "quota", "12", 0, edited));
         assert_eq!(cache.knowledge("tenant-a", &key("ResourceQuota", "quota"), 7), Knowledge::Exists);
+        bound.metadata.resource_version = Some("22".into());
+        bound.metadata.labels.as_mut().unwrap().insert("app".into(), "other".into());
+        seen("PersistentVolumeClaim", bound);
+        assert_eq!(cache.knowledge("tenant-a", &key("PersistentVolumeClaim", "data"), 8), Knowledge::Exists);
     }
 
     #[test]
@@ -530,7 +613,7 @@ mod tests {
         let ready = json!({"spec": {"replicas": 1}, "status": {"observedGeneration": 1, "readyReplicas": 1, "availableReplicas": 1}});
         listed(&cache, "Deployment", &[object("Deployment", "erp", "5", 1, ready)]);
         assert_eq!(cache.readiness("tenant-a", &key("Deployment", "erp")), Some(Readiness::Ready));
-        cache.record("tenant-a", key("Deployment", "erp"), 7, &object("Deployment", "erp", "6", 2, json!({})).metadata);
+        cache.record("tenant-a", key("Deployment", "erp"), 7, &object("Deployment", "erp", "6", 2, json!({})));
         assert_eq!(cache.readiness("tenant-a", &key("Deployment", "erp")), None);
     }
 
@@ -540,8 +623,8 @@ mod tests {
         cache.expect_kind("Service");
         let service = object("Service", "web", "1", 0, json!({}));
         listed(&cache, "Service", std::slice::from_ref(&service));
-        cache.record("tenant-a", key("Service", "web"), 7, &service.metadata);
-        cache.record("tenant-a", key("Service", "gone"), 7, &service.metadata);
+        cache.record("tenant-a", key("Service", "web"), 7, &service);
+        cache.record("tenant-a", key("Service", "gone"), 7, &service);
         cache.forget_records("tenant-a");
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.knowledge("tenant-a", &key("Service", "web"), 7), Knowledge::Exists);

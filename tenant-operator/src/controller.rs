@@ -2,7 +2,8 @@
 //! once.
 //!
 //! Children are watched as metadata only (names, labels, resource versions), except the
-//! workloads, whose readiness is needed; the watches feed a compact cache of children
+//! workloads, whose readiness is needed, and ResourceQuotas and PersistentVolumeClaims, whose
+//! spec is told from their ever-moving status by a digest; the watches feed a compact cache of children
 //! ([`crate::children`]) and keep no whole objects, so the operator's memory grows with the
 //! number of Tenants, not with the size of every Deployment it manages. A child maps to its Tenant through the `tenantry.dev/tenant`
 //! label rather than its owner reference, which also covers the Namespace and children whose
@@ -23,15 +24,13 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{Tenant, labels};
 use crate::build::managed_kinds;
-use crate::children::{self, ChildCache};
+use crate::children::{self, ChildCache, Details};
 use crate::events::EventPublisher;
 use crate::http::Readiness;
 use crate::metrics::Metrics;
 use crate::profile::ImageDefaults;
 use crate::reconcile::{Context, error_policy, reconcile};
-use crate::retry::FailureBackoff;
-use crate::retry::RetryDelays;
-use crate::status::Readiness as ChildReadiness;
+use crate::retry::{FailureBackoff, RetryDelays};
 
 /// How this operator instance runs.
 #[derive(Debug, Clone)]
@@ -98,7 +97,8 @@ pub async fn run(
         .with_config(ControllerConfig::default().concurrency(config.concurrency).debounce(config.debounce))
         .graceful_shutdown_on(shutdown);
 
-    // Workloads are watched in full for their readiness; everything else as metadata only.
+    // Workloads are watched in full for their readiness, ResourceQuotas and claims for their
+    // spec (their status moves all the time); everything else as metadata only.
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
     let cache = ChildCache::new();
     let mut kinds = managed_kinds();
@@ -106,10 +106,10 @@ pub async fn run(
     for resource in kinds.into_iter().filter(|resource| children::watched(&resource.kind)) {
         controller = if children::watched_in_full(&resource.kind) {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-            watch_children(controller, api, &resource, &managed, &cache, children::summarize)
+            watch_children(controller, api, &resource, &managed, &cache, children::describe)
         } else {
             let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &resource);
-            watch_children(controller, api, &resource, &managed, &cache, |_, _| None)
+            watch_children(controller, api, &resource, &managed, &cache, |_, _| Details::default())
         };
     }
 
@@ -186,7 +186,7 @@ fn watch_children<K>(
     resource: &ApiResource,
     selector: &str,
     cache: &ChildCache,
-    summarize: fn(&str, &K) -> Option<ChildReadiness>,
+    describe: fn(&str, &K) -> Details,
 ) -> Controller<Tenant>
 where
     K: Resource<DynamicType = ApiResource> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -196,7 +196,7 @@ where
     let kind = resource.kind.clone();
     let stream = watcher(api, watcher::Config::default().labels(selector).any_semantic())
         .default_backoff()
-        .inspect_ok(move |event| cache.observe(&kind, event, |object| summarize(&kind, object)))
+        .inspect_ok(move |event| cache.observe(&kind, event, |object| describe(&kind, object)))
         .touched_objects();
     controller.watches_stream_with(
         stream,

@@ -12,6 +12,7 @@ pub mod children;
 pub mod controller;
 pub mod error;
 pub mod events;
+pub mod fit;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -195,7 +195,7 @@ pub fn validate(name: &str, spec: &TenantSpec, images: &ImageDefaults) -> Result
         tls.map(|tls| Ingress { class_name: ingress.class_name.clone(), tls })
     });
 
-    match profile {
+    let model = match profile {
         Some(profile) if problems.is_empty() => Ok(TenantModel {
             name: name.to_string(),
             namespace: namespace_of(name),
@@ -212,7 +212,14 @@ pub fn validate(name: &str, spec: &TenantSpec, images: &ImageDefaults) -> Result
             deletion_policy: spec.deletion_policy,
         }),
         _ => Err(Invalid(problems)),
-    }
+    }?;
+    fits_its_quota(model, images)
+}
+
+/// A tenant whose own stack cannot fit its quota would wait forever for pods the apiserver
+/// refuses: invalid as well (see [`crate::fit`]).
+fn fits_its_quota(model: TenantModel, images: &ImageDefaults) -> Result<TenantModel, Invalid> {
+    crate::fit::check(&model, images).map(|_| model).map_err(Invalid)
 }
 
 fn resources(spec: &TenantSpec, problem: &mut dyn FnMut(String)) -> Resources {

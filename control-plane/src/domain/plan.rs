@@ -5,7 +5,7 @@
 //! tenants pay.
 
 use serde::{Deserialize, Serialize};
-use tenant_operator::api::{ErpSpec, ResourcesSpec, TenantSpec, default_profile};
+use tenant_operator::api::{EnvironmentSpec, EnvironmentsSpec, ErpSpec, ResourcesSpec, TenantSpec, default_profile};
 use tenant_operator::profile::ImageDefaults;
 
 use super::money::Money;
@@ -97,22 +97,32 @@ impl PlanSpec {
         if self.trial_days > 365 {
             problems.push(format!("trial_days: at most 365 (got {})", self.trial_days));
         }
-        // The operator's own validation decides whether these resources make a valid Tenant.
-        let probe = TenantSpec {
+        // The operator's own validation decides whether these resources make a valid Tenant
+        // whose whole stack fits its quota.
+        let probe = self.tenant_spec_probe();
+        if let Err(invalid) = tenant_operator::validate::validate("probe", &probe, &ImageDefaults::default()) {
+            problems.extend(invalid.0.into_iter().map(|problem| format!("resources: {problem}")));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(InvalidPlan(problems)) }
+    }
+
+    /// A Tenant as a tenant on this plan gets it, with the environments the plan gives (see
+    /// `provision::desired`): what the operator's validation judges the plan's resources by.
+    pub fn tenant_spec_probe(&self) -> TenantSpec {
+        TenantSpec {
             display_name: "probe".into(),
             plan: self.name.clone(),
             seats: 1,
             erp: ErpSpec { profile: default_profile(), version: "7.0.0".into(), ..ErpSpec::default() },
             resources: self.resources.clone(),
-            environments: Default::default(),
+            environments: EnvironmentsSpec {
+                production: EnvironmentSpec::default(),
+                test: self.test_environment.then(EnvironmentSpec::default),
+            },
             suspended: false,
             ingress: None,
             deletion_policy: Default::default(),
-        };
-        if let Err(invalid) = tenant_operator::validate::validate("probe", &probe, &ImageDefaults::default()) {
-            problems.extend(invalid.0.into_iter().map(|problem| format!("resources: {problem}")));
         }
-        if problems.is_empty() { Ok(()) } else { Err(InvalidPlan(problems)) }
     }
 }
 
@@ -129,7 +139,7 @@ pub(crate) mod tests {
             "max_concurrent_users": 40,
             "database_size_limit": "20Gi",
             "resources": {"server": {"cpuRequest": "250m", "memoryLimit": "2Gi"}, "databaseStorage": "20Gi",
-                          "quota": {"cpu": "8", "memory": "16Gi", "pods": 30}},
+                          "quota": {"cpu": "8", "memory": "20Gi", "pods": 30}},
             "test_environment": true,
             "module_policy": "custom_allowed",
             "backup_retention_days": 30,
@@ -156,6 +166,21 @@ pub(crate) mod tests {
         for field in ["name:", "max_seats:", "database_size_limit", "backup_retention_days:", "resources:"] {
             assert!(problems.iter().any(|p| p.starts_with(field)), "{field} in {problems:?}");
         }
+    }
+
+    #[test]
+    fn a_quota_that_cannot_hold_the_stack_is_refused() {
+        // Fits with production alone; the test environment's server, web client and update Job
+        // do not fit the same quota.
+        let mut plan = business();
+        plan.resources.quota.memory = Some("12Gi".into());
+        plan.test_environment = false;
+        assert_eq!(plan.validate(), Ok(()));
+        plan.test_environment = true;
+        let problems = plan.validate().unwrap_err().0;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("resources: spec.resources.quota.memory: "), "{problems:?}");
+        assert!(problems[0].ends_with("memory limits of 18Gi at once, more than the quota's 12Gi"), "{problems:?}");
     }
 
     #[test]

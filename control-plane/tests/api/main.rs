@@ -294,6 +294,34 @@ async fn bad_input_is_4xx() {
     app.stop().await;
 }
 
+/// A plan whose quota cannot hold the stack of a tenant on it is refused when created, naming
+/// the quota and what the stack needs; its tenants would otherwise never become Ready.
+#[tokio::test]
+async fn a_plan_whose_quota_cannot_hold_its_stack_is_refused() {
+    let app = TestApp::start(Db::Sqlite, CacheKind::InProcess).await;
+    let mut plan = plan_body("cramped", 10);
+    plan["test_environment"] = true.into();
+    plan["resources"] = json!({
+        "server": {"cpuLimit": "2", "memoryLimit": "2Gi"},
+        "web": {"cpuLimit": "500m", "memoryLimit": "256Mi"},
+        "database": {"cpuLimit": "2", "memoryLimit": "2Gi"},
+        "quota": {"cpu": "8", "memory": "32Gi", "pods": 30}
+    });
+    let refused = app.call("POST", "/v1/plans", Some(&app.provider), Some(plan.clone())).await;
+    refused.assert_problem(422, "validation_failed");
+    let errors = refused.body["errors"].as_array().expect("the problems are listed");
+    assert_eq!(errors.len(), 1, "{refused:?}");
+    let error = errors[0].as_str().unwrap();
+    assert!(error.starts_with("resources: spec.resources.quota.cpu: "), "{error}");
+    assert!(error.ends_with("CPU limits of 18 at once, more than the quota's 8"), "{error}");
+    app.get("/v1/plans/cramped", &app.provider).await.assert_problem(404, "plan_not_found");
+
+    plan["resources"]["quota"]["cpu"] = "18".into();
+    let created = app.call("POST", "/v1/plans", Some(&app.provider), Some(plan)).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn plans_are_versioned() {
     let app = TestApp::start(Db::Postgres, CacheKind::InProcess).await;

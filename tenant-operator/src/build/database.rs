@@ -101,7 +101,7 @@ fn stateful_set(ctx: &BuildContext) -> StatefulSet {
             ..Default::default()
         }),
         volume_mounts: Some(vec![mount("data", DATA_DIR, false)]),
-        resources: resources(&model.resources.database),
+        resources: Some(resources(&model.resources.database)),
         security_context: Some(restricted_container()),
         ..Default::default()
     };
@@ -153,6 +153,9 @@ fn init_job(ctx: &BuildContext) -> Job {
             .to_vec(),
         ),
         env: Some(job_env),
+        // The database's own figures: this Job is its work, and the quota fit check counts it
+        // beside the database itself.
+        resources: Some(resources(&ctx.model.resources.database)),
         security_context: Some(restricted_container()),
         ..Default::default()
     };

@@ -126,7 +126,7 @@ impl ServerRuntime {
                     secret_volume("master-password", MASTER_PASSWORD_SECRET),
                 ]);
                 runtime.mounts.push(mount("config-final", config_dir, true));
-                runtime.init_containers.push(odoo_config_container(&runtime, &image, config_dir, config_file));
+                runtime.init_containers.push(odoo_config_container(ctx, &runtime, &image, config_dir, config_file));
             }
             None => {
                 runtime.mounts.push(mount("config", config_dir, true));
@@ -145,7 +145,7 @@ impl ServerRuntime {
             command: Some(command),
             env: Some(self.env.clone()),
             volume_mounts: Some(self.mounts.clone()),
-            resources: resources(&ctx.model.resources.server),
+            resources: Some(resources(&ctx.model.resources.server)),
             security_context: Some(restricted_container()),
             ..Default::default()
         }
@@ -155,7 +155,16 @@ impl ServerRuntime {
 /// Odoo reads its master password (`admin_passwd`) only from its configuration file, so an init
 /// container writes the final file into an emptyDir: the ConfigMap's, plus that line from the
 /// Secret. The file is the user's alone; the password never appears in any object.
-fn odoo_config_container(runtime: &ServerRuntime, image: &str, config_dir: &str, config_file: &str) -> Container {
+///
+/// It has the server's resources: an init container's figures count only up to the largest of
+/// the pod's containers, so these cost the quota nothing more.
+fn odoo_config_container(
+    ctx: &BuildContext,
+    runtime: &ServerRuntime,
+    image: &str,
+    config_dir: &str,
+    config_file: &str,
+) -> Container {
     let script = format!(
         "umask 077\n\
          cp {CONFIG_TEMPLATE_DIR}/{config_file} {config_dir}/{config_file}\n\
@@ -172,6 +181,7 @@ fn odoo_config_container(runtime: &ServerRuntime, image: &str, config_dir: &str,
             mount("config-final", config_dir, false),
             mount("master-password", MASTER_PASSWORD_DIR, true),
         ]),
+        resources: Some(resources(&ctx.model.resources.server)),
         security_context: Some(restricted_container()),
         ..Default::default()
     }
@@ -312,7 +322,9 @@ fn update_job(ctx: &BuildContext, environment: &Environment, runtime: &ServerRun
 }
 
 /// Waits until the environment's database accepts connections, which it does only once the
-/// db-init Job created it: the update would otherwise fail and spend the Job's retries.
+/// db-init Job created it: the update would otherwise fail and spend the Job's retries. It has
+/// the server's resources, like the Job's other containers (an init container costs the quota
+/// nothing beyond the pod's largest container).
 fn wait_for_database(ctx: &BuildContext, database: &str) -> Container {
     Container {
         name: "wait-for-database".into(),
@@ -325,6 +337,7 @@ fn wait_for_database(ctx: &BuildContext, database: &str) -> Container {
                 .into(),
         ]),
         env: Some(libpq_env(database)),
+        resources: Some(resources(&ctx.model.resources.server)),
         security_context: Some(restricted_container()),
         ..Default::default()
     }
@@ -343,7 +356,7 @@ fn web_deployment(ctx: &BuildContext, environment: &Environment) -> Deployment {
         ports: Some(vec![http_port(role.port)]),
         readiness_probe: Some(readiness_probe(&role.readiness, role.port)),
         liveness_probe: role.liveness.as_ref().map(|probe| liveness_probe(probe, role.port)),
-        resources: resources(&model.resources.web),
+        resources: Some(resources(&model.resources.web)),
         security_context: Some(restricted_container()),
         ..Default::default()
     };
@@ -375,6 +388,9 @@ fn web_deployment(ctx: &BuildContext, environment: &Environment) -> Deployment {
             image_pull_policy: pull_policy(&assets.image),
             command: Some(vec!["cp".into(), "-R".into(), format!("{}/.", assets.path), format!("{WEB_ROOT}/")]),
             volume_mounts: Some(vec![mount("web-assets", WEB_ROOT, false)]),
+            // The web client's figures: left unset, the LimitRange's default limit (1 CPU)
+            // made each web pod count far more against the quota than the plan says.
+            resources: container.resources.clone(),
             security_context: Some(restricted_container()),
             ..Default::default()
         }]);

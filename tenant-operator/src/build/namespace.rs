@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::common::{SERVICE_ACCOUNT, child, metadata, tenant_labels};
+use super::pod::{DEFAULT_CPU_LIMIT, DEFAULT_CPU_REQUEST, DEFAULT_MEMORY_LIMIT, DEFAULT_MEMORY_REQUEST};
 use super::{BuildContext, Child};
 use crate::model::Quota;
 
@@ -72,7 +73,8 @@ fn quota_hard(quota: &Quota) -> BTreeMap<String, Quantity> {
 }
 
 /// Defaults only, no minimum or maximum: a quota on `limits.*` refuses pods whose containers
-/// have no limits, and these defaults let such containers (init containers, Jobs) in.
+/// have no limits. Every container the builders make sets its own (the same defaults where the
+/// plan sets nothing); these only cover a container added to the namespace by other means.
 fn limit_range(ctx: &BuildContext) -> LimitRange {
     let quantities = |cpu: &str, memory: &str| {
         BTreeMap::from([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(memory.into()))])
@@ -82,8 +84,8 @@ fn limit_range(ctx: &BuildContext) -> LimitRange {
         spec: Some(LimitRangeSpec {
             limits: vec![LimitRangeItem {
                 type_: "Container".into(),
-                default_request: Some(quantities("100m", "128Mi")),
-                default: Some(quantities("1", "1Gi")),
+                default_request: Some(quantities(DEFAULT_CPU_REQUEST, DEFAULT_MEMORY_REQUEST)),
+                default: Some(quantities(DEFAULT_CPU_LIMIT, DEFAULT_MEMORY_LIMIT)),
                 ..Default::default()
             }],
         }),

@@ -40,30 +40,35 @@ pub(crate) fn restricted_container() -> SecurityContext {
     }
 }
 
-/// Requests and limits from the model, quantities passed through unchanged. A request without
-/// a limit also becomes the limit: the namespace's LimitRange would otherwise give the
-/// container its default limit, which may be below the request and get the pod refused.
-pub(crate) fn resources(compute: &Compute) -> Option<ResourceRequirements> {
+/// What a container gets for a quantity the plan leaves unset: the namespace LimitRange's
+/// defaults, written into the container so that every pod's figures can be read from its spec
+/// (the quota fit check sums them) instead of depending on admission.
+pub(crate) const DEFAULT_CPU_REQUEST: &str = "100m";
+pub(crate) const DEFAULT_CPU_LIMIT: &str = "1";
+pub(crate) const DEFAULT_MEMORY_REQUEST: &str = "128Mi";
+pub(crate) const DEFAULT_MEMORY_LIMIT: &str = "1Gi";
+
+/// Explicit requests and limits for CPU and memory, from the model's quantities passed through
+/// unchanged. A request without a limit also becomes the limit (a default limit may be below
+/// the request and get the pod refused); a limit without a request also becomes the request,
+/// as Kubernetes does; neither takes the defaults above.
+pub(crate) fn resources(compute: &Compute) -> ResourceRequirements {
     let mut requests = BTreeMap::new();
     let mut limits = BTreeMap::new();
-    for (name, request, limit) in
-        [("cpu", &compute.cpu_request, &compute.cpu_limit), ("memory", &compute.memory_request, &compute.memory_limit)]
-    {
-        if let Some(request) = request {
-            requests.insert(name.to_string(), Quantity(request.clone()));
-        }
-        if let Some(limit) = limit.as_ref().or(request.as_ref()) {
-            limits.insert(name.to_string(), Quantity(limit.clone()));
-        }
+    for (name, request, limit, default_request, default_limit) in [
+        ("cpu", &compute.cpu_request, &compute.cpu_limit, DEFAULT_CPU_REQUEST, DEFAULT_CPU_LIMIT),
+        ("memory", &compute.memory_request, &compute.memory_limit, DEFAULT_MEMORY_REQUEST, DEFAULT_MEMORY_LIMIT),
+    ] {
+        let (request, limit) = match (request, limit) {
+            (Some(request), Some(limit)) => (request.clone(), limit.clone()),
+            (Some(request), None) => (request.clone(), request.clone()),
+            (None, Some(limit)) => (limit.clone(), limit.clone()),
+            (None, None) => (default_request.to_string(), default_limit.to_string()),
+        };
+        requests.insert(name.to_string(), Quantity(request));
+        limits.insert(name.to_string(), Quantity(limit));
     }
-    if requests.is_empty() && limits.is_empty() {
-        return None;
-    }
-    Some(ResourceRequirements {
-        requests: (!requests.is_empty()).then_some(requests),
-        limits: (!limits.is_empty()).then_some(limits),
-        ..Default::default()
-    })
+    ResourceRequirements { requests: Some(requests), limits: Some(limits), ..Default::default() }
 }
 
 /// Series-tagged images (`tryton/tryton:7.0`) move with every patch release: pull them whenever
@@ -225,16 +230,20 @@ mod tests {
     }
 
     #[test]
-    fn resources_pass_quantities_through_and_cap_requests_without_limit() {
-        assert_eq!(resources(&Compute::default()), None);
+    fn resources_pass_quantities_through_and_are_always_explicit() {
         let compute = Compute {
             cpu_request: Some("250m".into()),
             cpu_limit: Some("2".into()),
             memory_request: Some("1.5Gi".into()),
             memory_limit: None,
         };
-        let resources = resources(&compute).unwrap();
-        assert_eq!(quantities(&resources.requests), BTreeMap::from([("cpu", "250m"), ("memory", "1.5Gi")]));
-        assert_eq!(quantities(&resources.limits), BTreeMap::from([("cpu", "2"), ("memory", "1.5Gi")]));
+        let given = resources(&compute);
+        assert_eq!(quantities(&given.requests), BTreeMap::from([("cpu", "250m"), ("memory", "1.5Gi")]));
+        assert_eq!(quantities(&given.limits), BTreeMap::from([("cpu", "2"), ("memory", "1.5Gi")]));
+
+        let compute = Compute { cpu_limit: Some("50m".into()), ..Default::default() };
+        let defaulted = resources(&compute);
+        assert_eq!(quantities(&defaulted.requests), BTreeMap::from([("cpu", "50m"), ("memory", "128Mi")]));
+        assert_eq!(quantities(&defaulted.limits), BTreeMap::from([("cpu", "50m"), ("memory", "1Gi")]));
     }
 }

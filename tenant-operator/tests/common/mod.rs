@@ -189,7 +189,7 @@ pub fn spec(with_test: bool) -> TenantSpec {
             "server": {"cpuRequest": "250m", "memoryRequest": "512Mi", "cpuLimit": "2", "memoryLimit": "2Gi"},
             "databaseStorage": "20Gi",
             "filestoreStorage": "5Gi",
-            "quota": {"cpu": "8", "memory": "16Gi", "storage": "100Gi", "pods": 30}
+            "quota": {"cpu": "20", "memory": "20Gi", "storage": "100Gi", "pods": 30}
         },
         "environments": if with_test { json!({"production": {}, "test": {"version": "7.2.3"}}) } else { json!({"production": {}}) },
         "ingress": {"host": SAMPLE_HOST, "className": "nginx", "tlsIssuer": "letsencrypt"},
