@@ -304,6 +304,9 @@ pub mod condition {
     /// (as when test hosts moved from `test-<host>` to the
     /// scheme of [`super::test_host`]): the message names both hosts.
     pub const HOST_CHANGED: &str = "HostChanged";
+    /// Whether the tenant's whole stack fits its own quota. False only for a tenant that was
+    /// running before its quota was found too small (a new one is Invalid instead).
+    pub const QUOTA_FITS: &str = "QuotaFits";
 }
 
 /// Labels and names every party relies on.

@@ -17,18 +17,19 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::admission;
-use crate::api::{DeletionPolicy, Phase, Tenant, TenantStatus, labels, namespace_of};
+use crate::api::{DeletionPolicy, Phase, Tenant, TenantStatus, condition, labels, namespace_of};
 use crate::apply::{Applier, FIELD_MANAGER};
 use crate::build::{self, BuildContext, Child, GeneratedSecrets};
 use crate::children::{self, ChildCache, ChildKey};
 use crate::error::{Error, Result};
 use crate::events::{EventPublisher, Severity};
+use crate::fit;
 use crate::metrics::Metrics;
 use crate::model::TenantModel;
 use crate::profile::ImageDefaults;
 use crate::retry::FailureBackoff;
 use crate::status::{self, EnvironmentObserved, Observed, Readiness};
-use crate::validate::{Invalid, validate};
+use crate::validate::{Invalid, validate_spec};
 
 pub const FINALIZER: &str = "tenantry.dev/cleanup";
 /// Even with nothing changing, look again this often (watches can miss what happens while the
@@ -96,7 +97,21 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     // 1. Validate, then check against the other Tenants and the tenant's own past: an invalid
     // spec is reported and nothing else is touched.
     let mut host_taken = false;
-    let checked = validate(&name, &tenant.spec, &ctx.images).and_then(|model| {
+    // A tenant that already runs keeps being reconciled when its quota turns out too small for
+    // its stack (a plan version from before the check): stopping would leave it without drift
+    // correction, suspension or updates. The condition QuotaFits says so; a new one is Invalid.
+    let already_runs = !previous.environments.is_empty();
+    let mut quota_problems = Vec::new();
+    let checked =
+        validate_spec(&name, &tenant.spec, &ctx.images).and_then(|model| match fit::check(&model, &ctx.images) {
+            Ok(_) => Ok(model),
+            Err(problems) if already_runs => {
+                quota_problems = problems;
+                Ok(model)
+            }
+            Err(problems) => Err(Invalid(problems)),
+        });
+    let checked = checked.and_then(|model| {
         let others = ctx.tenants.state();
         let mut problems = admission::host_conflicts(tenant, others.iter().map(AsRef::as_ref));
         host_taken = !problems.is_empty();
@@ -168,7 +183,12 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     if let Some(e) = &apply_error {
         observed.apply_error = Some(e.to_string());
     }
-    let status = status::for_model(&model, &observed, &previous, generation, &now);
+    let mut status = status::for_model(&model, &observed, &previous, generation, &now);
+    let (fits, reason, message) = match quota_problems.is_empty() {
+        true => ("True", "Fits", "the tenant's whole stack fits its quota".to_string()),
+        false => ("False", "QuotaTooSmall", quota_problems.join("; ")),
+    };
+    status::set_condition(&mut status.conditions, condition::QUOTA_FITS, fits, reason, &message, generation, &now);
     write_status(tenant, &previous, status, ctx).await?;
     match apply_error {
         Some(e) => Err(e),

@@ -72,7 +72,9 @@ mod tests {
         for (delay, base) in delays.iter().zip(unjittered) {
             assert!(*delay >= secs(base) && *delay < secs(2 * base), "{delays:?}");
         }
-        assert!(delays.windows(2).take(4).all(|pair| pair[1] > pair[0]), "the delays grow: {delays:?}");
+        // Up to the cap every delay is longer than the last whatever the jitter (their ranges do
+        // not overlap); from 40 to the cap of 60 jitter may make the later one shorter.
+        assert!(delays.windows(2).take(3).all(|pair| pair[1] > pair[0]), "the delays grow: {delays:?}");
 
         // Another Tenant's failures are counted on their own.
         assert!(backoff.next_delay("other") < secs(10));

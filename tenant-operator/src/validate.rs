@@ -26,6 +26,11 @@ impl std::fmt::Display for Invalid {
 pub const MAX_NAME_LEN: usize = 63 - "tenant-".len();
 
 pub fn validate(name: &str, spec: &TenantSpec, images: &ImageDefaults) -> Result<TenantModel, Invalid> {
+    fits_its_quota(validate_spec(name, spec, images)?, images)
+}
+
+/// [`validate`] without the quota check: what the spec says, read and checked field by field.
+pub fn validate_spec(name: &str, spec: &TenantSpec, images: &ImageDefaults) -> Result<TenantModel, Invalid> {
     let mut problems = Vec::new();
     let mut problem = |message: String| problems.push(message);
 
@@ -195,7 +200,7 @@ pub fn validate(name: &str, spec: &TenantSpec, images: &ImageDefaults) -> Result
         tls.map(|tls| Ingress { class_name: ingress.class_name.clone(), tls })
     });
 
-    let model = match profile {
+    match profile {
         Some(profile) if problems.is_empty() => Ok(TenantModel {
             name: name.to_string(),
             namespace: namespace_of(name),
@@ -212,8 +217,7 @@ pub fn validate(name: &str, spec: &TenantSpec, images: &ImageDefaults) -> Result
             deletion_policy: spec.deletion_policy,
         }),
         _ => Err(Invalid(problems)),
-    }?;
-    fits_its_quota(model, images)
+    }
 }
 
 /// A tenant whose own stack cannot fit its quota would wait forever for pods the apiserver

@@ -52,6 +52,8 @@ fn start_replica(identity: &str, kubeconfig: &std::path::Path, lease_namespace: 
 async fn create_tenant(tenants: &Api<Tenant>, run: &str, prefix: &str) -> String {
     let name = format!("{prefix}-{:06x}", rand::rng().random_range(0..0xff_ffffu32));
     let mut tenant = Tenant::new(&name, spec(false));
+    // A host of its own: the operator refuses a second Tenant with a host another one has.
+    tenant.spec.ingress.as_mut().unwrap().host = common::host_of(&name);
     tenant.metadata.labels = Some(BTreeMap::from([(SELECTOR_LABEL.to_string(), run.to_string())]));
     tenants.create(&PostParams::default(), &tenant).await.unwrap();
     name

@@ -448,6 +448,47 @@ async fn colliding_host_is_refused() {
 }
 
 #[tokio::test]
+async fn a_running_tenant_whose_quota_is_too_small_is_still_reconciled() {
+    let operator = start().await;
+    let (name, ns) = ready_tenant(&operator, "small-quota", false).await;
+    let tenant = operator.tenants().get(&name).await.unwrap();
+    assert_eq!(condition(&tenant, "QuotaFits").0, "True");
+
+    // As a plan version from before the quota check would have it.
+    operator.patch_spec(&name, json!({"resources": {"quota": {"cpu": "1"}}})).await;
+    let client = &operator.client;
+    until(&operator.tenants(), &name, "QuotaFits False", TIMEOUT, |t: Option<&Tenant>| {
+        t.and_then(|t| t.status.as_ref())
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "QuotaFits" && c.status == "False"))
+    })
+    .await;
+    let tenant = operator.tenants().get(&name).await.unwrap();
+    assert_eq!(tenant.status.as_ref().unwrap().phase, Some(Phase::Ready), "still reconciled, not Invalid");
+    assert!(
+        condition(&tenant, "QuotaFits").1.starts_with("spec.resources.quota.cpu: "),
+        "{:?}",
+        condition(&tenant, "QuotaFits")
+    );
+    // Still reconciled: a deleted child comes back.
+    api::<Service>(client, &ns).delete("erp-web-production", &DeleteParams::default()).await.unwrap();
+    until(&api::<Service>(client, &ns), "erp-web-production", "recreated", TIMEOUT, |s: Option<&Service>| s.is_some())
+        .await;
+
+    // A new Tenant with that quota never starts: Invalid.
+    let fresh = operator.name("small-new");
+    let mut small = spec(false);
+    small.resources.quota.cpu = Some("1".into());
+    operator.create(&fresh, small).await;
+    let tenant = operator.wait_phase(&fresh, Phase::Invalid).await;
+    assert!(
+        condition(&tenant, "Valid").1.starts_with("spec.resources.quota.cpu: "),
+        "{:?}",
+        condition(&tenant, "Valid")
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
 async fn lower_production_version_is_refused() {
     let operator = start().await;
     let (name, ns) = ready_tenant(&operator, "downgrade", false).await;

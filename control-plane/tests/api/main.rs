@@ -568,7 +568,8 @@ async fn unknown_nested_fields_are_refused() {
 
     // A revision with junk in its resources makes no version (with empty resources or other).
     let mut good = plan_body("nested", 5);
-    good["resources"] = json!({"server": {"memoryLimit": "1Gi"}, "quota": {"cpu": "2"}});
+    // (A quota the whole stack fits: a smaller one is refused for that.)
+    good["resources"] = json!({"server": {"memoryLimit": "1Gi"}, "quota": {"cpu": "64"}});
     assert_eq!(app.post("/v1/plans", &app.provider, good.clone()).await.status, 201);
     let mut junk = good.clone();
     junk["resources"] = json!({"servre": {"memoryLimit": "2Gi"}});
@@ -585,7 +586,7 @@ async fn unknown_nested_fields_are_refused() {
     assert_eq!(stored.body["version"], 1, "no new version: {stored:?}");
     assert_eq!(
         stored.body["resources"],
-        json!({"server": {"memoryLimit": "1Gi"}, "web": {}, "database": {}, "quota": {"cpu": "2"}})
+        json!({"server": {"memoryLimit": "1Gi"}, "web": {}, "database": {}, "quota": {"cpu": "64"}})
     );
 
     // A wrong value deep down names its path too.
