@@ -273,6 +273,21 @@ async fn posts_without_the_csrf_token_are_refused() {
         )
         .await;
     foreign.assert_html(403);
+    // Nor when the other site's request also claims to have come through a proxy for it: the
+    // peer is no trusted proxy, so its X-Forwarded-* headers are not believed.
+    let spoofed = browser
+        .send(
+            browser
+                .http
+                .post(format!("{}/signup", app.url))
+                .form(&form)
+                .header(header::ORIGIN, "https://evil.example")
+                .header("x-forwarded-host", "evil.example")
+                .header("x-forwarded-proto", "https"),
+            &[("tenantry_csrf", token.as_str())],
+        )
+        .await;
+    spoofed.assert_html(403);
     let logout = browser.post("/logout", &[("csrf", "x")], &[("tenantry_csrf", token.as_str())]).await;
     logout.assert_html(403);
     assert!(tenant_slugs(&app).await.is_empty(), "nothing created");
@@ -342,6 +357,11 @@ async fn a_signup_leads_to_its_progress_page() {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    // A client claiming HTTPS through a proxy header is not believed without a trusted proxy.
+    let claimed =
+        browser.send(browser.http.get(format!("{}/signup", app.url)).header("x-forwarded-proto", "https"), &[]).await;
+    let csrf_cookie = claimed.set_cookie("tenantry_csrf").expect("a form page sets the CSRF cookie");
+    assert!(!csrf_cookie.contains("Secure"), "{csrf_cookie}");
     let session = done.cookie_value("tenantry_session").unwrap();
     assert_eq!(tenant_slugs(&app).await, vec!["acme-corp".to_string()]);
 
@@ -502,5 +522,27 @@ async fn the_master_password_needs_a_ready_erp_its_admin_and_a_cluster() {
     let other_cookies = [("tenantry_session", other.as_str()), ("tenantry_csrf", csrf.as_str())];
     let hidden = browser.post("/t/keyholder/password", &[("csrf", &csrf)], &other_cookies).await;
     hidden.assert_html(404);
+    app.stop().await;
+}
+
+/// Behind a trusted proxy, the scheme and host it forwards are the page's own: cookies are
+/// `Secure` and the browser's origin (the proxy's public address) is accepted.
+#[tokio::test]
+async fn forwarded_scheme_and_host_count_only_from_trusted_proxies() {
+    let env = [("TENANTRY_SIGNUP_BURST", "50"), ("TENANTRY_TRUSTED_PROXIES", "127.0.0.0/8")];
+    let app = TestApp::start_with(Db::Sqlite, CacheKind::InProcess, &env).await;
+    let browser = Browser::new(&app);
+    let proxied = |request: reqwest::RequestBuilder| {
+        request.header("x-forwarded-proto", "https").header("x-forwarded-host", "erp.example.com")
+    };
+    let page = browser.send(proxied(browser.http.get(format!("{}/signup", app.url))), &[]).await;
+    let cookie = page.set_cookie("tenantry_csrf").expect("a form page sets the CSRF cookie");
+    assert!(cookie.contains("Secure"), "{cookie}");
+    let token = page.cookie_value("tenantry_csrf").unwrap();
+    let form = signup_form(&token, "Acme Corp", "", "ada@acme.test", "3");
+    let request = proxied(browser.http.post(format!("{}/signup", app.url)).form(&form))
+        .header(header::ORIGIN, "https://erp.example.com");
+    let done = browser.send(request, &[("tenantry_csrf", token.as_str())]).await;
+    assert_eq!(done.status, 303, "{}", done.text);
     app.stop().await;
 }

@@ -35,9 +35,35 @@ pub fn cookie(request: &HttpRequest, name: &str) -> Option<String> {
         .map(|(_, value)| value.trim().to_string())
 }
 
-/// Whether the request came over HTTPS (directly or as the connection info reports it).
+/// Whether the request came from one of the configured `trusted_proxies`: only then are its
+/// `Forwarded` / `X-Forwarded-Proto` / `X-Forwarded-Host` headers believed.
+fn from_trusted_proxy(request: &HttpRequest) -> bool {
+    let Some(state) = request.app_data::<web::Data<crate::http::AppState>>() else { return false };
+    request.peer_addr().is_some_and(|peer| {
+        let ip = peer.ip().to_canonical();
+        state.settings.trusted_proxies.iter().any(|network| network.contains(&ip))
+    })
+}
+
+/// The scheme and host the browser used: as a trusted proxy forwards them, else this server's
+/// own scheme and the `Host` header.
+fn own_origin(request: &HttpRequest) -> (String, String) {
+    if from_trusted_proxy(request) {
+        let info = request.connection_info();
+        return (info.scheme().to_string(), info.host().to_string());
+    }
+    let scheme = if request.app_config().secure() { "https" } else { "http" };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .map_or_else(|| request.app_config().host().to_string(), str::to_string);
+    (scheme.to_string(), host)
+}
+
+/// Whether the request came over HTTPS (directly, or as a trusted proxy reports it).
 pub fn is_https(request: &HttpRequest) -> bool {
-    request.connection_info().scheme().eq_ignore_ascii_case("https")
+    own_origin(request).0.eq_ignore_ascii_case("https")
 }
 
 /// A `Set-Cookie` value with the attributes every cookie of the pages has.
@@ -144,8 +170,8 @@ pub enum CsrfRefusal {
 /// server's own scheme and host.
 pub fn check_csrf(request: &HttpRequest, field: &str) -> Result<(), CsrfRefusal> {
     if let Some(origin) = request.headers().get(header::ORIGIN) {
-        let info = request.connection_info();
-        let own = format!("{}://{}", info.scheme(), info.host());
+        let (scheme, host) = own_origin(request);
+        let own = format!("{scheme}://{host}");
         let origin = origin.to_str().unwrap_or("");
         if !origin.eq_ignore_ascii_case(&own) {
             return Err(CsrfRefusal::ForeignOrigin);
