@@ -7,6 +7,7 @@ pub mod cache;
 pub mod catalogue;
 pub mod config;
 pub mod domain;
+pub mod failpoint;
 pub mod http;
 pub mod provision;
 pub mod retention;

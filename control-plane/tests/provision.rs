@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use control_plane::domain::plan::PlanSpec;
+use control_plane::failpoint;
 use control_plane::provision::desired::{self, MANAGED_BY, MANAGED_BY_LABEL};
-use control_plane::provision::worker::{FAILPOINT_AFTER_CLAIM, FAILPOINT_VAR};
 use control_plane::provision::{
     FIELD_MANAGER, Provisioner, ProvisionerSetting, Wakeup, WorkerMetrics, WorkerSettings, run_status_mirror,
     run_worker,
@@ -55,7 +55,7 @@ async fn outbox_survives_crash() {
         .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(CRASH_DATABASE_VAR, &url)
         .env(CRASH_SLUG_VAR, &slug)
-        .env(FAILPOINT_VAR, FAILPOINT_AFTER_CLAIM)
+        .env(failpoint::VAR, failpoint::AFTER_CLAIM)
         .env("KUBECONFIG", env.kubeconfig_path().await)
         .kill_on_drop(true)
         .spawn()

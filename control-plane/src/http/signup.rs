@@ -2,7 +2,6 @@
 //! and idempotent under an `Idempotency-Key` header.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::OnceLock;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
@@ -69,7 +68,7 @@ pub async fn signup(
         Ok(Some(record)) => Ok(Outcome::Replayed(record)),
         Ok(None) => match create_keyed(&state, body, Some(&key)).await {
             Ok(response) => {
-                crash_after_commit();
+                crate::failpoint::hit(crate::failpoint::AFTER_SIGNUP_COMMIT, "after a signup's commit");
                 Ok(Outcome::Created(response))
             }
             // Another request may have committed under the key meanwhile (its key or its slug
@@ -142,23 +141,6 @@ async fn committed(state: &AppState, key: &SignupKey) -> Result<Option<Idempoten
     }
     let tenant = serde_json::to_value(TenantView::from(tenant)).map_err(|_| Problem::internal())?;
     Ok(Some(record_of(key, &tenant)))
-}
-
-/// Crash-test hook: with `TENANTRY_FAILPOINT=after-signup-commit` the process aborts right
-/// after a signup's commit, before it answers or updates the cache: the window in which a
-/// client sees no answer for a committed signup. `tests/api` uses it
-/// (`signup_retried_after_a_crash_is_not_duplicated`); nothing else should.
-pub const FAILPOINT_AFTER_SIGNUP_COMMIT: &str = "after-signup-commit";
-
-fn crash_after_commit() {
-    static ARMED: OnceLock<bool> = OnceLock::new();
-    let armed = *ARMED.get_or_init(|| {
-        std::env::var(crate::provision::worker::FAILPOINT_VAR).is_ok_and(|v| v == FAILPOINT_AFTER_SIGNUP_COMMIT)
-    });
-    if armed {
-        tracing::error!("failpoint {FAILPOINT_AFTER_SIGNUP_COMMIT}: aborting after a signup's commit");
-        std::process::abort();
-    }
 }
 
 /// The signup rate limit of the request's client address (the web signup form shares it).

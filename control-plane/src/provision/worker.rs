@@ -16,12 +16,6 @@ use tokio::time::Instant;
 use super::provisioner::Provisioner;
 use crate::store::{ProvisionJob, Store};
 
-/// Crash-test hook: with `TENANTRY_FAILPOINT=after-claim` the worker aborts the process right
-/// after claiming jobs and before carrying any out, which is the window a crash between commit
-/// and apply leaves. `tests/provision.rs` (`outbox_survives_crash`) uses it; nothing else should.
-pub const FAILPOINT_VAR: &str = "TENANTRY_FAILPOINT";
-pub const FAILPOINT_AFTER_CLAIM: &str = "after-claim";
-
 /// Wakes the worker as soon as a change has been committed, instead of at its next poll. The
 /// API pokes it after each commit that wrote an outbox row; a poke while the worker is busy is
 /// kept, so it claims again straight after.
@@ -112,7 +106,6 @@ pub async fn run_worker(
         return;
     }
     tracing::info!(provisioner = %provisioner.describe(), "provisioning worker started");
-    let crash_after_claim = std::env::var(FAILPOINT_VAR).is_ok_and(|v| v == FAILPOINT_AFTER_CLAIM);
     let mut store_errors: u32 = 0;
     while !stopping(&shutdown) {
         let claimed_at = Instant::now();
@@ -129,9 +122,9 @@ pub async fn run_worker(
                 continue;
             }
         };
-        if crash_after_claim && !jobs.is_empty() {
-            tracing::error!("failpoint {FAILPOINT_AFTER_CLAIM}: aborting with {} claimed jobs", jobs.len());
-            std::process::abort();
+        if !jobs.is_empty() {
+            // The window a crash between commit and apply leaves (`outbox_survives_crash`).
+            crate::failpoint::hit(crate::failpoint::AFTER_CLAIM, "with claimed jobs");
         }
         let full_batch = jobs.len() as u32 >= settings.batch_size;
         run_batch(&store, &provisioner, &settings, jobs, claimed_at, &shutdown).await;

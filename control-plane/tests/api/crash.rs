@@ -5,8 +5,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use control_plane::cache::Cache;
-use control_plane::http::signup::FAILPOINT_AFTER_SIGNUP_COMMIT;
-use control_plane::provision::worker::FAILPOINT_VAR;
+use control_plane::failpoint;
 use serde_json::{Value, json};
 
 use crate::harness::{TestApp, new_postgres_database, redis_cache, unique};
@@ -42,7 +41,7 @@ async fn retried_after_a_crash(database: &str, redis_prefix: Option<&str>) {
         .args(["crash::signup_crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(DATABASE_VAR, database)
         .envs(redis_prefix.map(|prefix| (REDIS_PREFIX_VAR, prefix)))
-        .env(FAILPOINT_VAR, FAILPOINT_AFTER_SIGNUP_COMMIT)
+        .env(failpoint::VAR, failpoint::AFTER_SIGNUP_COMMIT)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
