@@ -7,11 +7,51 @@
 //!   does not name the tenant that holds the host.
 //! - **Versions**: production never goes back to an older version than it runs: an older ERP on
 //!   a database that a newer one has migrated corrupts it.
+//! - **Quota**: a new Tenant whose whole stack cannot fit its own quota is refused; one that
+//!   already runs (a plan version from before the check) is still reconciled, so that it keeps
+//!   drift correction, suspension and updates, and its problems are reported instead.
 
 use std::cmp::Ordering;
 
 use crate::api::{Tenant, TenantSpec, TenantStatus, test_host};
+use crate::model::TenantModel;
+use crate::profile::ImageDefaults;
+use crate::validate::{Invalid, validate_spec};
 use crate::version::ErpVersion;
+
+/// What the checks before building say about a Tenant.
+#[derive(Debug)]
+pub enum Admission {
+    /// Build and apply `model`. `quota_problems`: a running Tenant's quota is too small for its
+    /// stack (reported in the `QuotaFits` condition).
+    Admitted { model: Box<TenantModel>, quota_problems: Vec<String> },
+    /// Nothing is applied. `host_taken`: another Tenant holds a host, which can change without
+    /// this Tenant changing.
+    Refused { invalid: Invalid, host_taken: bool },
+}
+
+/// Validates `tenant` and checks it against the `others` and its own status.
+pub fn admit<'a>(tenant: &Tenant, others: impl IntoIterator<Item = &'a Tenant>, images: &ImageDefaults) -> Admission {
+    let name = tenant.metadata.name.as_deref().unwrap_or_default();
+    let model = match validate_spec(name, &tenant.spec, images) {
+        Ok(model) => model,
+        Err(invalid) => return Admission::Refused { invalid, host_taken: false },
+    };
+    let already_runs = tenant.status.as_ref().is_some_and(|status| !status.environments.is_empty());
+    let quota_problems = match crate::fit::check(&model, images) {
+        Ok(_) => Vec::new(),
+        Err(problems) if already_runs => problems,
+        Err(problems) => return Admission::Refused { invalid: Invalid(problems), host_taken: false },
+    };
+    let mut problems = host_conflicts(tenant, others);
+    let host_taken = !problems.is_empty();
+    problems.extend(production_downgrade(&tenant.spec, tenant.status.as_ref()));
+    if problems.is_empty() {
+        Admission::Admitted { model: Box::new(model), quota_problems }
+    } else {
+        Admission::Refused { invalid: Invalid(problems), host_taken }
+    }
+}
 
 /// The public hosts a spec asks for: production's, and the test environment's when it has one.
 pub fn wanted_hosts(spec: &TenantSpec) -> Vec<String> {
@@ -187,6 +227,27 @@ mod tests {
         let mut leaving = serving(tenant("leaving", 0, Some("erp.shared.example"), false));
         leaving.metadata.deletion_timestamp = leaving.metadata.creation_timestamp.clone();
         assert!(host_conflicts(&older, [&leaving]).is_empty());
+    }
+
+    #[test]
+    fn a_running_tenant_is_not_stopped_for_a_quota_too_small() {
+        let images = ImageDefaults::default();
+        let mut small = tenant("small", 0, Some("small.example.com"), false);
+        small.spec.resources.quota.cpu = Some("1".into());
+        // New: refused, naming the quota.
+        let Admission::Refused { invalid, host_taken } = admit(&small, [], &images) else { panic!("admitted") };
+        assert!(invalid.0[0].starts_with("spec.resources.quota.cpu: "), "{invalid}");
+        assert!(!host_taken);
+        // Running already: admitted, with the problems to report.
+        let running = serving(small);
+        let Admission::Admitted { quota_problems, .. } = admit(&running, [], &images) else { panic!("refused") };
+        assert!(quota_problems[0].starts_with("spec.resources.quota.cpu: "), "{quota_problems:?}");
+        // A host another Tenant serves refuses even a running Tenant, and says it may change.
+        let holder = serving(tenant("holder", 5, Some("small.example.com"), false));
+        let mut claimant = tenant("claimant", 9, Some("small.example.com"), false);
+        claimant.spec.resources = Default::default();
+        let Admission::Refused { host_taken, .. } = admit(&claimant, [&holder], &images) else { panic!("admitted") };
+        assert!(host_taken);
     }
 
     #[test]

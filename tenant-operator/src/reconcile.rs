@@ -16,20 +16,18 @@ use kube::runtime::reflector;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::admission;
+use crate::admission::{self, Admission};
 use crate::api::{DeletionPolicy, Phase, Tenant, TenantStatus, condition, labels, namespace_of};
 use crate::apply::{Applier, FIELD_MANAGER};
 use crate::build::{self, BuildContext, Child, GeneratedSecrets};
 use crate::children::{self, ChildCache, ChildKey};
 use crate::error::{Error, Result};
 use crate::events::{EventPublisher, Severity};
-use crate::fit;
 use crate::metrics::Metrics;
 use crate::model::TenantModel;
 use crate::profile::ImageDefaults;
 use crate::retry::FailureBackoff;
 use crate::status::{self, EnvironmentObserved, Observed, Readiness};
-use crate::validate::{Invalid, validate_spec};
 
 pub const FINALIZER: &str = "tenantry.dev/cleanup";
 /// Even with nothing changing, look again this often (watches can miss what happens while the
@@ -89,38 +87,17 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
 }
 
 async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
-    let name = tenant.metadata.name.clone().ok_or(Error::Unnamed)?;
+    tenant.metadata.name.as_ref().ok_or(Error::Unnamed)?;
     let generation = tenant.metadata.generation.unwrap_or_default();
     let previous = tenant.status.clone().unwrap_or_default();
     let now = now();
 
     // 1. Validate, then check against the other Tenants and the tenant's own past: an invalid
     // spec is reported and nothing else is touched.
-    let mut host_taken = false;
-    // A tenant that already runs keeps being reconciled when its quota turns out too small for
-    // its stack (a plan version from before the check): stopping would leave it without drift
-    // correction, suspension or updates. The condition QuotaFits says so; a new one is Invalid.
-    let already_runs = !previous.environments.is_empty();
-    let mut quota_problems = Vec::new();
-    let checked =
-        validate_spec(&name, &tenant.spec, &ctx.images).and_then(|model| match fit::check(&model, &ctx.images) {
-            Ok(_) => Ok(model),
-            Err(problems) if already_runs => {
-                quota_problems = problems;
-                Ok(model)
-            }
-            Err(problems) => Err(Invalid(problems)),
-        });
-    let checked = checked.and_then(|model| {
-        let others = ctx.tenants.state();
-        let mut problems = admission::host_conflicts(tenant, others.iter().map(AsRef::as_ref));
-        host_taken = !problems.is_empty();
-        problems.extend(admission::production_downgrade(&tenant.spec, tenant.status.as_ref()));
-        if problems.is_empty() { Ok(model) } else { Err(Invalid(problems)) }
-    });
-    let model = match checked {
-        Ok(model) => model,
-        Err(invalid) => {
+    let others = ctx.tenants.state();
+    let (model, quota_problems) = match admission::admit(tenant, others.iter().map(AsRef::as_ref), &ctx.images) {
+        Admission::Admitted { model, quota_problems } => (*model, quota_problems),
+        Admission::Refused { invalid, host_taken } => {
             let status = status::invalid(&invalid.to_string(), &previous, generation, &now);
             write_status(tenant, &previous, status, ctx).await?;
             // A host is freed by another Tenant's change, which does not wake this one.
