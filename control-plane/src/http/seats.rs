@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::access;
-use super::input::{Problems, period};
+use super::input::{Problems, StrictJson, period};
 use super::problem::Problem;
 use super::types::{SeatRequest, SeatView, SeatsView, UsageView};
 use crate::auth::{Principal, Role};
@@ -63,7 +63,7 @@ pub async fn add(
     state: web::Data<AppState>,
     principal: Principal,
     slug: web::Path<String>,
-    body: web::Json<SeatRequest>,
+    body: StrictJson<SeatRequest>,
 ) -> Response {
     let (mut response, seat) = match add_seat(&state, &principal, &slug, &body.email).await? {
         SeatAdded::Added(seat) => (HttpResponse::Created(), seat),

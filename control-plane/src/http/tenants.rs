@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::access;
-use super::input::{Problems, page_limit};
+use super::input::{Problems, StrictJson, page_limit};
 use super::problem::Problem;
 use super::types::{CreateTenantRequest, Page, TenantView, UpdateTenantRequest};
 use crate::auth::{Principal, Role};
@@ -71,7 +71,7 @@ pub async fn list(state: web::Data<AppState>, principal: Principal, query: web::
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<CreateTenantRequest>,
+    body: StrictJson<CreateTenantRequest>,
 ) -> Response {
     access::provider_admin(&principal)?;
     let body = body.into_inner();
@@ -188,7 +188,7 @@ pub async fn update(
     state: web::Data<AppState>,
     principal: Principal,
     slug: web::Path<String>,
-    body: web::Json<UpdateTenantRequest>,
+    body: StrictJson<UpdateTenantRequest>,
 ) -> Response {
     let tenant = change(&state, &principal, &slug, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(TenantView::from(tenant)))
