@@ -1,32 +1,23 @@
 //! helm-python-sdk in a cached virtualenv, and the calls into it.
 //!
-//! Layout, as for the Tryton virtualenvs: `<cache>/helm-python-sdk-<version>/venv` is a symlink
-//! to the finished `venv-<stamp>` directory, published by an atomic rename once the install
-//! has been checked, under a file lock so parallel test processes wait for one install.
+//! The virtualenv is a [`PinnedVenv`]: `<cache>/helm-python-sdk-<version>/venv`, installed once
+//! under a file lock and published only after its engine was checked.
 
-use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{HelmError, Release, Rendered};
 use crate::error::{Error, IoContext, Result};
-use crate::install::{CacheLock, ensure_debian_packages, which};
-use crate::paths::cache_dir;
-use crate::process::{Spec, run};
-use crate::venv::{publish, remove_unused_venvs};
+use crate::venv::PinnedVenv;
 
 /// The pinned package: its native library is the Helm engine the tests trust.
 pub const SDK_REQUIREMENT: &str = "helm-python-sdk==0.2.2";
 /// Name of the cache folder and lock of this requirement.
 const CACHE_NAME: &str = "helm-python-sdk-0.2.2";
-/// Written last into a finished virtualenv: the interpreter and the requirement it was built
-/// from. A virtualenv without it, or with another text, is never used.
-const MARKER: &str = ".tenantry-requirements";
 /// The script every call runs (render, lint, versions).
 const SCRIPT: &str = include_str!("render.py");
 
@@ -68,18 +59,7 @@ impl HelmSdk {
     /// The virtualenv, installing it first when it is missing or unfinished (about 20 s, an
     /// 85 MB wheel; instant once cached).
     pub fn ensure() -> Result<Self> {
-        let root = cache_dir().join(CACHE_NAME);
-        let link = root.join("venv");
-        let python = base_python();
-        let marker = format!("# python: {}\n{SDK_REQUIREMENT}\n", python.display());
-        if !is_complete(&link, &marker) {
-            let _lock = CacheLock::acquire(CACHE_NAME)?;
-            // Another process may have finished the install while we waited for the lock.
-            if !is_complete(&link, &marker) {
-                install(&root, &link, &python, &marker)?;
-            }
-        }
-        let venv = fs::canonicalize(&link).context(|| format!("resolving {}", link.display()))?;
+        let venv = PinnedVenv { name: CACHE_NAME, requirements: &[SDK_REQUIREMENT] }.ensure(check_engine)?;
         Ok(Self { venv })
     }
 
@@ -173,47 +153,17 @@ fn last_lines(text: &str, count: usize) -> String {
     lines[lines.len().saturating_sub(count)..].join("\n")
 }
 
-/// Debian's interpreter when present, so the venv matches what a fresh Debian machine builds
-/// (this machine also has a pyenv `python3` first on `PATH`).
-fn base_python() -> PathBuf {
-    let debian = PathBuf::from("/usr/bin/python3");
-    if debian.exists() { debian } else { which("python3").unwrap_or(debian) }
-}
-
-fn is_complete(link: &Path, marker: &str) -> bool {
-    fs::read_to_string(link.join(MARKER)).is_ok_and(|text| text == marker) && link.join("bin/python").exists()
-}
-
-/// Builds a new venv next to `link`, checks that it really holds a Helm v4 engine, and
-/// publishes it. Called with the lock held.
-fn install(root: &Path, link: &Path, python: &Path, marker: &str) -> Result<()> {
-    ensure_debian_packages(&["python3-venv"])?;
-    fs::create_dir_all(root).context(|| format!("creating {}", root.display()))?;
-    remove_unused_venvs(root, link);
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    let name = format!("venv-{stamp}-{}", std::process::id());
-    let venv = root.join(&name);
-    tracing::info!(venv = %venv.display(), requirement = SDK_REQUIREMENT, "installing the Helm SDK");
-    let result = (|| {
-        run(&Spec::new("python3 -m venv", python).args(["-m", "venv", &venv.display().to_string()]))?;
-        run(&Spec::new("pip", venv.join("bin/python"))
-            .args(["-m", "pip", "install", "--quiet", "--no-input", SDK_REQUIREMENT])
-            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1"))?;
-        // The wheel bundles a native library per platform; one that does not load, or that is
-        // not Helm 4, must fail here rather than in a test.
-        let version = run_script(&venv.join("bin/python"), &json!({"op": "versions"}))?;
-        let helm = match &version {
-            Answer::Ok(versions) => versions["helm"].as_str().unwrap_or_default().to_string(),
-            Answer::Refused(message) => message.clone(),
-        };
-        if !helm.starts_with("v4.") {
-            return Err(Error::Prerequisite(format!("{SDK_REQUIREMENT} loads Helm {helm:?}, not Helm v4")));
-        }
-        fs::write(venv.join(MARKER), marker).context(|| format!("writing {}", venv.join(MARKER).display()))?;
-        publish(root, link, &name)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&venv);
+/// The wheel bundles a native library per platform; one that does not load, or that is not
+/// Helm 4, must fail before the virtualenv is published rather than in a test.
+fn check_engine(venv: &Path) -> Result<()> {
+    let version = run_script(&venv.join("bin/python"), &json!({"op": "versions"}))?;
+    let helm = match &version {
+        Answer::Ok(versions) => versions["helm"].as_str().unwrap_or_default().to_string(),
+        Answer::Refused(message) => message.clone(),
+    };
+    if helm.starts_with("v4.") {
+        Ok(())
+    } else {
+        Err(Error::Prerequisite(format!("{SDK_REQUIREMENT} loads Helm {helm:?}, not Helm v4")))
     }
-    result
 }
