@@ -1,0 +1,26 @@
+//! The agent's one error type: every failure names what it was doing, so a report or a Job's
+//! log says which step failed and why.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory could not be read or written.
+    #[error("{what} ({path}): {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    /// The caller asked for something that cannot be done (bad flag, unknown profile…).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// A short, stable name of the kind of failure, for exit reports and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::Invalid(_) => "invalid",
+        }
+    }
+}

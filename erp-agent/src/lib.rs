@@ -1,0 +1,14 @@
+//! Tenantry's ERP operations engine. It works on one tenant **environment** (its PostgreSQL
+//! database, its file store, its ERP profile and version) and performs the operations of the
+//! ERP's life: backups, restores, neutralized test copies, module updates and major upgrades.
+//!
+//! Every operation is journaled (each step records its completion before the next starts, in a
+//! journal the caller keeps) and never changes anything in place without a way back: work
+//! happens on copies, which replace the originals only once proven good.
+//!
+//! Callers: the operator runs the `tenantry-agent` binary in a Job next to the tenant's
+//! database; the single-server runtime calls this library directly.
+
+pub mod error;
+
+pub use error::{Error, Result};
