@@ -24,4 +24,4 @@ pub mod retry;
 pub mod status;
 pub mod telemetry;
 pub mod validate;
-pub mod version;
+pub use tenantry_contract::version;
