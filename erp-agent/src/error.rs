@@ -13,6 +13,9 @@ pub enum Error {
     /// The caller asked for something that cannot be done (bad flag, unknown profile…).
     #[error("{0}")]
     Invalid(String),
+    /// A journal that cannot be read or does not belong to the operation asked for.
+    #[error("{0}")]
+    Journal(String),
 }
 
 impl Error {
@@ -21,6 +24,7 @@ impl Error {
         match self {
             Self::Io { .. } => "io",
             Self::Invalid(_) => "invalid",
+            Self::Journal(_) => "journal",
         }
     }
 }

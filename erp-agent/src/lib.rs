@@ -10,5 +10,6 @@
 //! database; the single-server runtime calls this library directly.
 
 pub mod error;
+pub mod journal;
 
 pub use error::{Error, Result};
