@@ -13,6 +13,9 @@ pub enum Error {
     /// The caller asked for something that cannot be done (bad flag, unknown profile…).
     #[error("{0}")]
     Invalid(String),
+    /// The ERP's admin command failed: which command, on which module, and its log's last lines.
+    #[error("{command} failed ({status}){}:\n{log_tail}", module.as_ref().map(|m| format!(" in module {m}")).unwrap_or_default())]
+    Erp { command: String, status: String, module: Option<String>, log_tail: String },
     /// A journal that cannot be read or does not belong to the operation asked for.
     #[error("{0}")]
     Journal(String),
@@ -25,6 +28,7 @@ impl Error {
             Self::Io { .. } => "io",
             Self::Invalid(_) => "invalid",
             Self::Journal(_) => "journal",
+            Self::Erp { .. } => "erp",
         }
     }
 }
