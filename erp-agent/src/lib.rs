@@ -12,5 +12,6 @@
 pub mod erp;
 pub mod error;
 pub mod journal;
+pub mod report;
 
 pub use error::{Error, Result};
