@@ -16,6 +16,10 @@ pub enum Error {
     /// The ERP's admin command failed: which command, on which module, and its log's last lines.
     #[error("{command} failed ({status}){}:\n{log_tail}", module.as_ref().map(|m| format!(" in module {m}")).unwrap_or_default())]
     Erp { command: String, status: String, module: Option<String>, log_tail: String },
+    /// What was found is not what the operation expects (names taken, a copy missing): nothing
+    /// was changed, a person must look.
+    #[error("{0}")]
+    Conflict(String),
     /// A journal that cannot be read or does not belong to the operation asked for.
     #[error("{0}")]
     Journal(String),
@@ -28,6 +32,7 @@ impl Error {
             Self::Io { .. } => "io",
             Self::Invalid(_) => "invalid",
             Self::Journal(_) => "journal",
+            Self::Conflict(_) => "conflict",
             Self::Erp { .. } => "erp",
         }
     }

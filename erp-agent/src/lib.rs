@@ -9,6 +9,7 @@
 //! Callers: the operator runs the `tenantry-agent` binary in a Job next to the tenant's
 //! database; the single-server runtime calls this library directly.
 
+pub mod cutover;
 pub mod erp;
 pub mod error;
 pub mod journal;
