@@ -13,6 +13,12 @@ pub enum Error {
     /// The caller asked for something that cannot be done (bad flag, unknown profile…).
     #[error("{0}")]
     Invalid(String),
+    /// A migration-step file (shipped or a provider's) is malformed or conflicts with another.
+    #[error("migration catalogue {origin}: {reason}")]
+    Catalogue { origin: String, reason: String },
+    /// No upgrade path between the two versions (downgrade, same series, gap…).
+    #[error(transparent)]
+    UpgradePlan(#[from] crate::catalogue::PlanError),
 }
 
 impl Error {
@@ -21,6 +27,8 @@ impl Error {
         match self {
             Self::Io { .. } => "io",
             Self::Invalid(_) => "invalid",
+            Self::Catalogue { .. } => "catalogue",
+            Self::UpgradePlan(_) => "upgrade-plan",
         }
     }
 }

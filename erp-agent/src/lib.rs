@@ -9,6 +9,8 @@
 //! Callers: the operator runs the `tenantry-agent` binary in a Job next to the tenant's
 //! database; the single-server runtime calls this library directly.
 
+pub mod catalogue;
 pub mod error;
+pub mod retention;
 
 pub use error::{Error, Result};
