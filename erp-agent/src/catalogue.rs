@@ -33,7 +33,10 @@
 //! stage's), and for `-p` the agent provides the environment's administrator password in
 //! `TRYTONPASSFILE`, never on a command line; `script` is fed to `trytond-console` on standard
 //! input with `pool` and `transaction` in scope, and commits its own work with
-//! `transaction.commit()` as Tryton's documented scripts do. A step that is not `repeatable`
+//! `transaction.commit()` as Tryton's documented scripts do (the console rolls back whatever is
+//! left). Measured with 8.2: `trytond-console` prints a script's exception and still exits 0, so
+//! the runner must wrap the script (for example `exec` it inside `try`, and `sys.exit(1)` on an
+//! exception) to see a failure. A step that is not `repeatable`
 //! (renaming a column, inverting a sign) must not run twice on the same database: when a run
 //! stops and it is unknown whether such a step committed, the operation starts the hop again
 //! from its copy instead of repeating the step.

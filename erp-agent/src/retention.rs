@@ -43,8 +43,8 @@
 //! this policy may delete it: `keep_all_days`. The calendar slots do not add to it: a later
 //! backup the same day takes the day's slot from an earlier one, and a slot only moves on when
 //! new backups are taken, so they promise restore points, not an age per backup. (The newest
-//! backup of a day survives at least `daily − 1` further days, but only while backups keep being
-//! taken.) A plan page that says "backups kept N days" must show `guaranteed_minimum_age`.
+//! backup of a day reaches an age of at least `daily − 1` days before the daily rule lets it go,
+//! and longer when backups were missed.) A plan page that says "backups kept N days" must show `guaranteed_minimum_age`.
 //!
 //! # Properties (checked by a property test)
 //! Keep and delete partition the input; held and newest backups are never deleted; a backup
