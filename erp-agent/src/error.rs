@@ -23,6 +23,12 @@ pub enum Error {
     /// A journal that cannot be read or does not belong to the operation asked for.
     #[error("{0}")]
     Journal(String),
+    /// A migration-step file (shipped or a provider's) is malformed or conflicts with another.
+    #[error("migration catalogue {origin}: {reason}")]
+    Catalogue { origin: String, reason: String },
+    /// No upgrade path between the two versions (downgrade, same series, gap…).
+    #[error(transparent)]
+    UpgradePlan(#[from] crate::catalogue::PlanError),
 }
 
 impl Error {
@@ -34,6 +40,8 @@ impl Error {
             Self::Journal(_) => "journal",
             Self::Conflict(_) => "conflict",
             Self::Erp { .. } => "erp",
+            Self::Catalogue { .. } => "catalogue",
+            Self::UpgradePlan(_) => "upgrade-plan",
         }
     }
 }
