@@ -22,7 +22,9 @@ function signupForm(form) {
       const response = await fetch("/signup/slug?" + query, { headers: { Accept: "application/json" } });
       const result = await response.json();
       if (ask !== asked) return;
-      if (!edited) slug.value = result.slug || "";
+      // Never under the customer's cursor: a suggestion landing while they are in the field
+      // (having just emptied it) would be typed after.
+      if (!edited && document.activeElement !== slug) slug.value = result.slug || "";
       status.textContent = result.available ? "“" + result.slug + "” is available." : (result.problem || "");
       status.className = "status " + (result.available ? "ok" : "bad");
     } catch (_) {
