@@ -195,6 +195,8 @@ async fn the_signup_page_lists_the_plans_with_prices() {
         }
         assert!(page.text.contains("<script src=\"/assets/app.js\" defer>"), "{path}");
         assert!(!page.text.contains("<script>"), "no inline script under the CSP");
+        // Nothing takes backups for a tenant yet: the page promises none.
+        assert!(!page.text.to_lowercase().contains("backup"), "{path} promises backups");
     }
     for (path, kind) in [("/assets/app.js", "text/javascript"), ("/assets/app.css", "text/css")] {
         let asset = browser.get(path, &[]).await;

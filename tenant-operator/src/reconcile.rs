@@ -386,7 +386,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
 }
 
 /// Writes the status when it differs from what is there, news at once and progress at the
-/// status pacer's pace ([`crate::pacing`]), with one event per phase change. Returns when to
+/// status pacer's pace ([`crate::pacing`]), with an event per phase change. Returns when to
 /// look again for progress left unwritten.
 async fn write_status(
     tenant: &Tenant,
@@ -414,7 +414,11 @@ async fn write_status(
         .await
         .map_err(|e| Error::kube(&name, e))?;
     ctx.status_pacer.written(&name, now);
+    // A new Tenant starting to provision is no news: its creation is on record and its status
+    // says so. Every later phase change, and a new Tenant found invalid, is announced.
+    let first_steps = previous.phase.is_none() && matches!(status.phase, Some(Phase::Pending | Phase::Provisioning));
     if previous.phase != status.phase
+        && !first_steps
         && let Some(phase) = status.phase
     {
         let message = status

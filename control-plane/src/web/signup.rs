@@ -333,7 +333,8 @@ fn plan_card(plan: &PlanSpec) -> Markup {
                         ModulePolicy::CustomAllowed => "certified and your own modules",
                     }
                 }
-                dt { "Backups kept" } dd { (plan.backup_retention_days) " days" }
+                // No "backups kept N days" here until the product takes and keeps backups: the
+                // plan's retention is stored (providers set it) but nothing acts on it yet.
                 dt { "Free trial" } dd {
                     @if plan.trial_days > 0 { (plan.trial_days) " days" } @else { "none" }
                 }
