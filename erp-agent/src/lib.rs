@@ -9,6 +9,10 @@
 //! Callers: the operator runs the `tenantry-agent` binary in a Job next to the tenant's
 //! database; the single-server runtime calls this library directly.
 
+pub mod archive;
 pub mod error;
+pub mod key;
+pub mod manifest;
+pub mod store;
 
 pub use error::{Error, Result};
