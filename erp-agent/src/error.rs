@@ -29,6 +29,29 @@ pub enum Error {
     /// No upgrade path between the two versions (downgrade, same series, gap…).
     #[error(transparent)]
     UpgradePlan(#[from] crate::catalogue::PlanError),
+    /// A stream (a dump being read, an archive being written or read) failed for a reason of
+    /// its own, not because of what it carried.
+    #[error("{what}: {source}")]
+    Stream { what: String, source: std::io::Error },
+    /// A backup key that cannot be used: unparsable, or in a file others can read. Never
+    /// carries the key itself.
+    #[error("backup key: {0}")]
+    Key(String),
+    /// The backup key given does not open this archive: it was encrypted to another key.
+    #[error("the backup key does not open this archive: it was encrypted to another key")]
+    WrongKey,
+    /// An archive's bytes are not what was written: altered, damaged, or not a backup at all.
+    #[error("the archive is damaged ({part}): {detail}")]
+    Corrupt { part: String, detail: String },
+    /// An archive ends before its end: an interrupted upload or a cut copy.
+    #[error("the archive is truncated: {0}")]
+    Truncated(String),
+    /// The object store (S3, GCS, Azure, a directory) failed.
+    #[error("object store, {what}: {source}")]
+    Store { what: String, source: object_store::Error },
+    /// The backup is held and cannot be deleted until it is released.
+    #[error("backup {0} is held; release it before deleting it")]
+    Held(String),
 }
 
 impl Error {
@@ -42,6 +65,13 @@ impl Error {
             Self::Erp { .. } => "erp",
             Self::Catalogue { .. } => "catalogue",
             Self::UpgradePlan(_) => "upgrade-plan",
+            Self::Stream { .. } => "io",
+            Self::Key(_) => "key",
+            Self::WrongKey => "wrong-key",
+            Self::Corrupt { .. } => "corrupt",
+            Self::Truncated(_) => "truncated",
+            Self::Store { .. } => "store",
+            Self::Held(_) => "held",
         }
     }
 }
