@@ -9,6 +9,10 @@
 //! Callers: the operator runs the `tenantry-agent` binary in a Job next to the tenant's
 //! database; the single-server runtime calls this library directly.
 
+pub mod database;
 pub mod error;
+pub mod filestore;
+pub mod fingerprint;
+pub mod neutralize;
 
 pub use error::{Error, Result};

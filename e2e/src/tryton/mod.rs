@@ -31,7 +31,7 @@ mod rpc;
 mod server;
 
 pub use config::TrytonConfig;
-pub use install::{ModuleUpdate, TrytonInstall, requirements};
+pub use install::{MODULES, ModuleUpdate, SUPPORTED_SERIES, TrytonInstall, requirements};
 pub use rpc::{Session, TrytonClient};
 pub use server::TrytonServer;
 
