@@ -290,6 +290,22 @@ impl DatabaseServer {
         with_source_free(&mut connection, source, erp, &statement, &format!("copying `{source}` to `{target}`")).await
     }
 
+    /// `CREATE DATABASE database` (empty, from `template0`, UTF-8), owned by `owner` or by the
+    /// agent's role: what a restore loads a dump into. Fails if it exists.
+    pub async fn create_empty(&self, database: &DatabaseName, owner: Option<&str>) -> Result<()> {
+        let mut connection = self.maintenance().await?;
+        must_not_exist(&mut connection, database).await?;
+        let mut statement = format!("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'", database.quoted());
+        if let Some(owner) = owner {
+            statement.push_str(&format!(" OWNER {}", names::quote_identifier(owner)));
+        }
+        sqlx::raw_sql(AssertSqlSafe(statement))
+            .execute(&mut connection)
+            .await
+            .map_err(Error::database(format!("creating database `{database}`")))
+            .map(drop)
+    }
+
     /// `ALTER DATABASE from RENAME TO to`. Fails if `to` exists or `from` does not.
     pub async fn rename(&self, from: &DatabaseName, to: &DatabaseName, erp: ErpState) -> Result<()> {
         let mut connection = self.maintenance().await?;

@@ -86,19 +86,23 @@ impl TrytonInstall {
     /// The virtualenv of `series`, installing it first when it is missing, unfinished or was
     /// built from another requirement list (a minute or so; milliseconds once cached).
     ///
-    /// Layout: `<cache>/tryton-<series>/venv` is a symlink to the finished `venv-<stamp>`
+    /// Layout: `<cache>/tryton-<series>-<hash of the requirement list>/venv` is a symlink to the finished `venv-<stamp>`
     /// directory. A venv cannot be moved after it is built (pip writes absolute paths into its
     /// scripts), so each one is built at its final path and published by atomically replacing
     /// the symlink: a half-built venv is never reachable through `venv`. A file lock makes
     /// parallel test processes wait for one install instead of racing.
     pub fn ensure(series: &str) -> Result<Self> {
         let requirements = requirements(series)?;
-        let root = cache_dir().join(format!("tryton-{series}"));
-        let link = root.join("venv");
         let python = base_python();
         let marker = marker_text(&python, &requirements);
+        // One folder per requirement list, not per series: checkouts with different lists
+        // (branches, worktrees) share the cache without reinstalling over each other, or
+        // removing a venv another test process still runs from.
+        let name = format!("tryton-{series}-{:016x}", fnv1a(marker.as_bytes()));
+        let root = cache_dir().join(&name);
+        let link = root.join("venv");
         if !is_complete(&link, &marker) {
-            let _lock = CacheLock::acquire(&format!("tryton-{series}"))?;
+            let _lock = CacheLock::acquire(&name)?;
             // Another process may have finished the install while we waited for the lock.
             if !is_complete(&link, &marker) {
                 install(series, &root, &link, &python, &requirements, &marker)?;
@@ -234,6 +238,12 @@ pub enum ModuleUpdate {
 fn base_python() -> PathBuf {
     let debian = PathBuf::from("/usr/bin/python3");
     if debian.exists() { debian } else { which("python3").unwrap_or(debian) }
+}
+
+/// FNV-1a, 64 bits: a stable short name for a requirement list (not a security boundary:
+/// the marker file inside still has to match exactly).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn marker_text(python: &Path, requirements: &[String]) -> String {

@@ -26,6 +26,7 @@
 //!     any other exception (e.g. `["'party.nosuch'", ""]` for an unknown model).
 
 mod config;
+pub mod fixture;
 mod install;
 mod rpc;
 mod server;
