@@ -134,12 +134,13 @@ def bulk_sales(database, size, sales, parties, confirmed):
         overrides = {
             'number': "'BULK-' || g",
             'reference': "'bulk order ' || g",
-            'party': '(%s)[1 + g %% %d]' % (array(party_ids), len(party_ids)),
+            # mod(), not %: the SQL still goes through the driver's % placeholders.
+            'party': '(%s)[1 + mod(g, %d)]' % (array(party_ids), len(party_ids)),
             'invoice_party': 'NULL',
             'shipment_party': 'NULL',
-            'invoice_address': '(%s)[1 + g %% %d]' % (
+            'invoice_address': '(%s)[1 + mod(g, %d)]' % (
                 array(address_ids), len(address_ids)),
-            'shipment_address': '(%s)[1 + g %% %d]' % (
+            'shipment_address': '(%s)[1 + mod(g, %d)]' % (
                 array(address_ids), len(address_ids)),
             'create_date': 'now()',
             }
