@@ -12,11 +12,16 @@
 pub mod archive;
 pub mod catalogue;
 pub mod cutover;
+pub mod database;
 pub mod erp;
 pub mod error;
+pub mod filestore;
+pub mod fingerprint;
 pub mod journal;
 pub mod key;
 pub mod manifest;
+pub mod neutralize;
+pub mod ops;
 pub mod report;
 pub mod retention;
 pub mod store;
