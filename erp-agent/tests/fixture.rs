@@ -51,3 +51,37 @@ async fn bulk_sales_are_added_by_sql() {
             .unwrap();
     eprintln!("fixture with 20,000 bulk lines: {created:.1?}; sale tables {bytes} bytes ({} per line)", bytes / 20_012);
 }
+
+/// The benchmark's tenant (1 GiB of table data and 200 MiB of attachments unless
+/// `TENANTRY_FIXTURE_TABLE_MIB` / `TENANTRY_FIXTURE_ATTACHMENT_MIB` say otherwise), checked and
+/// timed. Minutes: run by hand with `--ignored`.
+#[tokio::test]
+#[ignore = "minutes and gigabytes: run by hand"]
+async fn benchmark_sized_fixture() {
+    let mib = |variable: &str, default: u64| -> u64 {
+        std::env::var(variable).ok().and_then(|v| v.parse().ok()).unwrap_or(default) << 20
+    };
+    let size =
+        FixtureSize::benchmark(mib("TENANTRY_FIXTURE_TABLE_MIB", 1024), mib("TENANTRY_FIXTURE_ATTACHMENT_MIB", 200));
+    let tryton = common::tryton("7.0").await;
+    let database = common::unique_name("benchmark");
+    tryton.install.create_database(tryton.postgres, &tryton.config, database.as_str()).await.unwrap();
+    fixture::activate_modules(&tryton.install, &tryton.config, database.as_str()).await.unwrap();
+    let started = Instant::now();
+    fixture::create(&tryton.install, &tryton.config, database.as_str(), &size).await.unwrap();
+    let created = started.elapsed();
+    let read = fixture::read_back(&tryton.install, &tryton.config, database.as_str()).await.unwrap();
+    assert_eq!(read.sales, u64::from(size.sales) + size.bulk_sales);
+    assert_eq!(read.attachment_bytes, u64::from(size.attachments) * u64::from(size.attachment_bytes));
+    let mut connection = tryton.server.connect(database.as_str()).await.unwrap();
+    let bytes: i64 =
+        sqlx::query_scalar("SELECT pg_database_size(current_database())").fetch_one(&mut connection).await.unwrap();
+    let inventory = tryton.store.inventory(database.as_str()).await.unwrap();
+    eprintln!(
+        "benchmark fixture: {size:?}\n  created in {created:.1?}, read back in {:.1?}; database {} MiB, file store {} MiB in {} files",
+        started.elapsed() - created,
+        bytes >> 20,
+        inventory.bytes >> 20,
+        inventory.files
+    );
+}
