@@ -199,7 +199,8 @@ impl BackupStore {
     /// streamed into the store, then writes the encrypted manifest and, last, the summary.
     /// `manifest` describes the backup (its parts are filled in from what `fill` wrote).
     /// If a complete backup with this id is already stored, returns its summary and runs
-    /// nothing.
+    /// nothing. An error from `fill` (say, `pg_dump` exiting non-zero after its output: check
+    /// it inside `fill`) aborts the upload and stores nothing.
     pub async fn put<F>(&self, manifest: Manifest, recipient: &BackupRecipient, fill: F) -> Result<Summary>
     where
         F: FnOnce(&mut StoreWriter) -> Result<()> + Send + 'static,

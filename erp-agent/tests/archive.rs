@@ -358,3 +358,24 @@ fn an_unfinished_archive_is_refused() {
     }
     assert!(matches!(read(&out, &key, None), Err(Error::Truncated(_) | Error::Corrupt { .. })));
 }
+
+/// The reader bounds zstd's window (restores stay in bounded memory); every level a writer may
+/// use must still read back.
+#[test]
+fn every_compression_level_reads_back() {
+    let key = BackupKey::generate();
+    let data = dump();
+    for zstd_level in [1, 19, 22] {
+        let mut writer =
+            ArchiveWriter::new(Vec::new(), &key.recipient(), ArchiveOptions { zstd_level, chunk_size: 1 << 20 })
+                .unwrap();
+        writer.append_stream("database", data.as_slice()).unwrap();
+        let finished = writer.finish(manifest()).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        ArchiveReader::open(finished.output.as_slice(), &key)
+            .unwrap()
+            .extract(&mut DirectorySink::new(out.path()))
+            .unwrap();
+        assert_eq!(fs::read(out.path().join("database")).unwrap(), data, "level {zstd_level}");
+    }
+}
