@@ -29,6 +29,9 @@ pub const RUNTIME_PACKAGES: &[&str] = &[
     "util-linux",
     "chromium",
     "chromium-driver",
+    // The backup tests check that the reference tools read a backup (disaster recovery).
+    "age",
+    "zstd",
 ];
 /// Packages needed only to build Kubernetes.
 const BUILD_PACKAGES: &[&str] = &["golang-go", "rsync", "make", "golang-github-modern-go-reflect2-dev", "dpkg-dev"];

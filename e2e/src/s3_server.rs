@@ -68,6 +68,35 @@ impl S3Endpoint {
     }
 }
 
+impl S3Endpoint {
+    fn port(&self) -> Result<u16> {
+        self.endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| Error::Prerequisite(format!("S3 endpoint {} has no port", self.endpoint)))
+    }
+
+    /// Multipart uploads begun in `bucket` and neither completed nor aborted (S3's
+    /// `ListMultipartUploads`): what a failed upload must not leave behind.
+    pub fn pending_multipart_uploads(&self, bucket: &str) -> Result<usize> {
+        let port = self.port()?;
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).context(|| "connecting to the S3 server".into())?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).context(|| "setting a timeout".into())?;
+        write!(stream, "GET /{bucket}?uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .context(|| "asking the S3 server".into())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).context(|| "reading the S3 server's answer".into())?;
+        if !answer.starts_with("HTTP/1.1 200") {
+            return Err(Error::Prerequisite(format!(
+                "listing multipart uploads: {}",
+                answer.lines().next().unwrap_or("")
+            )));
+        }
+        Ok(answer.matches("<Upload>").count())
+    }
+}
+
 /// The `moto_server` of the cached virtualenv.
 pub struct S3Server {
     endpoint: S3Endpoint,

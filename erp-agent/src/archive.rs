@@ -68,13 +68,19 @@ pub use crate::manifest::FORMAT_VERSION;
 pub const MANIFEST_ENTRY: &str = "manifest.json";
 /// Manifests are small (a fingerprint of a few thousand tables); a larger one is not ours.
 const MANIFEST_LIMIT: u64 = 16 * 1024 * 1024;
+/// zstd's levels without `--ultra`; their windows are at most 2^23 bytes.
+const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=19;
+/// The largest window a reader accepts, so a restore's memory stays bounded too (an archive
+/// made to demand more is refused rather than obeyed).
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 /// Six digits of part numbers: sorted by name is sorted by number up to a million chunks.
 const MAX_STREAM_CHUNKS: u64 = 1_000_000;
 
 /// How an archive is written.
 #[derive(Debug, Clone, Copy)]
 pub struct ArchiveOptions {
-    /// zstd level (1–19; 3 is zstd's own default: fast, and most of the gain on SQL dumps).
+    /// zstd level (1–19, clamped; 3 is zstd's own default: fast, and most of the gain on SQL
+    /// dumps).
     pub zstd_level: i32,
     /// Bytes of a stream part's chunk, buffered in memory while written.
     pub chunk_size: usize,
@@ -137,8 +143,9 @@ impl<W: Write> ArchiveWriter<W> {
         let encryptor = age::Encryptor::with_recipients(std::iter::once(recipient.age() as &dyn age::Recipient))
             .map_err(|e| Error::Invalid(format!("cannot encrypt to the backup recipient: {e}")))?;
         let encrypted = encryptor.wrap_output(hashing).map_err(|e| write_error("the archive header", e))?;
-        let compressed = zstd::stream::write::Encoder::new(encrypted, options.zstd_level)
-            .map_err(|e| write_error("starting compression", e))?;
+        let level = options.zstd_level.clamp(*ZSTD_LEVELS.start(), *ZSTD_LEVELS.end());
+        let compressed =
+            zstd::stream::write::Encoder::new(encrypted, level).map_err(|e| write_error("starting compression", e))?;
         let mut tar = tar::Builder::new(compressed);
         tar.mode(tar::HeaderMode::Deterministic);
         let mtime =
@@ -542,7 +549,10 @@ impl<R: Read> ArchiveReader<R> {
         let decryptor = age::Decryptor::new(tap).map_err(header_error)?;
         let decrypted =
             decryptor.decrypt(std::iter::once(key.identity() as &dyn age::Identity)).map_err(header_error)?;
-        let decompressed = zstd::stream::read::Decoder::new(AgeTap { inner: decrypted, shared: shared.clone() })
+        let mut decompressed = zstd::stream::read::Decoder::new(AgeTap { inner: decrypted, shared: shared.clone() })
+            .map_err(|e| Error::Invalid(format!("starting decompression: {e}")))?;
+        decompressed
+            .window_log_max(ZSTD_WINDOW_LOG_MAX)
             .map_err(|e| Error::Invalid(format!("starting decompression: {e}")))?;
         Ok(Self { tar: tar::Archive::new(decompressed), shared, expected })
     }

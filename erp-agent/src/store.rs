@@ -78,6 +78,9 @@ impl Default for StoreOptions {
 pub struct Upload {
     bridge: Option<SyncIoBridge<BufWriter>>,
     handle: Handle,
+    /// Set by the first write, which happens on the blocking thread: only there may `Drop`
+    /// block on the runtime (an upload never written has nothing to abort).
+    written: bool,
 }
 
 impl Upload {
@@ -89,6 +92,7 @@ impl Upload {
 
 impl Write for Upload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.written = true;
         self.bridge.as_mut().expect("not completed").write(buf)
     }
 
@@ -99,7 +103,9 @@ impl Write for Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        if let Some(bridge) = self.bridge.take() {
+        if let Some(bridge) = self.bridge.take()
+            && self.written
+        {
             let mut upload = bridge.into_inner();
             // Always on the blocking thread that wrote, where blocking on the runtime is allowed.
             if let Err(e) = self.handle.block_on(upload.abort()) {
@@ -193,7 +199,8 @@ impl BackupStore {
     /// streamed into the store, then writes the encrypted manifest and, last, the summary.
     /// `manifest` describes the backup (its parts are filled in from what `fill` wrote).
     /// If a complete backup with this id is already stored, returns its summary and runs
-    /// nothing.
+    /// nothing. An error from `fill` (say, `pg_dump` exiting non-zero after its output: check
+    /// it inside `fill`) aborts the upload and stores nothing.
     pub async fn put<F>(&self, manifest: Manifest, recipient: &BackupRecipient, fill: F) -> Result<Summary>
     where
         F: FnOnce(&mut StoreWriter) -> Result<()> + Send + 'static,
@@ -206,7 +213,8 @@ impl BackupStore {
             BufWriter::with_capacity(self.store.clone(), dir.clone().join(ARCHIVE_OBJECT), self.options.part_size)
                 .with_max_concurrency(self.options.max_concurrency.max(1));
         let handle = Handle::current();
-        let upload = Upload { bridge: Some(SyncIoBridge::new_with_handle(upload, handle.clone())), handle };
+        let upload =
+            Upload { bridge: Some(SyncIoBridge::new_with_handle(upload, handle.clone())), handle, written: false };
         let (archive_options, for_archive) = (self.options.archive, recipient.clone());
         let finished = tokio::task::spawn_blocking(move || {
             let mut writer = ArchiveWriter::new(upload, &for_archive, archive_options)?;

@@ -122,28 +122,30 @@ fn a_multi_part_dump_and_a_file_store_round_trip_byte_identical() {
     assert_eq!(manifest.fingerprint["party_party"], 3);
 }
 
-/// The disaster path: age's format, then zstd, then `tar -x` and `cat database/part-*` with
-/// the system's tools give the data back without Tenantry's reader.
+/// The disaster path: the reference `age` command (Debian's, the Go implementation), `zstd`
+/// and `tar` give the data back without any Tenantry code, as the key module documents.
 #[test]
 fn standard_tools_read_the_archive() {
+    e2e::install::ensure_debian_packages(&["age", "zstd", "tar"]).unwrap();
     let key = BackupKey::generate();
     let (bytes, _, _, dir) = archive(&key);
-    let tar = plaintext(&bytes, &key);
     let out = tempfile::tempdir().unwrap();
-    let mut untar = std::process::Command::new("tar")
-        .args(["-x", "-C"])
-        .arg(out.path())
-        .stdin(std::process::Stdio::piped())
-        .spawn()
+    key.write_new(&out.path().join("tenant.key")).unwrap();
+    fs::write(out.path().join("archive.tar.zst.age"), &bytes).unwrap();
+    fs::create_dir(out.path().join("x")).unwrap();
+    let script =
+        "age -d -i tenant.key archive.tar.zst.age | zstd -d | tar -x -C x && cd x && cat database/part-* > ../dump";
+    let run = std::process::Command::new("bash")
+        .args(["-o", "pipefail", "-c", script])
+        .current_dir(out.path())
+        .output()
         .unwrap();
-    untar.stdin.take().unwrap().write_all(&tar).unwrap();
-    assert!(untar.wait().unwrap().success());
-    let cat =
-        std::process::Command::new("sh").args(["-c", "cat database/part-*"]).current_dir(out.path()).output().unwrap();
-    assert_eq!(cat.stdout, dump());
-    assert!(fs::read_dir(out.path().join("database")).unwrap().count() >= 4, "expected several chunks");
-    assert_eq!(tree(&out.path().join("filestore")), tree(&dir.path().join("store")));
-    let manifest = Manifest::from_json(&fs::read(out.path().join("manifest.json")).unwrap()).unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let x = out.path().join("x");
+    assert_eq!(fs::read(out.path().join("dump")).unwrap(), dump());
+    assert!(fs::read_dir(x.join("database")).unwrap().count() >= 4, "expected several chunks");
+    assert_eq!(tree(&x.join("filestore")), tree(&dir.path().join("store")));
+    let manifest = Manifest::from_json(&fs::read(x.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest.parts.len(), 3);
 }
 
@@ -355,4 +357,25 @@ fn an_unfinished_archive_is_refused() {
         // Dropped without finish: what a crash mid-backup leaves.
     }
     assert!(matches!(read(&out, &key, None), Err(Error::Truncated(_) | Error::Corrupt { .. })));
+}
+
+/// The reader bounds zstd's window (restores stay in bounded memory); every level a writer may
+/// use must still read back.
+#[test]
+fn every_compression_level_reads_back() {
+    let key = BackupKey::generate();
+    let data = dump();
+    for zstd_level in [1, 19, 22] {
+        let mut writer =
+            ArchiveWriter::new(Vec::new(), &key.recipient(), ArchiveOptions { zstd_level, chunk_size: 1 << 20 })
+                .unwrap();
+        writer.append_stream("database", data.as_slice()).unwrap();
+        let finished = writer.finish(manifest()).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        ArchiveReader::open(finished.output.as_slice(), &key)
+            .unwrap()
+            .extract(&mut DirectorySink::new(out.path()))
+            .unwrap();
+        assert_eq!(fs::read(out.path().join("database")).unwrap(), data, "level {zstd_level}");
+    }
 }

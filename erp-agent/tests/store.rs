@@ -36,11 +36,33 @@ fn file_store(root: &Path) {
     fs::write(root.join("ab/empty"), b"").unwrap();
 }
 
+/// Incompressible bytes, enough for several upload parts.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect()
+}
+
+/// One store under test, with a scratch directory of its own.
+struct Backend {
+    name: &'static str,
+    store: BackupStore,
+    scratch: tempfile::TempDir,
+    /// The S3 bucket, or the local store's directory.
+    location: String,
+}
+
 /// A directory store and an S3 store (a bucket of its own on the environment's server).
-async fn stores(name: &str) -> Vec<(&'static str, BackupStore, tempfile::TempDir)> {
+async fn stores(name: &str) -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", dir.path().join("backups").display());
-    let local = BackupStore::from_url(&url, StoreOptions::default()).unwrap();
+    let backups = dir.path().join("backups");
+    let local = BackupStore::from_url(&format!("file://{}", backups.display()), StoreOptions::default()).unwrap();
 
     let s3 = e2e::TestEnv::shared().await.s3().await.clone();
     let bucket = format!("{name}-{:08x}", rand::random::<u32>());
@@ -49,12 +71,25 @@ async fn stores(name: &str) -> Vec<(&'static str, BackupStore, tempfile::TempDir
     tokio::task::spawn_blocking(move || endpoint.create_bucket(&create)).await.unwrap().unwrap();
     let options = StoreOptions { config: s3.object_store_options(), ..StoreOptions::default() };
     let remote = BackupStore::from_url(&format!("s3://{bucket}/backups"), options).unwrap();
-    vec![("directory", local, dir), ("s3", remote, tempfile::tempdir().unwrap())]
+    vec![
+        Backend { name: "directory", store: local, scratch: dir, location: backups.display().to_string() },
+        Backend { name: "s3", store: remote, scratch: tempfile::tempdir().unwrap(), location: bucket },
+    ]
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
+    }
+    out
 }
 
 #[tokio::test]
 async fn backups_are_put_listed_verified_extracted_held_and_deleted() {
-    for (backend, store, scratch) in stores("lifecycle").await {
+    for Backend { name: backend, store, scratch, .. } in stores("lifecycle").await {
         let key = BackupKey::generate();
         let files = scratch.path().join("filestore");
         file_store(&files);
@@ -130,19 +165,28 @@ async fn backups_are_put_listed_verified_extracted_held_and_deleted() {
 
 #[tokio::test]
 async fn a_half_written_backup_is_not_listed() {
-    for (backend, store, _scratch) in stores("half").await {
+    for Backend { name: backend, store, location, .. } in stores("half").await {
         let key = BackupKey::generate();
         let m = manifest("acme", 1);
-        // The backup fails half-way (pg_dump died): nothing is listed.
+        // The backup fails half-way (pg_dump died), after several parts were uploaded: nothing
+        // is listed, and nothing is left behind.
         let failed = store
             .put(m.clone(), &key.recipient(), |archive| {
-                archive.append_stream("database", dump().as_slice())?;
+                archive.append_stream("database", noise(30 << 20).as_slice())?;
                 Err(Error::Invalid("pg_dump died".into()))
             })
             .await;
         assert!(matches!(failed, Err(Error::Invalid(_))), "{backend}: {failed:?}");
         assert!(store.list("acme", "production").await.unwrap().is_empty(), "{backend}");
         assert!(store.summary("acme", "production", &m.backup_id).await.unwrap().is_none());
+        if backend == "s3" {
+            let s3 = e2e::TestEnv::shared().await.s3().await.clone();
+            let pending = tokio::task::spawn_blocking(move || s3.pending_multipart_uploads(&location)).await.unwrap();
+            assert_eq!(pending.unwrap(), 0, "the failed backup's upload was not aborted");
+        } else {
+            let leftovers = files_under(Path::new(&location));
+            assert!(leftovers.is_empty(), "the failed backup left {leftovers:?}");
+        }
 
         // Run again with the same id (a resumed operation), it completes and is listed once.
         let summary = store
