@@ -217,3 +217,21 @@ pub(crate) fn report(environment: &Environment, journal: &Journal) -> Report {
         validation: None,
     }
 }
+
+/// Releases what an operation set aside (a replaced database and its file-store folder, named
+/// by [`crate::database::replaced_name`]): dropped for good. Anything else, and above all the
+/// live database, is refused.
+pub async fn release(environment: &Environment, kept: &str) -> Result<()> {
+    let set_aside = matches!(
+        crate::database::parse_derived(kept),
+        Some(crate::database::Derived::Replaced { tenant_database, .. }) if tenant_database == environment.database.as_str()
+    );
+    if !set_aside {
+        return Err(Error::Invalid(format!(
+            "`{kept}` is not a database an operation set aside for {}",
+            environment.database
+        )));
+    }
+    environment.server.drop_database(&DatabaseName::new(kept)?, ErpState::Stopped).await?;
+    environment.filestore.delete(kept).await
+}
