@@ -29,6 +29,10 @@ pub enum Error {
     /// No upgrade path between the two versions (downgrade, same series, gap…).
     #[error(transparent)]
     UpgradePlan(#[from] crate::catalogue::PlanError),
+    /// A stage of a major upgrade failed: its key (`7.0-7.2/post/<id>`), the catalogue step it
+    /// ran (`update-all` for the new series' update), and why (the SQL error, the ERP's log tail).
+    #[error("upgrade stage {stage} (step `{step}`) failed: {reason}")]
+    MigrationStage { stage: String, step: String, reason: String },
 }
 
 impl Error {
@@ -42,6 +46,7 @@ impl Error {
             Self::Erp { .. } => "erp",
             Self::Catalogue { .. } => "catalogue",
             Self::UpgradePlan(_) => "upgrade-plan",
+            Self::MigrationStage { .. } => "migration-stage",
         }
     }
 }

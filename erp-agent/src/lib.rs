@@ -14,6 +14,7 @@ pub mod cutover;
 pub mod erp;
 pub mod error;
 pub mod journal;
+pub mod migrate;
 pub mod report;
 pub mod retention;
 
