@@ -205,3 +205,52 @@ async fn run_step(
         StepAction::Script { script } => erp.console.run_script(&database.name, &step.id, script).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::catalogue::{Catalogue, plan};
+
+    #[test]
+    fn the_hops_stages_in_turn_are_the_plans_stages() {
+        let activated: BTreeSet<String> = ["ir", "res", "party", "stock", "account"].map(String::from).into();
+        let plan = plan(
+            "tryton",
+            "7.0.59".parse().unwrap(),
+            "8.2.1".parse().unwrap(),
+            &activated,
+            &Catalogue::shipped().unwrap(),
+        )
+        .unwrap();
+        let by_hop: Vec<String> = plan.hops.iter().flat_map(hop_stages).map(|s| s.key()).collect();
+        let whole: Vec<String> = plan.stages().iter().map(|s| s.key()).collect();
+        assert_eq!(by_hop, whole);
+        for hop in &plan.hops {
+            let keys: Vec<String> = hop_stages(hop).iter().map(|s| s.key()).collect();
+            assert!(keys.iter().all(|k| k.starts_with(&format!("{}/", hop_key(hop)))), "{keys:?}");
+            assert_eq!(keys.iter().filter(|k| k.ends_with("/update-all")).count(), 1, "{keys:?}");
+        }
+    }
+
+    #[test]
+    fn a_work_database_shows_no_password() {
+        let server = PgConnectOptions::new_without_pgpass().host("db").username("agent").password("s3cret-pw");
+        let database = WorkDatabase::on_server(&server, "tenant_acme_upgrade");
+        assert_eq!(database.connect.get_database(), Some("tenant_acme_upgrade"));
+        let shown = format!("{database:?}");
+        assert!(shown.contains("tenant_acme_upgrade") && !shown.contains("s3cret-pw"), "{shown}");
+    }
+
+    #[test]
+    fn a_failed_stage_names_its_key_and_step() {
+        let error = Error::MigrationStage {
+            stage: "7.0-7.2/update-all".into(),
+            step: UPDATE_ALL.into(),
+            reason: "boom".into(),
+        };
+        assert_eq!(error.to_string(), "upgrade stage 7.0-7.2/update-all (step `update-all`) failed: boom");
+        assert_eq!(error.kind(), "migration-stage");
+    }
+}

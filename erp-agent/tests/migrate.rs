@@ -233,6 +233,8 @@ async fn a_failing_post_step_names_the_step_and_stops() {
     let plan = plan("tryton", version(&old), version(&new), &fixture.activated_modules().await, &catalogue).unwrap();
     let erp = fixture.erp("7.2").await;
     let mut reports = Vec::new();
+    let admin_hash = "SELECT password_hash::text FROM res_user WHERE login = 'admin'";
+    let hash_before = fixture.strings(admin_hash).await;
 
     let error = run_plan(&plan, |_| Ok(erp.clone()), &fixture.database, &mut reports).await.unwrap_err();
 
@@ -248,15 +250,21 @@ async fn a_failing_post_step_names_the_step_and_stops() {
         [
             "7.0-7.2/pre/tryton-7.2-empty-foreign-keys-to-null",
             "7.0-7.2/update-all",
+            "7.0-7.2/post/provider-reset-admin-password",
             "7.0-7.2/post/provider-mark-upgraded",
             broken,
         ]
     );
     let outcomes: Vec<_> = reports.iter().map(|r| r.outcome.clone()).collect();
-    assert_eq!(outcomes, [StepOutcome::Done, StepOutcome::Done, StepOutcome::Done, StepOutcome::Failed]);
-    assert!(reports[3].detail.as_deref().is_some_and(|d| d.contains("syntax error")), "{:?}", reports[3].detail);
+    let done = StepOutcome::Done;
+    assert_eq!(outcomes, [done.clone(), done.clone(), done.clone(), done, StepOutcome::Failed]);
+    assert!(reports[4].detail.as_deref().is_some_and(|d| d.contains("syntax error")), "{:?}", reports[4].detail);
 
-    // The step before ran; the failed step's statements were one transaction (its first
+    // The admin step ran with the target series' command (a fresh hash of the same password).
+    let hash_after = fixture.strings(admin_hash).await;
+    assert_eq!(hash_after.len(), 1);
+    assert_ne!(hash_after, hash_before, "trytond-admin -p rewrote the admin's password hash");
+    // The SQL step before ran; the failed step's statements were one transaction (its first
     // statement is undone); the step after never ran.
     assert_eq!(fixture.count("SELECT count(*) FROM tenantry_upgrade_mark").await, 1);
     let table = |name: &str| format!("SELECT count(*) FROM pg_tables WHERE tablename = '{name}'");
@@ -272,6 +280,7 @@ profile = "tryton"
 from = "7.0"
 to = "7.2"
 steps = [
+  { id = "provider-reset-admin-password", phase = "post", kind = "admin", repeatable = true, description = "sets the admin password from TRYTONPASSFILE", source = "test", args = ["-p"] },
   { id = "provider-mark-upgraded", phase = "post", kind = "sql", repeatable = false, description = "marks the database", source = "test", sql = "CREATE TABLE tenantry_upgrade_mark (at timestamp); INSERT INTO tenantry_upgrade_mark VALUES (now());" },
   { id = "provider-broken-statement", phase = "post", kind = "sql", repeatable = true, description = "fails", source = "test", sql = "CREATE TABLE tenantry_half_done (x int); SELEC 1;" },
   { id = "provider-after-the-failure", phase = "post", kind = "sql", repeatable = true, description = "must not run", source = "test", sql = "CREATE TABLE tenantry_never (x int);" },
