@@ -43,6 +43,11 @@
 //! 4. after a crash or a failure, drops the hop's unfinished copy and starts that hop again from
 //!    a new copy of its input.
 //!
+//! The runner itself therefore never consults a step's `repeatable` flag and keeps no
+//! per-stage progress: within a hop every stage runs exactly once, in order, on a database no
+//! earlier attempt touched. There is no time limit on a stage either (an update-all of a large
+//! database takes long); the caller bounds the whole operation.
+//!
 //! [`run_plan`] runs every hop of a plan in order on one database: for a caller that restarts a
 //! failed upgrade from its very beginning (a test, a rehearsal on a throw-away copy).
 //!
