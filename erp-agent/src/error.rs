@@ -72,6 +72,10 @@ pub enum Error {
     /// An external program (`pg_dump`, `pg_restore`, `psql`, …) failed or could not start.
     #[error("{program} {status}: {tail}")]
     Tool { program: String, status: String, tail: String },
+    /// A stage of a major upgrade failed: its key (`7.0-7.2/post/<id>`), the catalogue step it
+    /// ran (`update-all` for the new series' update), and why (the SQL error, the ERP's log tail).
+    #[error("upgrade stage {stage} (step `{step}`) failed: {reason}")]
+    MigrationStage { stage: String, step: String, reason: String },
 }
 
 impl Error {
@@ -98,6 +102,7 @@ impl Error {
             Self::Missing { .. } => "missing",
             Self::Tool { .. } => "tool",
             Self::StillLive(_) => "still_live",
+            Self::MigrationStage { .. } => "migration-stage",
         }
     }
 

@@ -20,6 +20,7 @@ pub mod fingerprint;
 pub mod journal;
 pub mod key;
 pub mod manifest;
+pub mod migrate;
 pub mod neutralize;
 pub mod ops;
 pub mod report;
