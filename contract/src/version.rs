@@ -19,10 +19,46 @@ pub enum VersionError {
     DevelopmentInProduction(ErpVersion),
 }
 
+/// A release series `A.B`: what images, packages and migration steps are keyed by. Ordered by
+/// (A, B), so 7.8 < 8.0 < 8.2 and 7.10 > 7.8, which comparing the text would get wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ErpSeries {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl ErpSeries {
+    /// An odd B marks a development series.
+    pub fn is_development(&self) -> bool {
+        self.minor % 2 == 1
+    }
+}
+
+impl FromStr for ErpSeries {
+    type Err = VersionError;
+
+    /// Reads `A.B` by the same rules as a version's first two numbers.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let version: ErpVersion = format!("{text}.0").parse().map_err(|_| VersionError::Malformed(text.to_string()))?;
+        Ok(version.erp_series())
+    }
+}
+
+impl fmt::Display for ErpSeries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
 impl ErpVersion {
     /// The series `A.B` that images and package names are keyed by.
     pub fn series(&self) -> String {
-        format!("{}.{}", self.major, self.minor)
+        self.erp_series().to_string()
+    }
+
+    /// The series as an ordered value, for comparing series rather than their text.
+    pub fn erp_series(&self) -> ErpSeries {
+        ErpSeries { major: self.major, minor: self.minor }
     }
 
     /// An odd B marks a development release.
@@ -92,6 +128,20 @@ mod tests {
         let stable: ErpVersion = "7.2.3".parse().unwrap();
         assert!(!stable.is_development());
         assert_eq!(stable.check_production(), Ok(stable));
+    }
+
+    #[test]
+    fn series_parse_order_and_print() {
+        let parse = |s: &str| s.parse::<ErpSeries>().unwrap();
+        assert_eq!(parse("7.8"), ErpSeries { major: 7, minor: 8 });
+        assert!(parse("7.8") < parse("7.10"));
+        assert!(parse("7.10") < parse("8.0"));
+        assert_eq!(parse("8.2").to_string(), "8.2");
+        assert!(parse("7.3").is_development() && !parse("7.4").is_development());
+        assert_eq!("7.0.59".parse::<ErpVersion>().unwrap().erp_series(), parse("7.0"));
+        for bad in ["", "7", "7.0.1", "07.0", "7.x", "7."] {
+            assert_eq!(bad.parse::<ErpSeries>(), Err(VersionError::Malformed(bad.into())), "{bad:?}");
+        }
     }
 
     #[test]

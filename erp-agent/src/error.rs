@@ -36,6 +36,22 @@ pub enum Error {
     /// The backup is held and cannot be deleted until it is released.
     #[error("backup {0} is held; release it before deleting it")]
     Held(String),
+    /// The ERP's admin command failed: which command, on which module, and its log's last lines.
+    #[error("{command} failed ({status}){}:\n{log_tail}", module.as_ref().map(|m| format!(" in module {m}")).unwrap_or_default())]
+    Erp { command: String, status: String, module: Option<String>, log_tail: String },
+    /// What was found is not what the operation expects (names taken, a copy missing): nothing
+    /// was changed, a person must look.
+    #[error("{0}")]
+    Conflict(String),
+    /// A journal that cannot be read or does not belong to the operation asked for.
+    #[error("{0}")]
+    Journal(String),
+    /// A migration-step file (shipped or a provider's) is malformed or conflicts with another.
+    #[error("migration catalogue {origin}: {reason}")]
+    Catalogue { origin: String, reason: String },
+    /// No upgrade path between the two versions (downgrade, same series, gap…).
+    #[error(transparent)]
+    UpgradePlan(#[from] crate::catalogue::PlanError),
 }
 
 impl Error {
@@ -51,6 +67,11 @@ impl Error {
             Self::Truncated(_) => "truncated",
             Self::Store { .. } => "store",
             Self::Held(_) => "held",
+            Self::Journal(_) => "journal",
+            Self::Conflict(_) => "conflict",
+            Self::Erp { .. } => "erp",
+            Self::Catalogue { .. } => "catalogue",
+            Self::UpgradePlan(_) => "upgrade-plan",
         }
     }
 }

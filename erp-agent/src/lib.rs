@@ -10,9 +10,15 @@
 //! database; the single-server runtime calls this library directly.
 
 pub mod archive;
+pub mod catalogue;
+pub mod cutover;
+pub mod erp;
 pub mod error;
+pub mod journal;
 pub mod key;
 pub mod manifest;
+pub mod report;
+pub mod retention;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -146,6 +146,7 @@ pub async fn run(
         children: cache,
         tenants: tenant_store,
         retries: FailureBackoff::new(config.retry_delays),
+        status_pacer: Default::default(),
     });
     let reconciles = controller.run(reconcile, error_policy, context).for_each(|result| async move {
         if let Err(e) = result {

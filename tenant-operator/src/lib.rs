@@ -17,6 +17,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod model;
+pub mod pacing;
 pub mod profile;
 pub mod quantity;
 pub mod reconcile;

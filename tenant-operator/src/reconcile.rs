@@ -25,9 +25,10 @@ use crate::error::{Error, Result};
 use crate::events::{EventPublisher, Severity};
 use crate::metrics::Metrics;
 use crate::model::TenantModel;
+use crate::pacing::{Decision, StatusPacer};
 use crate::profile::ImageDefaults;
 use crate::retry::FailureBackoff;
-use crate::status::{self, EnvironmentObserved, Observed, Readiness};
+use crate::status::{self, Change, EnvironmentObserved, Observed, Readiness};
 
 pub const FINALIZER: &str = "tenantry.dev/cleanup";
 /// Even with nothing changing, look again this often (watches can miss what happens while the
@@ -52,6 +53,8 @@ pub struct Context {
     pub tenants: reflector::Store<Tenant>,
     /// When each failing Tenant is tried again.
     pub retries: FailureBackoff,
+    /// When each Tenant's status progress is written.
+    pub status_pacer: StatusPacer,
 }
 
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
@@ -99,7 +102,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         Admission::Admitted { model, quota_problems } => (*model, quota_problems),
         Admission::Refused { invalid, host_taken } => {
             let status = status::invalid(&invalid.to_string(), &previous, generation, &now);
-            write_status(tenant, &previous, status, ctx).await?;
+            write_status(tenant, &previous, status, false, ctx).await?;
             // A host is freed by another Tenant's change, which does not wake this one.
             return Ok(if host_taken { Action::requeue(HOST_RECHECK) } else { Action::await_change() });
         }
@@ -113,8 +116,8 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     // A namespace left terminating by an earlier Tenant of this name must finish first.
     if ctx.children.seen("", &ChildKey::namespace(&model.namespace)).is_some_and(|seen| seen.terminating) {
         let message = format!("waiting for namespace {} to finish terminating", model.namespace);
-        write_status(tenant, &previous, status::with_phase(Phase::Pending, &message, &previous, generation, &now), ctx)
-            .await?;
+        let status = status::with_phase(Phase::Pending, &message, &previous, generation, &now);
+        write_status(tenant, &previous, status, false, ctx).await?;
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
 
@@ -166,10 +169,11 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         false => ("False", "QuotaTooSmall", quota_problems.join("; ")),
     };
     status::set_condition(&mut status.conditions, condition::QUOTA_FITS, fits, reason, &message, generation, &now);
-    write_status(tenant, &previous, status, ctx).await?;
+    // A failure to apply is news, even when the message is all that changed.
+    let deferred = write_status(tenant, &previous, status, apply_error.is_some(), ctx).await?;
     match apply_error {
         Some(e) => Err(e),
-        None => Ok(Action::requeue(RESYNC)),
+        None => Ok(Action::requeue(deferred.map_or(RESYNC, |after| after.min(RESYNC)))),
     }
 }
 
@@ -313,8 +317,9 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let previous = tenant.status.clone().unwrap_or_default();
     let generation = tenant.metadata.generation.unwrap_or_default();
     let message = format!("deleting (deletionPolicy {:?})", tenant.spec.deletion_policy);
-    write_status(tenant, &previous, status::with_phase(Phase::Deleting, &message, &previous, generation, &now()), ctx)
-        .await?;
+    let status = status::with_phase(Phase::Deleting, &message, &previous, generation, &now());
+    write_status(tenant, &previous, status, false, ctx).await?;
+    ctx.status_pacer.forget(&name);
 
     ctx.children.forget_records(&namespace);
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
@@ -380,12 +385,27 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-/// Writes the status when it differs from what is there, with one event per phase change.
-async fn write_status(tenant: &Tenant, previous: &TenantStatus, status: TenantStatus, ctx: &Context) -> Result<()> {
-    if *previous == status {
-        return Ok(());
-    }
+/// Writes the status when it differs from what is there, news at once and progress at the
+/// status pacer's pace ([`crate::pacing`]), with one event per phase change. Returns when to
+/// look again for progress left unwritten.
+async fn write_status(
+    tenant: &Tenant,
+    previous: &TenantStatus,
+    status: TenantStatus,
+    news: bool,
+    ctx: &Context,
+) -> Result<Option<Duration>> {
     let name = tenant.name_any();
+    let change = match status::change(previous, &status) {
+        Change::Progress if news => Change::Significant,
+        change => change,
+    };
+    let now = std::time::Instant::now();
+    match ctx.status_pacer.decide(&name, change, now) {
+        Decision::Skip => return Ok(None),
+        Decision::Defer(after) => return Ok(Some(after)),
+        Decision::Write => {}
+    }
     let tenants: Api<Tenant> = Api::all(ctx.client.clone());
     let patch = json!({"apiVersion": "tenantry.dev/v1alpha1", "kind": "Tenant", "status": status});
     ctx.metrics.api_write("Tenant", "patch_status");
@@ -393,6 +413,7 @@ async fn write_status(tenant: &Tenant, previous: &TenantStatus, status: TenantSt
         .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(|e| Error::kube(&name, e))?;
+    ctx.status_pacer.written(&name, now);
     if previous.phase != status.phase
         && let Some(phase) = status.phase
     {
@@ -406,7 +427,7 @@ async fn write_status(tenant: &Tenant, previous: &TenantStatus, status: TenantSt
             if matches!(phase, Phase::Invalid | Phase::Degraded) { Severity::Warning } else { Severity::Normal };
         publish(ctx, tenant, severity, &phase.to_string(), &message).await;
     }
-    Ok(())
+    Ok(None)
 }
 
 async fn publish(ctx: &Context, tenant: &Tenant, severity: Severity, reason: &str, note: &str) {

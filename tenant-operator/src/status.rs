@@ -152,6 +152,79 @@ pub fn with_phase(phase: Phase, message: &str, previous: &TenantStatus, generati
     status
 }
 
+/// How much a new status differs from the one in the cluster, which decides how soon it is
+/// written (see [`crate::pacing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// Nothing a reader could see.
+    None,
+    /// Finer progress within the same phase: a waiting message that moved on, the web client or
+    /// one environment ready before the rest. It rides along with the next write.
+    Progress,
+    /// What a reader acts on: another phase, the spec acted on, something that got worse, an
+    /// address, or one of the steps the customer's progress page shows (the database ready, the
+    /// ERP server ready).
+    Significant,
+}
+
+/// Conditions whose waiting detail (reason and message while the status stays the same) is
+/// progress, not news.
+const READINESS_DETAIL: [&str; 4] =
+    [condition::DATABASE_READY, condition::SERVER_READY, condition::WEB_READY, condition::READY];
+/// Conditions whose turning True is progress: no page shows it as a step of its own, and the
+/// tenant's `Ready` follows it.
+const PROGRESS_WHEN_TRUE: [&str; 1] = [condition::WEB_READY];
+
+/// Classifies the difference between two statuses (pure).
+pub fn change(previous: &TenantStatus, next: &TenantStatus) -> Change {
+    if previous == next {
+        return Change::None;
+    }
+    if previous.phase != next.phase
+        || previous.observed_generation != next.observed_generation
+        || previous.url != next.url
+    {
+        return Change::Significant;
+    }
+    let addresses = |status: &TenantStatus| {
+        status.environments.iter().map(|e| (e.name.clone(), e.version.clone(), e.url.clone())).collect::<Vec<_>>()
+    };
+    if addresses(previous) != addresses(next) {
+        return Change::Significant;
+    }
+    let became_unready =
+        previous.environments.iter().zip(&next.environments).any(|(before, after)| before.ready && !after.ready);
+    if became_unready {
+        return Change::Significant;
+    }
+    let types: std::collections::BTreeSet<&str> =
+        previous.conditions.iter().chain(&next.conditions).map(|c| c.type_.as_str()).collect();
+    let mut change = Change::Progress;
+    for type_ in types {
+        let find = |status: &'_ TenantStatus| status.conditions.iter().find(|c| c.type_ == type_).cloned();
+        let this = match (find(previous), find(next)) {
+            (Some(before), Some(after)) if before.status != after.status => {
+                if PROGRESS_WHEN_TRUE.contains(&type_) && after.status == "True" {
+                    Change::Progress
+                } else {
+                    Change::Significant
+                }
+            }
+            (Some(before), Some(after)) if before.reason != after.reason || before.message != after.message => {
+                if READINESS_DETAIL.contains(&type_) {
+                    Change::Progress
+                } else {
+                    Change::Significant
+                }
+            }
+            (Some(_), Some(_)) => Change::Progress,
+            _ => Change::Significant,
+        };
+        change = change.max(this);
+    }
+    change
+}
+
 fn readiness_parts(readiness: &Readiness, ready_message: &str) -> (bool, &'static str, String) {
     match readiness {
         Readiness::Ready => (true, "Ready", ready_message.to_string()),
@@ -220,6 +293,80 @@ mod tests {
 
     fn condition<'a>(status: &'a TenantStatus, type_: &str) -> &'a Condition {
         status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    fn waiting(what: &str) -> Readiness {
+        Readiness::Waiting(what.into())
+    }
+
+    #[test]
+    fn progress_within_a_phase_is_told_apart_from_news() {
+        let model = model(true, false);
+        let status = |database: Readiness, servers: [Readiness; 2], webs: [Readiness; 2], previous: &TenantStatus| {
+            let environments =
+                servers.into_iter().zip(webs).map(|(server, web)| EnvironmentObserved { server, web }).collect();
+            for_model(&model, &Observed { database, environments, apply_error: None }, previous, 1, "T")
+        };
+        let start = status(
+            waiting("postgres 0/1 ready"),
+            [waiting("erp-server-production 0/1 ready"), waiting("erp-server-test 0/1 ready")],
+            [waiting("erp-web-production 0/1 ready"), waiting("erp-web-test 0/1 ready")],
+            &TenantStatus::default(),
+        );
+        assert_eq!(change(&TenantStatus::default(), &start), Change::Significant, "the first status");
+        assert_eq!(change(&start, &start.clone()), Change::None);
+
+        // A waiting message that moved on.
+        let db_job = status(
+            waiting("job db-init-1 has not completed"),
+            [waiting("erp-server-production 0/1 ready"), waiting("erp-server-test 0/1 ready")],
+            [waiting("erp-web-production 0/1 ready"), waiting("erp-web-test 0/1 ready")],
+            &start,
+        );
+        assert_eq!(change(&start, &db_job), Change::Progress);
+        // The web clients ready, one environment's then both.
+        let one_web = status(
+            waiting("job db-init-1 has not completed"),
+            [waiting("erp-server-production 0/1 ready"), waiting("erp-server-test 0/1 ready")],
+            [Readiness::Ready, waiting("erp-web-test 0/1 ready")],
+            &db_job,
+        );
+        assert_eq!(change(&db_job, &one_web), Change::Progress);
+        let webs = status(
+            waiting("job db-init-1 has not completed"),
+            [waiting("erp-server-production 0/1 ready"), waiting("erp-server-test 0/1 ready")],
+            [Readiness::Ready, Readiness::Ready],
+            &one_web,
+        );
+        assert_eq!(change(&one_web, &webs), Change::Progress);
+        // The database: a step of the customer's progress page.
+        let database = status(
+            Readiness::Ready,
+            [waiting("erp-server-production 0/1 ready"), waiting("erp-server-test 0/1 ready")],
+            [Readiness::Ready, Readiness::Ready],
+            &webs,
+        );
+        assert_eq!(change(&webs, &database), Change::Significant);
+        let ready = status(
+            Readiness::Ready,
+            [Readiness::Ready, Readiness::Ready],
+            [Readiness::Ready, Readiness::Ready],
+            &database,
+        );
+        assert_eq!(change(&database, &ready), Change::Significant, "Ready");
+        // Anything getting worse is news at once, the web client too.
+        let web_lost = status(
+            Readiness::Ready,
+            [Readiness::Ready, Readiness::Ready],
+            [Readiness::Ready, waiting("erp-web-test 0/1 ready")],
+            &ready,
+        );
+        assert_eq!(change(&ready, &web_lost), Change::Significant);
+        // Another generation acted on.
+        let regenerated = for_model(&model, &all_ready(2), &ready, 2, "T");
+        assert_eq!(change(&ready, &regenerated), Change::Significant);
+        // An invalid spec.
+        assert_eq!(change(&ready, &invalid("bad", &ready, 1, "T")), Change::Significant);
     }
 
     #[test]
