@@ -97,11 +97,11 @@ impl Error {
             Self::Store { .. } => "store",
             Self::Held(_) => "held",
             Self::Database { .. } => "database",
-            Self::InUse { .. } => "in_use",
-            Self::AlreadyExists { .. } => "already_exists",
+            Self::InUse { .. } => "in-use",
+            Self::AlreadyExists { .. } => "already-exists",
             Self::Missing { .. } => "missing",
             Self::Tool { .. } => "tool",
-            Self::StillLive(_) => "still_live",
+            Self::StillLive(_) => "still-live",
             Self::MigrationStage { .. } => "migration-stage",
         }
     }

@@ -238,6 +238,23 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// What [`crate::retention`] needs to know of this backup.
+    pub fn retention_entry(&self) -> crate::retention::BackupEntry {
+        use crate::retention::BackupKind as Retention;
+        crate::retention::BackupEntry {
+            id: self.backup_id.to_string(),
+            created_at: self.created_at,
+            kind: match self.kind {
+                BackupKind::Scheduled => Retention::Scheduled,
+                BackupKind::Manual => Retention::Manual,
+                BackupKind::BeforeOperation { .. } => Retention::BeforeOperation,
+            },
+            held: self.held,
+        }
+    }
+}
+
 /// Timestamps as RFC 3339 in UTC with a `Z`, whole seconds or finer as given.
 mod rfc3339 {
     use super::*;
@@ -280,6 +297,19 @@ mod tests {
         assert_eq!(json["created_at"], "2026-12-06T18:00:00Z");
         assert_eq!(json["fingerprint"]["party_party"], 50);
         assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
+    }
+
+    #[test]
+    fn retention_sees_the_summary_as_it_is() {
+        let m = manifest();
+        let digest = ObjectDigest { bytes: 10, sha256: "00".repeat(32) };
+        let mut summary = Summary::new(&m, digest, "0123456789abcdef".into());
+        summary.held = true;
+        let entry = summary.retention_entry();
+        assert_eq!(entry.id, m.backup_id.to_string());
+        assert_eq!(entry.created_at, m.created_at);
+        assert_eq!(entry.kind, crate::retention::BackupKind::BeforeOperation);
+        assert!(entry.held);
     }
 
     #[test]
