@@ -39,7 +39,9 @@ impl TrytonConfig {
     /// server (its own port and admin password file) over the databases and files of another
     /// configuration.
     pub fn write_with_data(dir: &Path, postgres_port: u16, data: &Path) -> Result<Self> {
-        fs::create_dir_all(data).context(|| format!("creating {}", data.display()))?;
+        for needed in [dir, data] {
+            fs::create_dir_all(needed).context(|| format!("creating {}", needed.display()))?;
+        }
         let port = free_port()?;
         let path = dir.join("trytond.conf");
         let text = format!(
