@@ -18,6 +18,7 @@ async fn copy_refuses_a_database_in_use_and_names_who_uses_it() {
     let target = common::unique_name("in_use_copy");
 
     // A real ERP server holding a session on the source.
+    tryton.set_admin_password(&source).await;
     let server = tryton.install.start_server(&tryton.workdir, &tryton.config).await.unwrap();
     let session = server.login(source.as_str(), ADMIN_LOGIN, tryton.config.admin_password()).await.unwrap();
     assert!(!tryton.server.sessions(&source).await.unwrap().is_empty());

@@ -24,7 +24,8 @@ pub struct Tryton {
     pub postgres: &'static Postgres,
     pub server: DatabaseServer,
     pub store: FileStore,
-    /// The database of real data tests copy from; never changed by a test.
+    /// The database of real data tests copy from; never changed by a test. Its `admin` has
+    /// the password of the configuration that made it: see [`Tryton::set_admin_password`].
     pub template: DatabaseName,
     pub workdir: Arc<WorkDir>,
 }
@@ -48,19 +49,55 @@ async fn prepare(series: &str) -> Tryton {
         ServerAddress::from_url(&postgres.url("postgres")).expect("database URL"),
         PgTools::in_dir(postgres.bin_dir()),
     );
-    let store = FileStore::new(config.dir().join("data"));
-    // Unique in the shared server, which other test processes use at the same time.
-    let template = unique_name(&format!("fixture_{}", series.replace('.', "_")));
-    install.create_database(postgres, &config, template.as_str()).await.expect("trytond-admin --all");
-    fixture::activate_modules(&install, &config, template.as_str()).await.expect("activating the fixture's modules");
-    let initialised = started.elapsed();
-    fixture::create(&install, &config, template.as_str(), &FixtureSize::small()).await.expect("creating the fixture");
-    eprintln!(
-        "Tryton {series}: installed and initialised with {:?} in {initialised:.1?}, fixture in {:.1?}",
-        e2e::tryton::MODULES,
-        started.elapsed() - initialised
-    );
+    // One template per PostgreSQL server, series and fixture: under `testenv exec` every test
+    // process shares the server, and preparing a sale database takes a minute or more. Its
+    // attachments live in a file store shared the same way (this configuration's `data` folder
+    // is a link to it), so copies of the template find them.
+    let shared = std::env::temp_dir().join(format!("tenantry-erp-agent-{}", postgres.port()));
+    let data = shared.join("data");
+    std::fs::create_dir_all(&data).expect("shared file store");
+    let own_data = config.dir().join("data");
+    std::fs::remove_dir(&own_data).expect("the configuration's empty file store");
+    std::os::unix::fs::symlink(&data, &own_data).expect("linking the shared file store");
+    let store = FileStore::new(&own_data);
+    let template = template_name(series);
+
+    let lock = std::fs::File::create(shared.join(format!("{template}.lock"))).expect("template lock file");
+    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock)).await.unwrap().expect("template lock");
+    if server.exists(&template).await.expect("looking for the template") {
+        eprintln!("Tryton {series}: template {template} ready");
+    } else {
+        // Built under a temporary name and renamed when complete: a process killed half-way
+        // leaves no half-made template behind the final name.
+        let building = unique_name("fixture_building");
+        install.create_database(postgres, &config, building.as_str()).await.expect("trytond-admin --all");
+        fixture::activate_modules(&install, &config, building.as_str())
+            .await
+            .expect("activating the fixture's modules");
+        let initialised = started.elapsed();
+        fixture::create(&install, &config, building.as_str(), &FixtureSize::small())
+            .await
+            .expect("creating the fixture");
+        store.delete(template.as_str()).await.expect("clearing a stale template folder");
+        server.rename(&building, &template, ErpState::Stopped).await.expect("publishing the template database");
+        store.rename(building.as_str(), template.as_str()).await.expect("publishing the template's file store");
+        eprintln!(
+            "Tryton {series}: installed and initialised with {:?} in {initialised:.1?}, fixture in {:.1?}",
+            e2e::tryton::MODULES,
+            started.elapsed() - initialised
+        );
+    }
+    drop(lock);
     Tryton { install, config, postgres, server, store, template, workdir }
+}
+
+/// Named after what it holds (series, requirement list, fixture size), so a long-running
+/// environment (`testenv up`) never hands out a template made from other code.
+fn template_name(series: &str) -> DatabaseName {
+    use sha2::{Digest, Sha256};
+    let recipe = format!("{:?} {:?}", e2e::tryton::requirements(series).unwrap(), FixtureSize::small());
+    let hash = hex::encode(&Sha256::digest(recipe.as_bytes())[..4]);
+    DatabaseName::new(format!("tenantry_fixture_{}_{hash}", series.replace('.', "_"))).unwrap()
 }
 
 impl Tryton {
@@ -70,6 +107,14 @@ impl Tryton {
         self.server.copy(&self.template, &name, ErpState::MayBeRunning).await.expect("copying the template database");
         self.store.copy(self.template.as_str(), name.as_str()).await.expect("copying the template's file store");
         name
+    }
+
+    /// Gives `database`'s `admin` this configuration's password (`trytond-admin -p`), for a
+    /// test that logs in to a copy of a template another process made.
+    pub async fn set_admin_password(&self, database: &DatabaseName) {
+        e2e::process::run_async(self.install.admin(&self.config).args(["-d", database.as_str(), "-p"]))
+            .await
+            .expect("trytond-admin -p");
     }
 }
 
