@@ -134,7 +134,7 @@ async fn backup_restore_round_trip() {
 
         let key = BackupKey::generate();
         let summary = take_backup(&env, &store, &key, scratch.path()).await;
-        assert_eq!(store.list(&env.tenant, "production").await.unwrap(), [summary.clone()], "{backend}");
+        assert_eq!(store.list(&env.tenant, "production").await.unwrap(), std::slice::from_ref(&summary), "{backend}");
 
         damage(tryton, &database).await;
         assert_ne!(read_back(tryton, &database).await, before, "the damage shows");

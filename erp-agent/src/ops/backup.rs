@@ -125,7 +125,7 @@ async fn write(
         .fetch_one(&mut *snapshot)
         .await
         .map_err(Error::database("exporting the backup's snapshot"))?;
-    let fingerprint = crate::fingerprint::read_in(&mut *snapshot).await?;
+    let fingerprint = crate::fingerprint::read_in(&mut snapshot).await?;
 
     let mut manifest = Manifest::new(
         prepared.backup_id.clone(),
