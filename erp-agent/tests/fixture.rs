@@ -85,3 +85,25 @@ async fn benchmark_sized_fixture() {
         inventory.files
     );
 }
+
+/// The fixture, the fingerprint and the neutralization contract on every supported series
+/// (a minute or two each): run by hand with `--ignored` when a series is added.
+#[tokio::test]
+#[ignore = "every series: about ten minutes"]
+async fn fixture_and_neutralization_work_on_every_supported_series() {
+    for series in e2e::tryton::SUPPORTED_SERIES {
+        let started = Instant::now();
+        let tryton = common::tryton(series).await;
+        let read = fixture::read_back(&tryton.install, &tryton.config, tryton.template.as_str()).await.unwrap();
+        let size = FixtureSize::small();
+        assert_eq!((read.sales, read.sale_lines), (u64::from(size.sales), u64::from(size.sales * size.lines_per_sale)));
+        assert_eq!(read.attachment_bytes, u64::from(size.attachments * size.attachment_bytes), "{series}");
+        let copy = tryton.copy_of_template("every_series").await;
+        let mut connection = tryton.server.connect(copy.as_str()).await.unwrap();
+        let fingerprint = erp_agent::fingerprint::read(&mut connection).await.unwrap();
+        assert!(fingerprint.modules.contains("sale") && fingerprint.modules.contains("company"), "{series}");
+        erp_agent::neutralize::neutralize(&mut connection, copy.as_str(), tryton.template.as_str()).await.unwrap();
+        erp_agent::neutralize::verify(&mut connection).await.unwrap();
+        eprintln!("Tryton {series}: fixture, fingerprint and neutralization in {:.1?}", started.elapsed());
+    }
+}
