@@ -23,6 +23,7 @@ use crate::kubelet::{NodeCapacity, SimulatedKubelet};
 use crate::postgres::{Postgres, PostgresServer};
 use crate::process::WorkDir;
 use crate::redis_server::Redis;
+use crate::s3_server::{S3Endpoint, S3Server};
 
 /// Names the state file of a running environment.
 pub const STATE_VAR: &str = "TENANTRY_TESTENV";
@@ -36,16 +37,23 @@ pub struct EnvInfo {
     pub server: String,
     pub postgres: Postgres,
     pub redis_url: String,
+    pub s3: S3Endpoint,
 }
 
 impl EnvInfo {
     /// Shell `export` lines for a person or a script.
     pub fn exports(&self, state_file: &Path) -> String {
         format!(
-            "export KUBECONFIG={}\nexport DATABASE_URL={}\nexport REDIS_URL={}\nexport {STATE_VAR}={}\n",
+            "export KUBECONFIG={}\nexport DATABASE_URL={}\nexport REDIS_URL={}\n\
+             export AWS_ENDPOINT_URL={}\nexport AWS_REGION={}\nexport AWS_ACCESS_KEY_ID={}\n\
+             export AWS_SECRET_ACCESS_KEY={}\nexport AWS_ALLOW_HTTP=true\nexport {STATE_VAR}={}\n",
             self.kubeconfig.display(),
             self.postgres.url("postgres"),
             self.redis_url,
+            self.s3.endpoint,
+            self.s3.region,
+            self.s3.access_key_id,
+            self.s3.secret_access_key,
             state_file.display(),
         )
     }
@@ -56,13 +64,14 @@ impl EnvInfo {
     }
 }
 
-/// A whole environment owned by this process: cluster with simulated kubelet, PostgreSQL and
-/// Redis. Dropping it stops everything and removes its directory.
+/// A whole environment owned by this process: cluster with simulated kubelet, PostgreSQL,
+/// Redis and an S3-protocol server. Dropping it stops everything and removes its directory.
 pub struct Environment {
     info: EnvInfo,
     state_file: PathBuf,
     kubelet: tokio::task::JoinHandle<Result<()>>,
     // Stop order: services, then the cluster, then the directory.
+    _s3: S3Server,
     _redis: Redis,
     _postgres: PostgresServer,
     cluster: Cluster,
@@ -76,12 +85,14 @@ impl Environment {
         tokio::task::spawn_blocking(ensure_all).await.expect("installer panicked")?;
         let workdir = WorkDir::create("env")?;
         let (cluster, kubelet) = start_cluster(&workdir).await?;
-        let (postgres, redis) = tokio::try_join!(PostgresServer::start(&workdir), Redis::start(&workdir))?;
+        let (postgres, redis, s3) =
+            tokio::try_join!(PostgresServer::start(&workdir), Redis::start(&workdir), S3Server::start(&workdir))?;
         let info = EnvInfo {
             kubeconfig: cluster.kubeconfig().to_path_buf(),
             server: cluster.server().to_string(),
             postgres: postgres.connection().clone(),
             redis_url: redis.url(),
+            s3: s3.endpoint().clone(),
         };
         let state_file = workdir.join("env.json");
         let json = serde_json::to_string_pretty(&info).expect("serialisable");
@@ -90,6 +101,7 @@ impl Environment {
             info,
             state_file,
             kubelet: tokio::spawn(kubelet.run()),
+            _s3: s3,
             _redis: redis,
             _postgres: postgres,
             cluster,
@@ -113,7 +125,8 @@ impl Environment {
     pub fn check_alive(&self) -> Result<()> {
         self.cluster.check_alive()?;
         self._postgres.process().check_alive()?;
-        self._redis.process().check_alive()
+        self._redis.process().check_alive()?;
+        self._s3.process().check_alive()
     }
 }
 
@@ -144,6 +157,7 @@ static WORKDIR: OnceLock<std::result::Result<Arc<WorkDir>, String>> = OnceLock::
 static CLUSTER: OnceCell<std::result::Result<ClusterHandle, String>> = OnceCell::const_new();
 static POSTGRES: OnceCell<std::result::Result<PostgresServer, String>> = OnceCell::const_new();
 static REDIS: OnceCell<std::result::Result<Redis, String>> = OnceCell::const_new();
+static S3: OnceCell<std::result::Result<S3Server, String>> = OnceCell::const_new();
 
 struct ClusterHandle {
     kubeconfig: PathBuf,
@@ -224,6 +238,18 @@ impl TestEnv {
             .as_ref()
             .unwrap_or_else(|e| panic!("Redis did not start: {e}"))
             .url()
+    }
+
+    /// The private S3-protocol server (endpoint and credentials); tests create their own buckets.
+    pub async fn s3(&self) -> &S3Endpoint {
+        if let Some(info) = &self.attached {
+            return &info.s3;
+        }
+        S3.get_or_init(|| async { S3Server::start(&workdir()?).await.map_err(|e| e.to_string()) })
+            .await
+            .as_ref()
+            .unwrap_or_else(|e| panic!("the S3 server did not start: {e}"))
+            .endpoint()
     }
 
     async fn in_process_cluster(&self) -> &'static ClusterHandle {

@@ -29,6 +29,9 @@ pub const RUNTIME_PACKAGES: &[&str] = &[
     "util-linux",
     "chromium",
     "chromium-driver",
+    // The backup tests check that the reference tools read a backup (disaster recovery).
+    "age",
+    "zstd",
 ];
 /// Packages needed only to build Kubernetes.
 const BUILD_PACKAGES: &[&str] = &["golang-go", "rsync", "make", "golang-github-modern-go-reflect2-dev", "dpkg-dev"];
@@ -47,6 +50,7 @@ pub fn ensure_all() -> Result<KubeBinaries> {
     ensure_debian_packages(RUNTIME_PACKAGES)?;
     ensure_helm()?;
     ensure_schemathesis()?;
+    ensure_s3_server()?;
     ensure_kubernetes()
 }
 
@@ -60,6 +64,12 @@ pub fn ensure_helm() -> Result<()> {
 /// ([`crate::schemathesis::Schemathesis`]).
 pub fn ensure_schemathesis() -> Result<()> {
     crate::schemathesis::Schemathesis::ensure().map(drop)
+}
+
+/// The S3-protocol server of the backup tests: moto's server mode in a cached virtualenv
+/// ([`crate::s3_server::S3Server`]).
+pub fn ensure_s3_server() -> Result<()> {
+    crate::s3_server::S3Server::ensure().map(drop)
 }
 
 /// A lock file in the cache, held until dropped.

@@ -1,6 +1,6 @@
 //! Tenantry's local test environment: a real Kubernetes control plane (etcd, kube-apiserver,
 //! kube-controller-manager, kube-scheduler v1.20.2) with a simulated kubelet, a private
-//! PostgreSQL and Redis, and real Tryton ERP servers — every piece a real process on loopback,
+//! PostgreSQL, Redis and S3-protocol server, and real Tryton ERP servers — every piece a real process on loopback,
 //! owned by this process and gone when it ends.
 
 pub mod browser;
@@ -11,6 +11,7 @@ pub mod paths;
 pub mod postgres;
 pub mod process;
 pub mod redis_server;
+pub mod s3_server;
 pub mod schemathesis;
 pub mod tryton;
 mod venv;

@@ -9,12 +9,22 @@
 //! Callers: the operator runs the `tenantry-agent` binary in a Job next to the tenant's
 //! database; the single-server runtime calls this library directly.
 
+pub mod archive;
 pub mod catalogue;
 pub mod cutover;
+pub mod database;
 pub mod erp;
 pub mod error;
+pub mod filestore;
+pub mod fingerprint;
 pub mod journal;
+pub mod key;
+pub mod manifest;
+pub mod migrate;
+pub mod neutralize;
+pub mod ops;
 pub mod report;
 pub mod retention;
+pub mod store;
 
 pub use error::{Error, Result};

@@ -34,8 +34,10 @@ struct Cli {
 enum Command {
     /// Install and build whatever is missing, then exit.
     Install {
-        /// Tryton series to prepare virtualenvs for.
-        #[arg(long = "tryton", value_delimiter = ',', default_value = "7.0,7.2")]
+        /// Tryton series to prepare virtualenvs for: the ones the test suite uses (7.0 the
+        /// default profile, 7.2 the first upgrade step, 8.2 the newest layout the
+        /// neutralization checks). Any of `e2e::tryton::SUPPORTED_SERIES` can be added.
+        #[arg(long = "tryton", value_delimiter = ',', default_value = "7.0,7.2,8.2")]
         tryton_series: Vec<String>,
     },
     /// Start the environment and keep it running until interrupted.

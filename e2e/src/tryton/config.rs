@@ -32,8 +32,16 @@ impl TrytonConfig {
     /// Writes `<dir>/trytond.conf` for the PostgreSQL server listening on 127.0.0.1:`port`
     /// with trust authentication for the `postgres` role.
     pub fn write_for_port(dir: &Path, postgres_port: u16) -> Result<Self> {
-        let data = dir.join("data");
-        fs::create_dir_all(&data).context(|| format!("creating {}", data.display()))?;
+        Self::write_with_data(dir, postgres_port, &dir.join("data"))
+    }
+
+    /// Like [`TrytonConfig::write_for_port`], with the attachment store at `data`: a second
+    /// server (its own port and admin password file) over the databases and files of another
+    /// configuration.
+    pub fn write_with_data(dir: &Path, postgres_port: u16, data: &Path) -> Result<Self> {
+        for needed in [dir, data] {
+            fs::create_dir_all(needed).context(|| format!("creating {}", needed.display()))?;
+        }
         let port = free_port()?;
         let path = dir.join("trytond.conf");
         let text = format!(

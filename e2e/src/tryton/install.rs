@@ -23,29 +23,50 @@ const MARKER: &str = ".tenantry-requirements";
 /// How long a fresh server may take to answer its first JSON-RPC call.
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The stable series PyPI serves and this project supports, oldest first: every one is a step
+/// of an upgrade from 7.0 (odd series are development releases, never published on PyPI).
+pub const SUPPORTED_SERIES: &[&str] = &["7.0", "7.2", "7.4", "7.6", "7.8", "8.0", "8.2"];
+
+/// The Tryton modules every install carries: what the real-data fixture
+/// ([`super::fixture`]) creates records of. `sale` pulls in, through its own requirements,
+/// `account`, `account_invoice`, `account_invoice_stock`, `account_product`, `company`,
+/// `country`, `currency`, `party`, `product` and `stock` (the same list from 7.0 to 8.2);
+/// `party`, `company` and `product` are named too so a later change in `sale`'s dependencies
+/// cannot silently drop them.
+pub const MODULES: &[&str] = &["party", "company", "product", "sale"];
+
 /// Extra pins a series needs to work at all, beyond its own packages.
 fn series_pins(series: &str) -> &'static [&'static str] {
     match series {
-        // python-sql 1.8 makes 7.2's `trytond-admin --all` fail with an SQL syntax error while
-        // migrating a 7.0 database (seen on these machines); 1.5.x is what 7.2 was released with.
+        // python-sql 1.8 makes 7.2's `trytond-admin --all` fail with an SQL syntax error, even
+        // on a fresh database (seen on these machines); 1.5.x is what 7.2 was released with.
         "7.2" => &["python-sql==1.5.*"],
         _ => &[],
     }
 }
 
-/// The pip requirements installed for `series` (`MAJOR.MINOR`). Only stable (even) series are
-/// published on PyPI; a development series fails at install time with pip's own message.
+/// The PostgreSQL driver of `series`: 8.x speaks psycopg 3 only; 7.x only psycopg2. The binary
+/// wheels need no compiler or libpq headers on the machine. (7.6's move from passlib to
+/// `pwdlib[argon2]` and 8.x's python-sql ≥ 1.8 are trytond's own requirements: pip follows
+/// them.)
+fn database_driver(series: &str) -> &'static str {
+    let major: u32 = series.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    if major >= 8 { "psycopg[binary,pool]==3.*" } else { "psycopg2-binary==2.9.*" }
+}
+
+/// The pip requirements installed for `series` (`MAJOR.MINOR`): `trytond`, [`MODULES`] and
+/// `proteus` (the fixture's scripting library) of that series, its database driver and its
+/// pins. Only stable (even) series are published on PyPI; a development series fails at install
+/// time with pip's own message.
 pub fn requirements(series: &str) -> Result<Vec<String>> {
     let valid = series.split_once('.').is_some_and(|(major, minor)| is_number(major) && is_number(minor));
     if !valid {
         return Err(Error::Prerequisite(format!("Tryton series `{series}` is not of the form MAJOR.MINOR (e.g. 7.0)")));
     }
-    let mut requirements = vec![
-        format!("trytond=={series}.*"),
-        format!("trytond-party=={series}.*"),
-        // The binary wheel needs no compiler or libpq headers on the machine.
-        "psycopg2-binary==2.9.*".to_string(),
-    ];
+    let mut requirements = vec![format!("trytond=={series}.*")];
+    requirements.extend(MODULES.iter().map(|module| format!("trytond-{module}=={series}.*")));
+    requirements.push(format!("proteus=={series}.*"));
+    requirements.push(database_driver(series).to_string());
     requirements.extend(series_pins(series).iter().map(|pin| pin.to_string()));
     Ok(requirements)
 }
@@ -65,19 +86,23 @@ impl TrytonInstall {
     /// The virtualenv of `series`, installing it first when it is missing, unfinished or was
     /// built from another requirement list (a minute or so; milliseconds once cached).
     ///
-    /// Layout: `<cache>/tryton-<series>/venv` is a symlink to the finished `venv-<stamp>`
+    /// Layout: `<cache>/tryton-<series>-<hash of the requirement list>/venv` is a symlink to the finished `venv-<stamp>`
     /// directory. A venv cannot be moved after it is built (pip writes absolute paths into its
     /// scripts), so each one is built at its final path and published by atomically replacing
     /// the symlink: a half-built venv is never reachable through `venv`. A file lock makes
     /// parallel test processes wait for one install instead of racing.
     pub fn ensure(series: &str) -> Result<Self> {
         let requirements = requirements(series)?;
-        let root = cache_dir().join(format!("tryton-{series}"));
-        let link = root.join("venv");
         let python = base_python();
         let marker = marker_text(&python, &requirements);
+        // One folder per requirement list, not per series: checkouts with different lists
+        // (branches, worktrees) share the cache without reinstalling over each other, or
+        // removing a venv another test process still runs from.
+        let name = format!("tryton-{series}-{:016x}", fnv1a(marker.as_bytes()));
+        let root = cache_dir().join(&name);
+        let link = root.join("venv");
         if !is_complete(&link, &marker) {
-            let _lock = CacheLock::acquire(&format!("tryton-{series}"))?;
+            let _lock = CacheLock::acquire(&name)?;
             // Another process may have finished the install while we waited for the lock.
             if !is_complete(&link, &marker) {
                 install(series, &root, &link, &python, &requirements, &marker)?;
@@ -215,6 +240,12 @@ fn base_python() -> PathBuf {
     if debian.exists() { debian } else { which("python3").unwrap_or(debian) }
 }
 
+/// FNV-1a, 64 bits: a stable short name for a requirement list (not a security boundary:
+/// the marker file inside still has to match exactly).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
 fn marker_text(python: &Path, requirements: &[String]) -> String {
     let mut text = format!("# python: {}\n", python.display());
     for requirement in requirements {
@@ -281,8 +312,25 @@ mod tests {
 
     #[test]
     fn requirements_pin_the_series_and_its_known_breakages() {
-        assert_eq!(requirements("7.0").unwrap(), ["trytond==7.0.*", "trytond-party==7.0.*", "psycopg2-binary==2.9.*"]);
+        assert_eq!(
+            requirements("7.0").unwrap(),
+            [
+                "trytond==7.0.*",
+                "trytond-party==7.0.*",
+                "trytond-company==7.0.*",
+                "trytond-product==7.0.*",
+                "trytond-sale==7.0.*",
+                "proteus==7.0.*",
+                "psycopg2-binary==2.9.*"
+            ]
+        );
         assert!(requirements("7.2").unwrap().contains(&"python-sql==1.5.*".to_string()));
+        assert!(!requirements("7.4").unwrap().iter().any(|r| r.starts_with("python-sql")));
+        for series in ["8.0", "8.2"] {
+            let requirements = requirements(series).unwrap();
+            assert!(requirements.contains(&"psycopg[binary,pool]==3.*".to_string()), "{requirements:?}");
+            assert!(!requirements.iter().any(|r| r.starts_with("psycopg2")), "{requirements:?}");
+        }
         for bad in ["7", "7.x", "", "7.0; rm -rf /", ".2"] {
             assert!(requirements(bad).is_err(), "{bad:?} accepted");
         }

@@ -26,12 +26,13 @@
 //!     any other exception (e.g. `["'party.nosuch'", ""]` for an unknown model).
 
 mod config;
+pub mod fixture;
 mod install;
 mod rpc;
 mod server;
 
 pub use config::TrytonConfig;
-pub use install::{ModuleUpdate, TrytonInstall, requirements};
+pub use install::{MODULES, ModuleUpdate, SUPPORTED_SERIES, TrytonInstall, requirements};
 pub use rpc::{Session, TrytonClient};
 pub use server::TrytonServer;
 

@@ -1,0 +1,262 @@
+//! Restore of a backup into an environment, never in place: the backup is loaded into a new
+//! database and file-store folder (the work copy), checked against its manifest (rows per
+//! table, every attachment's file), and only then put in place of the environment's own by
+//! renames ([`crate::cutover`]); the replaced database and folder are kept under a dated name
+//! until released.
+//!
+//! **Journal.** `prepare` (names fixed, versions checked) → `load` (the work copy filled from
+//! the archive) → `check` → `stop` (the caller stops the ERP) → `cut-over` → `start`. Killed
+//! before `cut-over`, a rerun loads the work copy again from scratch; killed during it, the
+//! rerun finishes the renames. If a step fails, everything is undone: the work copy is dropped,
+//! a cut-over is cut back, and the ERP is started on the original.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio_util::io::SyncIoBridge;
+
+use super::{Databases, Environment, ErpControl, Folders, run_steps};
+use crate::archive::Sink;
+use crate::cutover::{Swap, cut_back, cut_over};
+use crate::database::{DatabaseName, ErpState, replaced_name, work_copy_name};
+use crate::error::{Error, Result};
+use crate::journal::{Journal, JournalStore};
+use crate::key::BackupKey;
+use crate::manifest::{BackupId, Manifest};
+use crate::ops::backup::{DATABASE_PART, FILESTORE_PART};
+use crate::report::Report;
+use crate::store::BackupStore;
+use tenantry_contract::version::ErpVersion;
+
+/// The names a restore works with, fixed once and journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Names {
+    pub work: String,
+    pub kept: String,
+}
+
+/// Restores backup `backup_id` of `from_environment` (the environment's own, or production's
+/// for a copy) into `environment`, as operation `operation` (the caller's id for it: names its
+/// work copy, 1 to 32 letters, digits or `-`).
+#[allow(clippy::too_many_arguments)]
+pub async fn restore(
+    environment: &Environment,
+    store: &BackupStore,
+    key: &BackupKey,
+    from_environment: &str,
+    backup_id: &BackupId,
+    operation: &str,
+    erp: &impl ErpControl,
+    journal: &dyn JournalStore,
+) -> Result<Report> {
+    let summary = store.summary(&environment.tenant, from_environment, backup_id).await?.ok_or_else(|| {
+        Error::Missing { what: "backup", name: format!("{}/{from_environment}/{backup_id}", environment.tenant) }
+    })?;
+    check_versions(&summary.erp.version, &environment.erp.version)?;
+    let parameters = serde_json::json!({
+        "tenant": environment.tenant,
+        "environment": environment.name,
+        "database": environment.database.as_str(),
+        "backup": backup_id,
+        "from_environment": from_environment,
+    });
+    let names = Names {
+        work: work_copy_name(&environment.database, operation)?.to_string(),
+        kept: replaced_name(&environment.database, Utc::now())?.to_string(),
+    };
+    let summary = &summary;
+    run_steps(
+        environment,
+        journal,
+        operation,
+        "restore",
+        parameters,
+        names,
+        &["load", "check", "stop", "cut-over", "start"],
+        |step, journal, names| async move {
+            match step {
+                "load" => load(environment, store, key, summary, &names).await,
+                "check" => check(environment, &journal, &names).await,
+                "stop" => erp.stop().await.map(|()| serde_json::Value::Null),
+                "cut-over" => swap_in(environment, &names).await,
+                "start" => erp.start().await.map(|()| serde_json::Value::Null),
+                other => unreachable!("a restore has no step {other}"),
+            }
+        },
+        |journal, names| async move { undo(environment, erp, &journal, &names).await },
+    )
+    .await
+}
+
+/// A backup from a newer ERP than the environment's is refused (an older ERP cannot read a
+/// database a newer one migrated); one from an older series needs the upgrade after it.
+pub fn check_versions(backup: &str, environment: &str) -> Result<()> {
+    let parse = |text: &str| text.parse::<ErpVersion>().map_err(|e| Error::Invalid(e.to_string()));
+    let (backup, environment) = (parse(backup)?, parse(environment)?);
+    if backup.erp_series() > environment.erp_series() {
+        return Err(Error::Invalid(format!(
+            "the backup was taken on {backup}, newer than the {environment} this environment runs: an older ERP cannot read a database a newer one has migrated; upgrade the environment first"
+        )));
+    }
+    if backup.erp_series() < environment.erp_series() {
+        return Err(Error::Invalid(format!(
+            "the backup was taken on {backup}, an older series than the {environment} this environment runs: restore it with the upgrade to {}",
+            environment.erp_series()
+        )));
+    }
+    Ok(())
+}
+
+/// Fills the work copy from the archive: the dump into a new database through `pg_restore`,
+/// the files into the work folder.
+async fn load(
+    environment: &Environment,
+    store: &BackupStore,
+    key: &BackupKey,
+    summary: &crate::manifest::Summary,
+    names: &Names,
+) -> Result<serde_json::Value> {
+    let work = DatabaseName::new(&names.work)?;
+    // A rerun starts the copy over: whatever an interrupted load left is dropped first.
+    environment.server.drop_database(&work, ErpState::Stopped).await?;
+    environment.filestore.delete(&names.work).await?;
+    environment.server.create_empty(&work, Some(environment.server.address().user())).await?;
+    let mut restore = environment.server.tools().pg_restore(
+        environment.server.address(),
+        &work,
+        &["--no-owner", "--role", environment.server.address().user()],
+    )?;
+    let input = restore.take_stdin().expect("pg_restore's input is piped");
+    let folder = environment.filestore.folder(&names.work)?;
+    let sink = RestoreSink { database: Some(SyncIoBridge::new(input)), folder };
+    let (manifest, sink) = store.extract(summary, key, sink).await?;
+    drop(sink);
+    restore.finish().await?;
+    Ok(serde_json::to_value(ManifestFacts::from(&manifest)).expect("serializable"))
+}
+
+/// What the check compares against, from the manifest the load verified.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ManifestFacts {
+    fingerprint: std::collections::BTreeMap<String, u64>,
+    files: u64,
+    file_bytes: u64,
+}
+
+impl From<&Manifest> for ManifestFacts {
+    fn from(manifest: &Manifest) -> Self {
+        let files = manifest.part(FILESTORE_PART);
+        Self {
+            fingerprint: manifest.fingerprint.clone(),
+            files: files.map_or(0, |p| p.files),
+            file_bytes: files.map_or(0, |p| p.bytes),
+        }
+    }
+}
+
+/// The work copy holds what the backup says: the same rows in every table, every file, and
+/// every attachment row's file.
+async fn check(environment: &Environment, journal: &Journal, names: &Names) -> Result<serde_json::Value> {
+    let facts: ManifestFacts = journal
+        .output("load")
+        .and_then(|output| serde_json::from_value(output.clone()).ok())
+        .ok_or_else(|| Error::Journal("the journal has no record of the load".into()))?;
+    let mut connection = environment.server.connect(&names.work).await?;
+    let restored = crate::fingerprint::read(&mut connection).await?;
+    let differing: Vec<String> = facts
+        .fingerprint
+        .keys()
+        .chain(restored.tables.keys())
+        .filter(|table| facts.fingerprint.get(*table) != restored.tables.get(*table))
+        .map(|table| {
+            let rows = |n: Option<&u64>| n.map_or("no table".to_string(), |n| format!("{n} rows"));
+            format!(
+                "{table}: {} in the backup, {} restored",
+                rows(facts.fingerprint.get(table)),
+                rows(restored.tables.get(table))
+            )
+        })
+        .collect();
+    if !differing.is_empty() {
+        return Err(Error::Corrupt { part: DATABASE_PART.into(), detail: differing.join("; ") });
+    }
+    let inventory = environment.filestore.inventory(&names.work).await?;
+    if (inventory.files, inventory.bytes) != (facts.files, facts.file_bytes) {
+        return Err(Error::Corrupt {
+            part: FILESTORE_PART.into(),
+            detail: format!(
+                "{} files of {} bytes restored, the backup has {} files of {} bytes",
+                inventory.files, inventory.bytes, facts.files, facts.file_bytes
+            ),
+        });
+    }
+    let bad = environment.filestore.check_attachments(&mut connection, &names.work).await?;
+    if !bad.is_empty() {
+        return Err(Error::Corrupt {
+            part: FILESTORE_PART.into(),
+            detail: format!("{} attachments have no file or the wrong size after the restore", bad.len()),
+        });
+    }
+    Ok(serde_json::to_value(&restored.tables).expect("serializable"))
+}
+
+async fn swap_in(environment: &Environment, names: &Names) -> Result<serde_json::Value> {
+    let swap = Swap { live: environment.database.as_str(), replacement: &names.work, kept: &names.kept };
+    cut_over(&Databases(&environment.server), swap).await?;
+    cut_over(&Folders(&environment.filestore), swap).await?;
+    Ok(serde_json::json!({"kept": names.kept}))
+}
+
+/// Back to the state before the restore: the original in place (cut back if it was swapped out,
+/// with the ERP stopped meanwhile), the work copy dropped.
+async fn undo(environment: &Environment, erp: &impl ErpControl, journal: &Journal, names: &Names) -> Result<()> {
+    let swap = Swap { live: environment.database.as_str(), replacement: &names.work, kept: &names.kept };
+    let stopped = journal.is_done("stop") || journal.failure.as_ref().is_some_and(|f| f.step == "stop");
+    if stopped {
+        erp.stop().await?;
+        cut_back(&Folders(&environment.filestore), swap).await?;
+        cut_back(&Databases(&environment.server), swap).await?;
+    }
+    environment.server.drop_database(&DatabaseName::new(&names.work)?, ErpState::Stopped).await?;
+    environment.filestore.delete(&names.work).await?;
+    if stopped { erp.start().await } else { Ok(()) }
+}
+
+/// Where a restore's archive goes: the dump into `pg_restore`, the files into the work folder.
+struct RestoreSink {
+    database: Option<SyncIoBridge<tokio::process::ChildStdin>>,
+    folder: PathBuf,
+}
+
+impl Sink for RestoreSink {
+    fn stream(&mut self, part: &str) -> io::Result<&mut dyn Write> {
+        match (part, self.database.as_mut()) {
+            (DATABASE_PART, Some(input)) => Ok(input),
+            _ => Err(io::Error::other(format!("unexpected stream part `{part}` in a backup"))),
+        }
+    }
+
+    fn directory(&mut self, part: &str, path: &Path) -> io::Result<()> {
+        self.expect_filestore(part)?;
+        fs::create_dir_all(self.folder.join(path))
+    }
+
+    fn file(&mut self, part: &str, path: &Path, _size: u64, content: &mut dyn Read) -> io::Result<()> {
+        self.expect_filestore(part)?;
+        let mut file = fs::File::create_new(self.folder.join(path))?;
+        io::copy(content, &mut file).map(drop)
+    }
+}
+
+impl RestoreSink {
+    fn expect_filestore(&self, part: &str) -> io::Result<()> {
+        if part == FILESTORE_PART {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("unexpected part `{part}` in a backup")))
+        }
+    }
+}

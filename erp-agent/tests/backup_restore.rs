@@ -1,0 +1,285 @@
+//! Backups and restores of a real Tryton environment (real data, real attachments) on a real
+//! PostgreSQL, to a directory and through a real S3-protocol server, with a real `trytond`
+//! stopped and started around the cut-over.
+
+mod common;
+
+use std::sync::Arc;
+
+use e2e::process::WorkDir;
+use e2e::tryton::fixture::{self, ReadBack};
+use e2e::tryton::{TrytonConfig, TrytonServer};
+use erp_agent::database::{DatabaseName, derived_prefix};
+use erp_agent::journal::FileJournal;
+use erp_agent::key::BackupKey;
+use erp_agent::manifest::{BackupKind, ErpInfo, Summary};
+use erp_agent::ops::{Environment, ErpControl, backup, restore};
+use erp_agent::report::Outcome;
+use erp_agent::store::{BackupStore, StoreOptions};
+use erp_agent::{Error, Result};
+use tokio::sync::Mutex;
+
+use common::{Tryton, tryton};
+
+const SERIES: &str = "7.0";
+
+/// A real `trytond` over the environment's database, stopped and started as the operator or
+/// the single-server runtime would.
+struct Erp {
+    tryton: &'static Tryton,
+    config: TrytonConfig,
+    workdir: Arc<WorkDir>,
+    running: Mutex<Option<TrytonServer>>,
+    starts: std::sync::atomic::AtomicU32,
+}
+
+impl Erp {
+    async fn new(tryton: &'static Tryton, label: &str) -> Self {
+        let dir = tryton.workdir.join(format!("server-{label}"));
+        let config = TrytonConfig::write_with_data(&dir, tryton.postgres.port(), tryton.store.root()).unwrap();
+        let erp = Self {
+            tryton,
+            config,
+            workdir: tryton.workdir.clone(),
+            running: Mutex::new(None),
+            starts: Default::default(),
+        };
+        erp.start().await.unwrap();
+        erp
+    }
+}
+
+impl ErpControl for Erp {
+    async fn stop(&self) -> Result<()> {
+        if let Some(server) = self.running.lock().await.take() {
+            server.stop();
+        }
+        Ok(())
+    }
+
+    async fn start(&self) -> Result<()> {
+        let mut running = self.running.lock().await;
+        if running.is_none() {
+            let server = self
+                .tryton
+                .install
+                .start_server(&self.workdir, &self.config)
+                .await
+                .map_err(|e| Error::Invalid(format!("starting trytond: {e}")))?;
+            self.starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *running = Some(server);
+        }
+        Ok(())
+    }
+}
+
+fn environment(tryton: &Tryton, tenant: &str, database: &DatabaseName, version: &str) -> Environment {
+    Environment {
+        tenant: tenant.to_string(),
+        name: "production".to_string(),
+        database: database.clone(),
+        server: tryton.server.clone(),
+        filestore: tryton.store.clone(),
+        erp: ErpInfo { profile: "tryton".into(), version: version.into() },
+    }
+}
+
+async fn read_back(tryton: &Tryton, database: &DatabaseName) -> ReadBack {
+    fixture::read_back(&tryton.install, &tryton.config, database.as_str()).await.expect("reading the data back")
+}
+
+/// A directory store and an S3 store (its own bucket on the environment's server).
+async fn stores(label: &str) -> Vec<(&'static str, BackupStore, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let local = BackupStore::from_url(&format!("file://{}", dir.path().display()), StoreOptions::default()).unwrap();
+    let s3 = e2e::TestEnv::shared().await.s3().await.clone();
+    let bucket = format!("{label}-{:08x}", rand::random::<u32>());
+    let (endpoint, name) = (s3.clone(), bucket.clone());
+    tokio::task::spawn_blocking(move || endpoint.create_bucket(&name)).await.unwrap().unwrap();
+    let options = StoreOptions { config: s3.object_store_options(), ..StoreOptions::default() };
+    let remote = BackupStore::from_url(&format!("s3://{bucket}/backups"), options).unwrap();
+    vec![("directory", local, dir), ("s3", remote, tempfile::tempdir().unwrap())]
+}
+
+/// Changes the data after a backup: some parties gone, one attachment's file gone.
+async fn damage(tryton: &Tryton, database: &DatabaseName) {
+    let mut connection = tryton.server.connect(database.as_str()).await.unwrap();
+    sqlx::query("DELETE FROM party_address WHERE party IN (SELECT id FROM party_party ORDER BY id DESC LIMIT 2)")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let file_id: String = sqlx::query_scalar("SELECT file_id FROM ir_attachment WHERE file_id IS NOT NULL LIMIT 1")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    let folder = tryton.store.folder(database.as_str()).unwrap();
+    std::fs::remove_file(erp_agent::filestore::file_path(&folder, &file_id).unwrap()).unwrap();
+}
+
+async fn take_backup(env: &Environment, store: &BackupStore, key: &BackupKey, scratch: &std::path::Path) -> Summary {
+    let journal = FileJournal::new(scratch.join(format!("backup-{}.json", rand::random::<u32>())));
+    backup::backup(env, store, &key.recipient(), Some(key), BackupKind::Manual, &journal).await.expect("backup")
+}
+
+#[tokio::test]
+async fn backup_restore_round_trip() {
+    let tryton = tryton(SERIES).await;
+    let version = tryton.install.version().unwrap();
+    for (backend, store, scratch) in stores("round-trip").await {
+        let database = tryton.copy_of_template("round_trip").await;
+        let env = environment(tryton, &format!("acme-{backend}"), &database, &version);
+        let erp = Erp::new(tryton, &format!("round-trip-{backend}")).await;
+        let before = read_back(tryton, &database).await;
+        assert!(before.parties > 0 && before.attachments > 0 && before.attachment_bytes > 0, "{before:?}");
+
+        let key = BackupKey::generate();
+        let summary = take_backup(&env, &store, &key, scratch.path()).await;
+        assert_eq!(store.list(&env.tenant, "production").await.unwrap(), std::slice::from_ref(&summary), "{backend}");
+
+        damage(tryton, &database).await;
+        assert_ne!(read_back(tryton, &database).await, before, "the damage shows");
+
+        let journal = FileJournal::new(scratch.path().join("restore.json"));
+        let report = restore::restore(&env, &store, &key, "production", &summary.backup_id, "op-1", &erp, &journal)
+            .await
+            .expect("restore");
+        assert_eq!(report.outcome, Outcome::Succeeded, "{backend}: {report}");
+        let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(steps, ["load", "check", "stop", "cut-over", "start"], "{backend}");
+        assert_eq!(read_back(tryton, &database).await, before, "{backend}: every row and attachment byte back");
+        assert!(erp.running.lock().await.is_some(), "{backend}: the ERP serves again");
+
+        // Run again with the same journal: finished, nothing done twice.
+        let again = restore::restore(&env, &store, &key, "production", &summary.backup_id, "op-1", &erp, &journal)
+            .await
+            .unwrap();
+        assert_eq!(again.outcome, Outcome::Succeeded);
+        assert_eq!(erp.starts.load(std::sync::atomic::Ordering::Relaxed), 2, "{backend}: started once by the restore");
+        erp.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn restore_keeps_the_replaced_database_until_released() {
+    let tryton = tryton(SERIES).await;
+    let version = tryton.install.version().unwrap();
+    let (_, store, scratch) = stores("keeps").await.swap_remove(0);
+    let database = tryton.copy_of_template("keeps").await;
+    let env = environment(tryton, "acme-keeps", &database, &version);
+    let erp = Erp::new(tryton, "keeps").await;
+    let key = BackupKey::generate();
+    let summary = take_backup(&env, &store, &key, scratch.path()).await;
+    damage(tryton, &database).await;
+    let damaged = read_back(tryton, &database).await;
+
+    let journal = FileJournal::new(scratch.path().join("restore.json"));
+    let report = restore::restore(&env, &store, &key, "production", &summary.backup_id, "op-keep", &erp, &journal)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report}");
+    erp.stop().await.unwrap();
+
+    let derived = tryton.server.list(&derived_prefix(&database)).await.unwrap();
+    assert_eq!(derived.len(), 1, "only the replaced original is left, no work copy: {derived:?}");
+    let kept = DatabaseName::new(&derived[0]).unwrap();
+    assert!(derived[0].contains("__replaced_"), "{derived:?}");
+    assert!(tryton.store.exists(kept.as_str()).unwrap(), "its file store folder is kept with it");
+    assert_eq!(read_back(tryton, &kept).await, damaged, "the replaced database is the one from before the restore");
+
+    erp_agent::ops::release(&env, kept.as_str()).await.unwrap();
+    assert!(!tryton.server.exists(&kept).await.unwrap() && !tryton.store.exists(kept.as_str()).unwrap());
+    let error = erp_agent::ops::release(&env, database.as_str()).await.unwrap_err();
+    assert!(error.to_string().contains("not a database an operation set aside"), "{error}");
+    assert!(tryton.server.exists(&database).await.unwrap(), "the live database is never released");
+}
+
+#[tokio::test]
+async fn restore_refuses_a_newer_backup() {
+    let tryton = tryton(SERIES).await;
+    let version = tryton.install.version().unwrap();
+    let (_, store, scratch) = stores("newer").await.swap_remove(0);
+    let database = tryton.copy_of_template("newer").await;
+    let key = BackupKey::generate();
+    let summary =
+        take_backup(&environment(tryton, "acme-newer", &database, &version), &store, &key, scratch.path()).await;
+    let before = read_back(tryton, &database).await;
+
+    // The same environment, said to run an older series than the backup's.
+    let older = environment(tryton, "acme-newer", &database, "6.8.0");
+    let erp = Erp::new(tryton, "newer").await;
+    let journal = FileJournal::new(scratch.path().join("restore.json"));
+    let error = restore::restore(&older, &store, &key, "production", &summary.backup_id, "op-newer", &erp, &journal)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("newer than the 6.8.0 this environment runs"), "{error}");
+    assert!(!journal.path().exists(), "nothing was started");
+    assert_eq!(read_back(tryton, &database).await, before);
+    assert!(tryton.server.list(&derived_prefix(&database)).await.unwrap().is_empty());
+    erp.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn backup_is_encrypted_and_authenticated() {
+    let tryton = tryton(SERIES).await;
+    let version = tryton.install.version().unwrap();
+    let (_, store, scratch) = stores("sealed").await.swap_remove(0);
+    let database = tryton.copy_of_template("sealed").await;
+    let env = environment(tryton, "acme-sealed", &database, &version);
+    let key = BackupKey::generate();
+    let summary = take_backup(&env, &store, &key, scratch.path()).await;
+
+    // Nothing of the data is readable in what was stored: no party's name, no attachment.
+    let mut connection = tryton.server.connect(database.as_str()).await.unwrap();
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM party_party WHERE length(name) >= 8")
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
+    assert!(!names.is_empty());
+    let archives: Vec<std::path::PathBuf> =
+        walk(scratch.path()).into_iter().filter(|p| p.ends_with("archive.tar.zst.age")).collect();
+    assert_eq!(archives.len(), 1, "{archives:?}");
+    let stored = std::fs::read(&archives[0]).unwrap();
+    for name in &names {
+        assert!(!contains(&stored, name.as_bytes()), "`{name}` is readable in the stored backup");
+    }
+
+    // One flipped byte: the restore fails, says why, and changes nothing.
+    damage(tryton, &database).await;
+    let before = read_back(tryton, &database).await;
+    let mut flipped = stored.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x01;
+    std::fs::write(&archives[0], &flipped).unwrap();
+    let erp = Erp::new(tryton, "sealed").await;
+    let journal = FileJournal::new(scratch.path().join("restore.json"));
+    let report = restore::restore(&env, &store, &key, "production", &summary.backup_id, "op-sealed", &erp, &journal)
+        .await
+        .unwrap();
+    match &report.outcome {
+        Outcome::RolledBack { step, reason } => {
+            assert_eq!(step, "load");
+            assert!(
+                reason.contains("SHA-256") || reason.contains("authentic") || reason.contains("corrupt"),
+                "{reason}"
+            );
+        }
+        other => panic!("a damaged backup was restored: {other:?}"),
+    }
+    assert_eq!(read_back(tryton, &database).await, before, "the environment is as it was");
+    assert!(tryton.server.list(&derived_prefix(&database)).await.unwrap().is_empty(), "no work copy left");
+    assert!(!tryton.store.exists(&format!("{}__work_op-sealed", database.as_str())).unwrap());
+    erp.stop().await.unwrap();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() { found.extend(walk(&path)) } else { found.push(path) }
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}

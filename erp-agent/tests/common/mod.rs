@@ -1,0 +1,127 @@
+//! What the agent's tests share: a real PostgreSQL (the environment's), a real Tryton of one
+//! series with the fixture's modules, and one database of real ERP data per test binary and
+//! series, made once and copied (`CREATE DATABASE … TEMPLATE`) for each test.
+
+#![allow(dead_code)] // Each test binary uses its own part of this module.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use e2e::TestEnv;
+use e2e::postgres::Postgres;
+use e2e::process::WorkDir;
+use e2e::tryton::fixture::{self, FixtureSize};
+use e2e::tryton::{TrytonConfig, TrytonInstall};
+use erp_agent::database::{DatabaseName, DatabaseServer, ErpState, PgTools, ServerAddress};
+use erp_agent::filestore::FileStore;
+use tokio::sync::{Mutex, OnceCell};
+
+/// One series' Tryton, its configuration and a database of real data to copy from.
+pub struct Tryton {
+    pub install: TrytonInstall,
+    pub config: TrytonConfig,
+    pub postgres: &'static Postgres,
+    pub server: DatabaseServer,
+    pub store: FileStore,
+    /// The database of real data tests copy from; never changed by a test. Its `admin` has
+    /// the password of the configuration that made it: see [`Tryton::set_admin_password`].
+    pub template: DatabaseName,
+    pub workdir: Arc<WorkDir>,
+}
+
+/// The Tryton of `series` with its template database, prepared on first use in this binary.
+pub async fn tryton(series: &str) -> &'static Tryton {
+    static ALL: OnceCell<Mutex<HashMap<String, &'static OnceCell<Tryton>>>> = OnceCell::const_new();
+    let cells = ALL.get_or_init(|| async { Mutex::new(HashMap::new()) }).await;
+    let cell: &'static OnceCell<Tryton> =
+        cells.lock().await.entry(series.to_string()).or_insert_with(|| Box::leak(Box::new(OnceCell::new())));
+    cell.get_or_init(|| prepare(series)).await
+}
+
+async fn prepare(series: &str) -> Tryton {
+    let started = Instant::now();
+    let workdir = WorkDir::create("erp-agent").expect("work directory");
+    let postgres = TestEnv::shared().await.postgres().await;
+    let install = TrytonInstall::ensure_async(series).await.expect("Tryton install");
+    let config = TrytonConfig::write(&workdir.join(format!("tryton-{series}")), postgres).expect("trytond.conf");
+    let server = DatabaseServer::new(
+        ServerAddress::from_url(&postgres.url("postgres")).expect("database URL"),
+        PgTools::in_dir(postgres.bin_dir()),
+    );
+    // One template per PostgreSQL server, series and fixture: under `testenv exec` every test
+    // process shares the server, and preparing a sale database takes a minute or more. Its
+    // attachments live in a file store shared the same way (this configuration's `data` folder
+    // is a link to it), so copies of the template find them.
+    let shared = std::env::temp_dir().join(format!("tenantry-erp-agent-{}", postgres.port()));
+    let data = shared.join("data");
+    std::fs::create_dir_all(&data).expect("shared file store");
+    let own_data = config.dir().join("data");
+    std::fs::remove_dir(&own_data).expect("the configuration's empty file store");
+    std::os::unix::fs::symlink(&data, &own_data).expect("linking the shared file store");
+    let store = FileStore::new(&own_data);
+    let template = template_name(series);
+
+    let lock = std::fs::File::create(shared.join(format!("{template}.lock"))).expect("template lock file");
+    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock)).await.unwrap().expect("template lock");
+    if server.exists(&template).await.expect("looking for the template") {
+        eprintln!("Tryton {series}: template {template} ready");
+    } else {
+        // Built under a temporary name and renamed when complete: a process killed half-way
+        // leaves no half-made template behind the final name.
+        let building = unique_name("fixture_building");
+        install.create_database(postgres, &config, building.as_str()).await.expect("trytond-admin --all");
+        fixture::activate_modules(&install, &config, building.as_str())
+            .await
+            .expect("activating the fixture's modules");
+        let initialised = started.elapsed();
+        fixture::create(&install, &config, building.as_str(), &FixtureSize::small())
+            .await
+            .expect("creating the fixture");
+        store.delete(template.as_str()).await.expect("clearing a stale template folder");
+        server.rename(&building, &template, ErpState::Stopped).await.expect("publishing the template database");
+        store.rename(building.as_str(), template.as_str()).await.expect("publishing the template's file store");
+        eprintln!(
+            "Tryton {series}: installed and initialised with {:?} in {initialised:.1?}, fixture in {:.1?}",
+            e2e::tryton::MODULES,
+            started.elapsed() - initialised
+        );
+    }
+    drop(lock);
+    Tryton { install, config, postgres, server, store, template, workdir }
+}
+
+/// Named after what it holds (series, requirement list, fixture size), so a long-running
+/// environment (`testenv up`) never hands out a template made from other code.
+fn template_name(series: &str) -> DatabaseName {
+    use sha2::{Digest, Sha256};
+    let recipe = format!("{:?} {:?}", e2e::tryton::requirements(series).unwrap(), FixtureSize::small());
+    let hash = hex::encode(&Sha256::digest(recipe.as_bytes())[..4]);
+    DatabaseName::new(format!("tenantry_fixture_{}_{hash}", series.replace('.', "_"))).unwrap()
+}
+
+impl Tryton {
+    /// A new database (and file-store folder) copied from the template.
+    pub async fn copy_of_template(&self, label: &str) -> DatabaseName {
+        let name = unique_name(label);
+        self.server.copy(&self.template, &name, ErpState::MayBeRunning).await.expect("copying the template database");
+        self.store.copy(self.template.as_str(), name.as_str()).await.expect("copying the template's file store");
+        name
+    }
+
+    /// Gives `database`'s `admin` this configuration's password (`trytond-admin -p`), for a
+    /// test that logs in to a copy of a template another process made.
+    pub async fn set_admin_password(&self, database: &DatabaseName) {
+        e2e::process::run_async(self.install.admin(&self.config).args(["-d", database.as_str(), "-p"]))
+            .await
+            .expect("trytond-admin -p");
+    }
+}
+
+/// `<label>_<pid>_<n>`: unique across the test processes sharing one server.
+pub fn unique_name(label: &str) -> DatabaseName {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    DatabaseName::new(format!("{label}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)))
+        .expect("a valid database name")
+}
