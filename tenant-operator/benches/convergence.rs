@@ -898,7 +898,8 @@ impl OperatorProcess {
             .arg(format!("--listen=127.0.0.1:{port}"))
             .arg(format!("--concurrency={concurrency}"))
             .env("KUBECONFIG", kubeconfig.display().to_string())
-            .env("RUST_LOG", "warn");
+            // `TENANTRY_BENCH_OPERATOR_LOG` (a `RUST_LOG` filter) to see more of what it does.
+            .env("RUST_LOG", std::env::var("TENANTRY_BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()));
         let process = Supervised::spawn(&workdir, spec).map_err(|e| format!("starting the operator: {e}"))?;
         let kept_log = std::env::temp_dir().join(format!("tenantry-bench-{run_id}-operator.log"));
         Ok(Self { process, port, kept_log })

@@ -92,7 +92,11 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
 async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     tenant.metadata.name.as_ref().ok_or(Error::Unnamed)?;
     let generation = tenant.metadata.generation.unwrap_or_default();
-    let previous = tenant.status.clone().unwrap_or_default();
+    let previous = ctx.status_pacer.previous(
+        &tenant.name_any(),
+        tenant.metadata.resource_version.as_deref(),
+        tenant.status.as_ref(),
+    );
     let now = now();
 
     // 1. Validate, then check against the other Tenants and the tenant's own past: an invalid
@@ -408,12 +412,13 @@ async fn write_status(
     }
     let tenants: Api<Tenant> = Api::all(ctx.client.clone());
     let patch = json!({"apiVersion": "tenantry.dev/v1alpha1", "kind": "Tenant", "status": status});
+    tracing::debug!(tenant = %name, ?change, phase = ?status.phase, conditions = %condition_summary(&status), "writing the status");
     ctx.metrics.api_write("Tenant", "patch_status");
     tenants
         .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(|e| Error::kube(&name, e))?;
-    ctx.status_pacer.written(&name, now);
+    ctx.status_pacer.written(&name, tenant.metadata.resource_version.as_deref(), &status, now);
     // A new Tenant starting to provision is no news: its creation is on record and its status
     // says so. Every later phase change, and a new Tenant found invalid, is announced.
     let first_steps = previous.phase.is_none() && matches!(status.phase, Some(Phase::Pending | Phase::Provisioning));
@@ -432,6 +437,11 @@ async fn write_status(
         publish(ctx, tenant, severity, &phase.to_string(), &message).await;
     }
     Ok(None)
+}
+
+/// `Type=Status` of every condition, for the debug log of a status write.
+fn condition_summary(status: &TenantStatus) -> String {
+    status.conditions.iter().map(|c| format!("{}={}", c.type_, c.status)).collect::<Vec<_>>().join(",")
 }
 
 async fn publish(ctx: &Context, tenant: &Tenant, severity: Severity, reason: &str, note: &str) {

@@ -158,12 +158,12 @@ pub fn with_phase(phase: Phase, message: &str, previous: &TenantStatus, generati
 pub enum Change {
     /// Nothing a reader could see.
     None,
-    /// Finer progress within the same phase: a waiting message that moved on, the web client or
-    /// one environment ready before the rest. It rides along with the next write.
+    /// Finer progress within the same phase: a waiting message that moved on, the ERP server or
+    /// the web client or one environment ready before the rest. It rides along with the next
+    /// write.
     Progress,
     /// What a reader acts on: another phase, the spec acted on, something that got worse, an
-    /// address, or one of the steps the customer's progress page shows (the database ready, the
-    /// ERP server ready).
+    /// address, or the database ready (the long step of a provisioning).
     Significant,
 }
 
@@ -171,9 +171,10 @@ pub enum Change {
 /// progress, not news.
 const READINESS_DETAIL: [&str; 4] =
     [condition::DATABASE_READY, condition::SERVER_READY, condition::WEB_READY, condition::READY];
-/// Conditions whose turning True is progress: no page shows it as a step of its own, and the
-/// tenant's `Ready` follows it.
-const PROGRESS_WHEN_TRUE: [&str; 1] = [condition::WEB_READY];
+/// Conditions whose turning True is progress: the tenant's `Ready` follows them, and is news.
+/// (The database's turning ready is news of its own: it is the long step of a provisioning,
+/// shown on the customer's progress page.)
+const PROGRESS_WHEN_TRUE: [&str; 2] = [condition::SERVER_READY, condition::WEB_READY];
 
 /// Classifies the difference between two statuses (pure).
 pub fn change(previous: &TenantStatus, next: &TenantStatus) -> Change {
@@ -354,6 +355,21 @@ mod tests {
             &database,
         );
         assert_eq!(change(&database, &ready), Change::Significant, "Ready");
+        // The servers ready before the web clients: progress, the tenant's Ready follows.
+        let db_only = status(
+            Readiness::Ready,
+            [waiting("erp-server-production 0/1 ready"), waiting("erp-server-test 0/1 ready")],
+            [waiting("erp-web-production 0/1 ready"), waiting("erp-web-test 0/1 ready")],
+            &start,
+        );
+        assert_eq!(change(&start, &db_only), Change::Significant);
+        let servers = status(
+            Readiness::Ready,
+            [Readiness::Ready, Readiness::Ready],
+            [waiting("erp-web-production 0/1 ready"), waiting("erp-web-test 0/1 ready")],
+            &db_only,
+        );
+        assert_eq!(change(&db_only, &servers), Change::Progress);
         // Anything getting worse is news at once, the web client too.
         let web_lost = status(
             Readiness::Ready,
