@@ -33,8 +33,8 @@ fn start_testenv() -> (Child, PathBuf, Vec<u32>) {
     let workdir = workdir.expect("testenv printed its exports (see its stderr above)");
     let pids: Vec<u32> =
         std::fs::read_to_string(workdir.join(".pids")).unwrap().lines().map(|l| l.parse().unwrap()).collect();
-    // etcd, apiserver, controller-manager, scheduler, PostgreSQL, Redis.
-    assert_eq!(pids.len(), 6, "{pids:?}");
+    // etcd, apiserver, controller-manager, scheduler, PostgreSQL, Redis, the S3 server.
+    assert_eq!(pids.len(), 7, "{pids:?}");
     for pid in &pids {
         assert!(running(*pid), "child {pid} is not running");
     }

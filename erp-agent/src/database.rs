@@ -262,7 +262,9 @@ impl DatabaseServer {
         .map_err(Error::database(format!("listing the databases starting with `{prefix}`")))
     }
 
-    /// The sessions connected to `database`, this agent's own excepted.
+    /// The client sessions connected to `database`, this agent's own excepted. PostgreSQL's own
+    /// workers (autovacuum) are not counted: `CREATE DATABASE`, `ALTER DATABASE` and `DROP
+    /// DATABASE` make them leave by themselves.
     pub async fn sessions(&self, database: &DatabaseName) -> Result<Vec<Session>> {
         let mut connection = self.maintenance().await?;
         sessions(&mut connection, database).await
@@ -352,7 +354,8 @@ async fn sessions(connection: &mut PgConnection, database: &DatabaseName) -> Res
     let rows = sqlx::query(
         "SELECT pid, coalesce(application_name, '') AS application, coalesce(usename::text, '') AS usename, \
          coalesce(host(client_addr), 'a local socket') AS client \
-         FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() ORDER BY pid",
+         FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend' \
+         ORDER BY pid",
     )
     .bind(database.as_str())
     .fetch_all(connection)
@@ -372,12 +375,15 @@ async fn sessions(connection: &mut PgConnection, database: &DatabaseName) -> Res
 }
 
 async fn terminate_sessions(connection: &mut PgConnection, database: &DatabaseName) -> Result<()> {
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
-        .bind(database.as_str())
-        .execute(connection)
-        .await
-        .map_err(Error::database(format!("ending the sessions on `{database}`")))
-        .map(drop)
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+    )
+    .bind(database.as_str())
+    .execute(connection)
+    .await
+    .map_err(Error::database(format!("ending the sessions on `{database}`")))
+    .map(drop)
 }
 
 /// Runs `statement`, which needs nobody connected to `database`, under the policy of `erp`.
