@@ -58,9 +58,16 @@ pub struct Context {
 }
 
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+    let name = tenant.name_any();
+    // A failing Tenant woken early (a child changed) waits out its retry delay; a new spec or a
+    // deletion is acted on at once (see [`crate::retry`]).
+    if tenant.metadata.deletion_timestamp.is_none()
+        && let Some(wait) = ctx.retries.hold(&name, tenant.metadata.generation)
+    {
+        return Ok(Action::requeue(wait));
+    }
     let _timer = ctx.metrics.reconcile_timer();
     let tenants: Api<Tenant> = Api::all(ctx.client.clone());
-    let name = tenant.name_any();
     let action = finalizer(&tenants, FINALIZER, tenant, |event| async {
         match event {
             Finalizer::Apply(tenant) => apply(&tenant, &ctx).await,
@@ -78,7 +85,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
 /// grows with every failure in a row ([`crate::retry`]).
 pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_error(error.reason());
-    let delay = ctx.retries.next_delay(&tenant.name_any());
+    let delay = ctx.retries.next_delay(&tenant.name_any(), tenant.metadata.generation);
     tracing::warn!(tenant = %tenant.name_any(), reason = error.reason(), error = %error, retry_in = ?delay,
         "reconcile failed");
     let note = error.to_string();
