@@ -4,102 +4,15 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use e2e::process::WorkDir;
-use e2e::tryton::fixture::{self, ReadBack};
-use e2e::tryton::{TrytonConfig, TrytonServer};
 use erp_agent::database::{DatabaseName, derived_prefix};
 use erp_agent::journal::FileJournal;
 use erp_agent::key::BackupKey;
-use erp_agent::manifest::{BackupKind, ErpInfo, Summary};
-use erp_agent::ops::{Environment, ErpControl, backup, restore};
+use erp_agent::ops::{ErpControl, restore};
 use erp_agent::report::Outcome;
-use erp_agent::store::{BackupStore, StoreOptions};
-use erp_agent::{Error, Result};
-use tokio::sync::Mutex;
 
-use common::{Tryton, tryton};
+use common::{Erp, Tryton, environment, read_back, stores, take_backup, tryton};
 
 const SERIES: &str = "7.0";
-
-/// A real `trytond` over the environment's database, stopped and started as the operator or
-/// the single-server runtime would.
-struct Erp {
-    tryton: &'static Tryton,
-    config: TrytonConfig,
-    workdir: Arc<WorkDir>,
-    running: Mutex<Option<TrytonServer>>,
-    starts: std::sync::atomic::AtomicU32,
-}
-
-impl Erp {
-    async fn new(tryton: &'static Tryton, label: &str) -> Self {
-        let dir = tryton.workdir.join(format!("server-{label}"));
-        let config = TrytonConfig::write_with_data(&dir, tryton.postgres.port(), tryton.store.root()).unwrap();
-        let erp = Self {
-            tryton,
-            config,
-            workdir: tryton.workdir.clone(),
-            running: Mutex::new(None),
-            starts: Default::default(),
-        };
-        erp.start().await.unwrap();
-        erp
-    }
-}
-
-impl ErpControl for Erp {
-    async fn stop(&self) -> Result<()> {
-        if let Some(server) = self.running.lock().await.take() {
-            server.stop();
-        }
-        Ok(())
-    }
-
-    async fn start(&self) -> Result<()> {
-        let mut running = self.running.lock().await;
-        if running.is_none() {
-            let server = self
-                .tryton
-                .install
-                .start_server(&self.workdir, &self.config)
-                .await
-                .map_err(|e| Error::Invalid(format!("starting trytond: {e}")))?;
-            self.starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            *running = Some(server);
-        }
-        Ok(())
-    }
-}
-
-fn environment(tryton: &Tryton, tenant: &str, database: &DatabaseName, version: &str) -> Environment {
-    Environment {
-        tenant: tenant.to_string(),
-        name: "production".to_string(),
-        database: database.clone(),
-        server: tryton.server.clone(),
-        filestore: tryton.store.clone(),
-        erp: ErpInfo { profile: "tryton".into(), version: version.into() },
-    }
-}
-
-async fn read_back(tryton: &Tryton, database: &DatabaseName) -> ReadBack {
-    fixture::read_back(&tryton.install, &tryton.config, database.as_str()).await.expect("reading the data back")
-}
-
-/// A directory store and an S3 store (its own bucket on the environment's server).
-async fn stores(label: &str) -> Vec<(&'static str, BackupStore, tempfile::TempDir)> {
-    let dir = tempfile::tempdir().unwrap();
-    let local = BackupStore::from_url(&format!("file://{}", dir.path().display()), StoreOptions::default()).unwrap();
-    let s3 = e2e::TestEnv::shared().await.s3().await.clone();
-    let bucket = format!("{label}-{:08x}", rand::random::<u32>());
-    let (endpoint, name) = (s3.clone(), bucket.clone());
-    tokio::task::spawn_blocking(move || endpoint.create_bucket(&name)).await.unwrap().unwrap();
-    let options = StoreOptions { config: s3.object_store_options(), ..StoreOptions::default() };
-    let remote = BackupStore::from_url(&format!("s3://{bucket}/backups"), options).unwrap();
-    vec![("directory", local, dir), ("s3", remote, tempfile::tempdir().unwrap())]
-}
 
 /// Changes the data after a backup: some parties gone, one attachment's file gone.
 async fn damage(tryton: &Tryton, database: &DatabaseName) {
@@ -114,11 +27,6 @@ async fn damage(tryton: &Tryton, database: &DatabaseName) {
         .unwrap();
     let folder = tryton.store.folder(database.as_str()).unwrap();
     std::fs::remove_file(erp_agent::filestore::file_path(&folder, &file_id).unwrap()).unwrap();
-}
-
-async fn take_backup(env: &Environment, store: &BackupStore, key: &BackupKey, scratch: &std::path::Path) -> Summary {
-    let journal = FileJournal::new(scratch.join(format!("backup-{}.json", rand::random::<u32>())));
-    backup::backup(env, store, &key.recipient(), Some(key), BackupKind::Manual, &journal).await.expect("backup")
 }
 
 #[tokio::test]

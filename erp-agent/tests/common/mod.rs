@@ -11,10 +11,16 @@ use std::time::Instant;
 use e2e::TestEnv;
 use e2e::postgres::Postgres;
 use e2e::process::WorkDir;
-use e2e::tryton::fixture::{self, FixtureSize};
-use e2e::tryton::{TrytonConfig, TrytonInstall};
+use e2e::tryton::fixture::{self, FixtureSize, ReadBack};
+use e2e::tryton::{TrytonConfig, TrytonInstall, TrytonServer};
 use erp_agent::database::{DatabaseName, DatabaseServer, ErpState, PgTools, ServerAddress};
 use erp_agent::filestore::FileStore;
+use erp_agent::journal::FileJournal;
+use erp_agent::key::BackupKey;
+use erp_agent::manifest::{BackupKind, ErpInfo, Summary};
+use erp_agent::ops::{Environment, ErpControl, backup};
+use erp_agent::store::{BackupStore, StoreOptions};
+use erp_agent::{Error, Result};
 use tokio::sync::{Mutex, OnceCell};
 
 /// One series' Tryton, its configuration and a database of real data to copy from.
@@ -124,4 +130,104 @@ pub fn unique_name(label: &str) -> DatabaseName {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     DatabaseName::new(format!("{label}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)))
         .expect("a valid database name")
+}
+
+/// A real `trytond` over the environment's database, stopped and started as the operator or
+/// the single-server runtime would.
+pub struct Erp {
+    pub tryton: &'static Tryton,
+    pub config: TrytonConfig,
+    pub workdir: Arc<WorkDir>,
+    pub running: Mutex<Option<TrytonServer>>,
+    pub starts: std::sync::atomic::AtomicU32,
+}
+
+impl Erp {
+    pub async fn new(tryton: &'static Tryton, label: &str) -> Self {
+        let dir = tryton.workdir.join(format!("server-{label}"));
+        let config = TrytonConfig::write_with_data(&dir, tryton.postgres.port(), tryton.store.root()).unwrap();
+        let erp = Self {
+            tryton,
+            config,
+            workdir: tryton.workdir.clone(),
+            running: Mutex::new(None),
+            starts: Default::default(),
+        };
+        erp.start().await.unwrap();
+        erp
+    }
+}
+
+impl ErpControl for Erp {
+    async fn stop(&self) -> Result<()> {
+        if let Some(server) = self.running.lock().await.take() {
+            server.stop();
+        }
+        Ok(())
+    }
+
+    async fn start(&self) -> Result<()> {
+        let mut running = self.running.lock().await;
+        if running.is_none() {
+            let server = self
+                .tryton
+                .install
+                .start_server(&self.workdir, &self.config)
+                .await
+                .map_err(|e| Error::Invalid(format!("starting trytond: {e}")))?;
+            self.starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *running = Some(server);
+        }
+        Ok(())
+    }
+}
+
+/// The production environment of `tenant` on `database`.
+pub fn environment(tryton: &Tryton, tenant: &str, database: &DatabaseName, version: &str) -> Environment {
+    environment_named(tryton, tenant, "production", database, version)
+}
+
+/// Environment `name` (`production` or `test`) of `tenant` on `database`.
+pub fn environment_named(
+    tryton: &Tryton,
+    tenant: &str,
+    name: &str,
+    database: &DatabaseName,
+    version: &str,
+) -> Environment {
+    Environment {
+        tenant: tenant.to_string(),
+        name: name.to_string(),
+        database: database.clone(),
+        server: tryton.server.clone(),
+        filestore: tryton.store.clone(),
+        erp: ErpInfo { profile: "tryton".into(), version: version.into() },
+    }
+}
+
+pub async fn read_back(tryton: &Tryton, database: &DatabaseName) -> ReadBack {
+    fixture::read_back(&tryton.install, &tryton.config, database.as_str()).await.expect("reading the data back")
+}
+
+/// A directory store and an S3 store (its own bucket on the environment's server).
+pub async fn stores(label: &str) -> Vec<(&'static str, BackupStore, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let local = BackupStore::from_url(&format!("file://{}", dir.path().display()), StoreOptions::default()).unwrap();
+    let s3 = e2e::TestEnv::shared().await.s3().await.clone();
+    let bucket = format!("{label}-{:08x}", rand::random::<u32>());
+    let (endpoint, name) = (s3.clone(), bucket.clone());
+    tokio::task::spawn_blocking(move || endpoint.create_bucket(&name)).await.unwrap().unwrap();
+    let options = StoreOptions { config: s3.object_store_options(), ..StoreOptions::default() };
+    let remote = BackupStore::from_url(&format!("s3://{bucket}/backups"), options).unwrap();
+    vec![("directory", local, dir), ("s3", remote, tempfile::tempdir().unwrap())]
+}
+
+pub async fn take_backup(
+    env: &Environment,
+    store: &BackupStore,
+    key: &BackupKey,
+    scratch: &std::path::Path,
+) -> Summary {
+    let journal = FileJournal::new(scratch.join(format!("backup-{}.json", rand::random::<u32>())));
+    backup::backup(env, store, &key.recipient(), Some(key), BackupKind::Manual, &journal).await.expect("backup")
 }
