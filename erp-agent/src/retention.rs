@@ -95,6 +95,22 @@ pub struct RetentionPolicy {
     pub calendar_offset: FixedOffset,
 }
 
+impl From<&crate::manifest::Summary> for BackupEntry {
+    fn from(summary: &crate::manifest::Summary) -> Self {
+        use crate::manifest::BackupKind as Stored;
+        Self {
+            id: summary.backup_id.as_str().to_string(),
+            created_at: summary.created_at,
+            kind: match summary.kind {
+                Stored::Scheduled => BackupKind::Scheduled,
+                Stored::Manual => BackupKind::Manual,
+                Stored::BeforeOperation { .. } => BackupKind::BeforeOperation,
+            },
+            held: summary.held,
+        }
+    }
+}
+
 impl Default for RetentionPolicy {
     /// Keeps only what the safety rules keep (held and newest); calendar days in UTC.
     fn default() -> Self {

@@ -1,0 +1,522 @@
+//! The subcommands of `tenantry-agent`: flags and environment in, one JSON document out (see
+//! `main.rs` for the exit codes). Every flag can also come from the environment
+//! (`TENANTRY_AGENT_…`, shown by `--help`), which is how a Kubernetes Job passes Secrets; the
+//! database URL's value is never shown by `--help`, never logged and never printed.
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use erp_agent::catalogue::{Catalogue, plan};
+use erp_agent::control::ProgramControl;
+use erp_agent::database::{DatabaseName, DatabaseServer, PgTools, ServerAddress};
+use erp_agent::filestore::FileStore;
+use erp_agent::journal::{FileJournal, JournalStore};
+use erp_agent::key::{BackupKey, BackupRecipient};
+use erp_agent::manifest::{BackupId, BackupKind, ErpInfo};
+use erp_agent::ops::{self, Environment, backup, restore};
+use erp_agent::report::{Outcome, Report};
+use erp_agent::retention::{BackupEntry, RetentionPolicy};
+use erp_agent::store::{BackupStore, StoreOptions};
+use erp_agent::{Error, Result, fingerprint, neutralize};
+use serde::Serialize;
+use tenantry_contract::version::ErpVersion;
+
+pub const EXIT_DONE: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_INVALID: u8 = 2;
+pub const EXIT_INTERRUPTED: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(name = "tenantry-agent", version, about = "Tenantry's ERP operations engine")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Back the environment up (database and file store) into the backup store, encrypted.
+    Backup {
+        #[command(flatten)]
+        environment: EnvironmentArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The tenant's public backup key (`age1…`).
+        #[arg(long, env = "TENANTRY_AGENT_RECIPIENT")]
+        recipient: String,
+        /// The tenant's secret backup key file (0600): when given, the backup is read back in
+        /// full and checked after writing.
+        #[arg(long, env = "TENANTRY_AGENT_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Kind::Manual)]
+        kind: Kind,
+        /// With `--kind before-operation`: the operation the backup is taken for.
+        #[arg(long, required_if_eq("kind", "before-operation"))]
+        for_operation: Option<String>,
+        #[command(flatten)]
+        journal: JournalArgs,
+    },
+    /// Restore a backup into the environment, never in place: loaded into a new database,
+    /// checked, then cut over; the replaced database is kept until released.
+    Restore {
+        #[command(flatten)]
+        environment: EnvironmentArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The backup's id.
+        #[arg(long)]
+        backup: String,
+        /// The environment the backup was taken of (default: this one).
+        #[arg(long)]
+        from_environment: Option<String>,
+        #[command(flatten)]
+        operation: OperationArgs,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// The environment's complete backups, oldest first.
+    List {
+        #[command(flatten)]
+        target: BackupTarget,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Read a backup back in full: authenticity, every part's size and SHA-256, its manifest.
+    Verify {
+        #[command(flatten)]
+        target: BackupTarget,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[arg(long)]
+        backup: String,
+    },
+    /// Delete one backup (refused while it is held).
+    Delete {
+        #[command(flatten)]
+        target: BackupTarget,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        backup: String,
+    },
+    /// Mark a backup as held: retention and `delete` never remove it.
+    Hold {
+        #[command(flatten)]
+        target: BackupTarget,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        backup: String,
+    },
+    /// Take a backup's hold off.
+    Unhold {
+        #[command(flatten)]
+        target: BackupTarget,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        backup: String,
+    },
+    /// Apply a retention policy to the environment's backups: what it keeps (and why) and what
+    /// it deletes (nothing with `--dry-run`).
+    Prune {
+        #[command(flatten)]
+        target: BackupTarget,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Drop a database (and its file-store folder) an operation set aside, e.g. the one a
+    /// restore replaced. Nothing else can be released.
+    Release {
+        #[command(flatten)]
+        environment: EnvironmentArgs,
+        /// The set-aside database's name, as the operation's report gives it.
+        #[arg(long)]
+        kept: String,
+    },
+    /// Check that the environment's database is neutralized (no cron active, no integration
+    /// credential left, marked): exit 1 naming everything still live.
+    CheckNeutralized {
+        #[command(flatten)]
+        environment: EnvironmentArgs,
+    },
+    /// The upgrade plan from the environment's version to another: every hop's pre-migration
+    /// steps, update-all and post-migration steps, from the shipped catalogue and the
+    /// provider's. Changes nothing.
+    Plan {
+        #[command(flatten)]
+        environment: EnvironmentArgs,
+        /// The version to upgrade to.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        catalogue: CatalogueArgs,
+    },
+}
+
+/// The tenant environment an operation works on.
+#[derive(Debug, Args)]
+struct EnvironmentArgs {
+    #[arg(long, env = "TENANTRY_AGENT_TENANT")]
+    tenant: String,
+    /// `production` or `test`.
+    #[arg(long, env = "TENANTRY_AGENT_ENVIRONMENT", default_value = "production")]
+    environment: String,
+    /// The database the ERP serves.
+    #[arg(long, env = "TENANTRY_AGENT_DATABASE")]
+    database: String,
+    /// `postgres://user:password@host:port/`. Prefer `--database-url-file` (a mounted Secret).
+    #[arg(long, env = "TENANTRY_AGENT_DATABASE_URL", hide_env_values = true, conflicts_with = "database_url_file")]
+    database_url: Option<String>,
+    /// A file holding the database URL.
+    #[arg(long, env = "TENANTRY_AGENT_DATABASE_URL_FILE")]
+    database_url_file: Option<PathBuf>,
+    /// Where `pg_dump`, `pg_restore` and `psql` are (default: the `PATH`).
+    #[arg(long, env = "TENANTRY_AGENT_PG_BIN_DIR")]
+    pg_bin_dir: Option<PathBuf>,
+    /// The ERP's attachment store (the directory holding one folder per database).
+    #[arg(long, env = "TENANTRY_AGENT_FILESTORE")]
+    filestore: PathBuf,
+    #[arg(long, env = "TENANTRY_AGENT_PROFILE", default_value = "tryton")]
+    profile: String,
+    /// The ERP version the environment runs (e.g. 7.0.59).
+    #[arg(long, env = "TENANTRY_AGENT_ERP_VERSION")]
+    erp_version: String,
+}
+
+/// Which environment's backups.
+#[derive(Debug, Args)]
+struct BackupTarget {
+    #[arg(long, env = "TENANTRY_AGENT_TENANT")]
+    tenant: String,
+    #[arg(long, env = "TENANTRY_AGENT_ENVIRONMENT", default_value = "production")]
+    environment: String,
+}
+
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// `file:///dir`, `s3://bucket/prefix`, `gs://…`, `az://…`; credentials from the usual
+    /// environment variables of each (`AWS_ACCESS_KEY_ID`, …).
+    #[arg(long, env = "TENANTRY_AGENT_STORE")]
+    store: String,
+    /// An object-store option (`key=value`, e.g. `aws_endpoint=http://…`), repeatable.
+    #[arg(long = "store-option", value_parser = key_value)]
+    store_options: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+struct KeyArgs {
+    /// The tenant's secret backup key file (`AGE-SECRET-KEY-1…`, mode 0600 or stricter).
+    #[arg(long, env = "TENANTRY_AGENT_KEY_FILE")]
+    key_file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct JournalArgs {
+    /// The operation's journal file: run again with the same file to resume.
+    #[arg(long, env = "TENANTRY_AGENT_JOURNAL")]
+    journal: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct OperationArgs {
+    /// The caller's id of this operation (1–32 letters, digits or `-`): names its work copy.
+    #[arg(long, env = "TENANTRY_AGENT_OPERATION")]
+    operation: String,
+    #[command(flatten)]
+    journal: JournalArgs,
+}
+
+/// How the agent has the ERP stopped and started around a cut-over.
+#[derive(Debug, Args)]
+struct ControlArgs {
+    /// A program that stops the environment's ERP and returns once nothing of it is connected.
+    #[arg(long, env = "TENANTRY_AGENT_STOP_PROGRAM", requires = "start_program", conflicts_with = "erp_stopped")]
+    stop_program: Option<PathBuf>,
+    /// A program that starts the ERP and returns once it serves.
+    #[arg(long, env = "TENANTRY_AGENT_START_PROGRAM", requires = "stop_program")]
+    start_program: Option<PathBuf>,
+    /// The caller has stopped the ERP and starts it afterwards.
+    #[arg(long, env = "TENANTRY_AGENT_ERP_STOPPED")]
+    erp_stopped: bool,
+}
+
+#[derive(Debug, Args)]
+struct PolicyArgs {
+    #[arg(long, default_value_t = 0)]
+    daily: u32,
+    #[arg(long, default_value_t = 0)]
+    weekly: u32,
+    #[arg(long, default_value_t = 0)]
+    monthly: u32,
+    /// Keep every backup younger than this many days.
+    #[arg(long, default_value_t = 0)]
+    keep_days: u32,
+    /// Keep before-operation backups younger than this many days.
+    #[arg(long, default_value_t = 0)]
+    before_operation_days: u32,
+}
+
+#[derive(Debug, Args)]
+struct CatalogueArgs {
+    /// The provider's own migration steps (`*.toml`), merged after the shipped catalogue.
+    #[arg(long, env = "TENANTRY_AGENT_CATALOGUE_DIR")]
+    catalogue_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Kind {
+    Scheduled,
+    Manual,
+    BeforeOperation,
+}
+
+fn key_value(text: &str) -> std::result::Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{text}` is not key=value"))
+}
+
+/// Runs the command; returns the exit code.
+pub async fn run(cli: Cli) -> u8 {
+    match dispatch(cli.command).await {
+        Ok(Done::Value(value)) => {
+            print_json(&value);
+            EXIT_DONE
+        }
+        Ok(Done::Report(report)) => {
+            print_json(&report);
+            match report.outcome {
+                Outcome::Succeeded => EXIT_DONE,
+                Outcome::RolledBack { .. } => EXIT_FAILED,
+            }
+        }
+        Ok(Done::Interrupted { error }) => {
+            print_error(&error);
+            EXIT_INTERRUPTED
+        }
+        Err(error) => {
+            print_error(&error);
+            match error {
+                Error::Invalid(_) | Error::Key(_) => EXIT_INVALID,
+                _ => EXIT_FAILED,
+            }
+        }
+    }
+}
+
+enum Done {
+    Value(serde_json::Value),
+    Report(Box<Report>),
+    /// A journaled operation stopped midway: its journal holds an unfinished operation.
+    Interrupted {
+        error: Error,
+    },
+}
+
+fn print_json(value: &impl Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+}
+
+/// The error as the JSON document a Job's caller reads: its kind and its message (which never
+/// holds a secret: see `erp_agent::Error`).
+pub fn print_error(error: &Error) {
+    tracing::error!(kind = error.kind(), "{error}");
+    print_json(&serde_json::json!({"error": {"kind": error.kind(), "message": error.to_string()}}));
+}
+
+fn value(value: impl Serialize) -> Result<Done> {
+    Ok(Done::Value(serde_json::to_value(value).expect("serializable")))
+}
+
+async fn dispatch(command: Command) -> Result<Done> {
+    match command {
+        Command::Backup { environment, store, recipient, key_file, kind, for_operation, journal } => {
+            let environment = environment.open()?;
+            let store = store.open()?;
+            let recipient = BackupRecipient::parse(&recipient)?;
+            let key = key_file.as_deref().map(BackupKey::load).transpose()?;
+            let kind = match (kind, for_operation) {
+                (Kind::Scheduled, None) => BackupKind::Scheduled,
+                (Kind::Manual, None) => BackupKind::Manual,
+                (Kind::BeforeOperation, Some(operation)) => BackupKind::BeforeOperation { operation },
+                _ => return Err(Error::Invalid("--for-operation goes with --kind before-operation only".into())),
+            };
+            let journal = FileJournal::new(journal.journal);
+            journaled(&journal, backup::backup(&environment, &store, &recipient, key.as_ref(), kind, &journal).await)
+        }
+        Command::Restore { environment, store, key, backup, from_environment, operation, control } => {
+            let environment = environment.open()?;
+            let store = store.open()?;
+            let key = BackupKey::load(&key.key_file)?;
+            let backup = BackupId::parse(&backup)?;
+            let from = from_environment.unwrap_or_else(|| environment.name.clone());
+            let control = control.open()?;
+            let journal = FileJournal::new(operation.journal.journal);
+            let result =
+                restore::restore(&environment, &store, &key, &from, &backup, &operation.operation, &control, &journal)
+                    .await;
+            report(&journal, result)
+        }
+        Command::List { target, store } => value(store.open()?.list(&target.tenant, &target.environment).await?),
+        Command::Verify { target, store, key, backup } => {
+            let store = store.open()?;
+            let summary = find(&store, &target, &backup).await?;
+            let manifest = store.verify(&summary, &BackupKey::load(&key.key_file)?).await?;
+            value(serde_json::json!({"verified": true, "summary": summary, "manifest": manifest}))
+        }
+        Command::Delete { target, store, backup } => {
+            let store = store.open()?;
+            let summary = find(&store, &target, &backup).await?;
+            store.delete(&summary).await?;
+            value(serde_json::json!({"deleted": summary.backup_id}))
+        }
+        Command::Hold { target, store, backup } => {
+            let store = store.open()?;
+            let summary = find(&store, &target, &backup).await?;
+            value(store.hold(&summary).await?)
+        }
+        Command::Unhold { target, store, backup } => {
+            let store = store.open()?;
+            let summary = find(&store, &target, &backup).await?;
+            value(store.release(&summary).await?)
+        }
+        Command::Prune { target, store, policy, dry_run } => {
+            let store = store.open()?;
+            prune(&store, &target, &policy.policy(), dry_run).await
+        }
+        Command::Release { environment, kept } => {
+            let environment = environment.open()?;
+            ops::release(&environment, &kept).await?;
+            value(serde_json::json!({"released": kept}))
+        }
+        Command::CheckNeutralized { environment } => {
+            let environment = environment.open()?;
+            let mut connection = environment.server.connect(environment.database.as_str()).await?;
+            neutralize::verify(&mut connection).await?;
+            value(serde_json::json!({"neutralized": true, "database": environment.database.as_str()}))
+        }
+        Command::Plan { environment, to, catalogue } => {
+            let environment = environment.open()?;
+            let catalogue = catalogue.open()?;
+            let parse = |text: &str| text.parse::<ErpVersion>().map_err(|e| Error::Invalid(e.to_string()));
+            let mut connection = environment.server.connect(environment.database.as_str()).await?;
+            let modules = fingerprint::read(&mut connection).await?.modules;
+            value(plan(&environment.erp.profile, parse(&environment.erp.version)?, parse(&to)?, &modules, &catalogue)?)
+        }
+    }
+}
+
+/// A journaled operation's result: an error with the journal left unfinished is an
+/// interruption (rerun to resume); any other error changed nothing.
+fn journaled<T: Serialize>(journal: &dyn JournalStore, result: Result<T>) -> Result<Done> {
+    match result {
+        Ok(done) => value(done),
+        Err(error) => match journal.load() {
+            Ok(Some(record)) if !record.is_finished() => Ok(Done::Interrupted { error }),
+            _ => Err(error),
+        },
+    }
+}
+
+fn report(journal: &dyn JournalStore, result: Result<Report>) -> Result<Done> {
+    match result {
+        Ok(report) => Ok(Done::Report(Box::new(report))),
+        Err(error) => journaled::<()>(journal, Err(error)),
+    }
+}
+
+async fn find(store: &BackupStore, target: &BackupTarget, backup: &str) -> Result<erp_agent::manifest::Summary> {
+    let id = BackupId::parse(backup)?;
+    store.summary(&target.tenant, &target.environment, &id).await?.ok_or_else(|| Error::Missing {
+        what: "backup",
+        name: format!("{}/{}/{id}", target.tenant, target.environment),
+    })
+}
+
+async fn prune(store: &BackupStore, target: &BackupTarget, policy: &RetentionPolicy, dry_run: bool) -> Result<Done> {
+    let backups = store.list(&target.tenant, &target.environment).await?;
+    let entries: Vec<BackupEntry> = backups.iter().map(BackupEntry::from).collect();
+    let decision = policy.apply(&entries, Utc::now())?;
+    let mut deleted = Vec::new();
+    if !dry_run {
+        for entry in &decision.delete {
+            let summary = backups.iter().find(|s| s.backup_id.as_str() == entry.id).expect("listed above");
+            store.delete(summary).await?;
+            deleted.push(entry.id.clone());
+        }
+    }
+    value(serde_json::json!({"dry_run": dry_run, "keep": decision.keep, "delete": decision.delete, "deleted": deleted}))
+}
+
+impl EnvironmentArgs {
+    fn open(self) -> Result<Environment> {
+        let url = match (self.database_url, self.database_url_file) {
+            (Some(url), None) => url,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map_err(|source| Error::Io { what: "reading the database URL", path, source })?
+                .trim()
+                .to_string(),
+            _ => return Err(Error::Invalid("give the database URL: --database-url or --database-url-file".into())),
+        };
+        self.erp_version.parse::<ErpVersion>().map_err(|e| Error::Invalid(format!("--erp-version: {e}")))?;
+        let tools = self.pg_bin_dir.map_or_else(PgTools::on_path, PgTools::in_dir);
+        Ok(Environment {
+            tenant: self.tenant,
+            name: self.environment,
+            database: DatabaseName::new(self.database)?,
+            server: DatabaseServer::new(ServerAddress::from_url(&url)?, tools),
+            filestore: FileStore::new(self.filestore),
+            erp: ErpInfo { profile: self.profile, version: self.erp_version },
+        })
+    }
+}
+
+impl StoreArgs {
+    fn open(self) -> Result<BackupStore> {
+        BackupStore::from_url(&self.store, StoreOptions { config: self.store_options, ..StoreOptions::default() })
+    }
+}
+
+impl ControlArgs {
+    fn open(self) -> Result<ProgramControl> {
+        match (self.stop_program, self.start_program, self.erp_stopped) {
+            (Some(stop), Some(start), false) => Ok(ProgramControl::Programs { stop, start }),
+            (None, None, true) => Ok(ProgramControl::StoppedByCaller),
+            _ => Err(Error::Invalid(
+                "say how the ERP is stopped and started: --stop-program and --start-program, or --erp-stopped".into(),
+            )),
+        }
+    }
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            daily: self.daily,
+            weekly: self.weekly,
+            monthly: self.monthly,
+            keep_all_days: self.keep_days,
+            before_operation_days: self.before_operation_days,
+            ..RetentionPolicy::default()
+        }
+    }
+}
+
+impl CatalogueArgs {
+    fn open(self) -> Result<Catalogue> {
+        match self.catalogue_dir {
+            Some(dir) => Catalogue::shipped_with_provider_dir(&dir),
+            None => Catalogue::shipped(),
+        }
+    }
+}
