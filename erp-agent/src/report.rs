@@ -82,6 +82,10 @@ pub struct Report {
     pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<Validation>,
+    /// The database (and file-store folder) this operation replaced and set aside: kept until
+    /// released (`tenantry-agent release --kept …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
 }
 
 /// The tables whose row count differs between two fingerprints, or that exist in only one.
@@ -187,6 +191,7 @@ mod tests {
             fingerprint: BTreeMap::new(),
             warnings: vec!["the admin password must be set again".into()],
             validation: None,
+            kept: None,
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["outcome"], "rolled-back");

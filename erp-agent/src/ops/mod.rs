@@ -215,7 +215,17 @@ pub(crate) fn report(environment: &Environment, journal: &Journal) -> Report {
         fingerprint: Default::default(),
         warnings: Vec::new(),
         validation: None,
+        kept: set_aside(journal),
     }
+}
+
+/// The name a cut-over step recorded (`{"kept": …}`) of the original it set aside, unless the
+/// operation rolled back (then the original is live again).
+fn set_aside(journal: &Journal) -> Option<String> {
+    if journal.phase == Phase::RolledBack {
+        return None;
+    }
+    journal.done.iter().find_map(|record| record.output.get("kept")?.as_str().map(str::to_string))
 }
 
 /// Releases what an operation set aside (a replaced database and its file-store folder, named
