@@ -78,6 +78,7 @@ fn keeps_every_row(before: &Fingerprint, after: &Fingerprint) {
 #[tokio::test]
 async fn module_update_activates_and_updates() {
     let tryton = tryton(SERIES).await;
+    let test_started = Instant::now();
     let version = tryton.install.version().unwrap();
     let (_, store, scratch) = stores("update").await.swap_remove(0);
     let database = tryton.copy_of_template("update").await;
@@ -154,11 +155,13 @@ async fn module_update_activates_and_updates() {
         assert!(served_count(&erp, &database, "party.party").await > 0, "{what:?}: the ERP serves again");
     }
     erp.stop().await.unwrap();
+    eprintln!("activation and updates: {:.1?} once Tryton was ready", test_started.elapsed());
 }
 
 #[tokio::test]
 async fn failed_update_leaves_the_environment_untouched() {
     let tryton = tryton(SERIES).await;
+    let test_started = Instant::now();
     let version = tryton.install.version().unwrap();
     let database = tryton.copy_of_template("update_fails").await;
     tryton.set_admin_password(&database).await;
@@ -209,11 +212,13 @@ async fn failed_update_leaves_the_environment_untouched() {
     assert_eq!(again.outcome, report.outcome);
     assert_eq!(erp.starts.load(Ordering::Relaxed), 2);
     erp.stop().await.unwrap();
+    eprintln!("failed update: {:.1?} once Tryton was ready", test_started.elapsed());
 }
 
 #[tokio::test]
 async fn an_update_killed_during_the_erp_run_resumes_on_a_fresh_copy() {
     let tryton = tryton(SERIES).await;
+    let test_started = Instant::now();
     let version = tryton.install.version().unwrap();
     let database = tryton.copy_of_template("update_killed").await;
     tryton.set_admin_password(&database).await;
@@ -242,6 +247,8 @@ async fn an_update_killed_during_the_erp_run_resumes_on_a_fresh_copy() {
         () = copied => {}
     }
     assert!(erp.running.lock().await.is_none(), "interrupted with the ERP stopped");
+    let left = tryton.server.list(&derived_prefix(&database)).await.unwrap();
+    assert!(left.iter().any(|name| name.contains("__work_op-killed")), "interrupted with its work copy: {left:?}");
 
     let report = update(&env, &activate, &command, None, "op-killed", &erp, &journal).await.unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{report}");
@@ -254,4 +261,5 @@ async fn an_update_killed_during_the_erp_run_resumes_on_a_fresh_copy() {
     assert_eq!(fingerprint_of(tryton, &DatabaseName::new(&derived[0]).unwrap()).await, before);
     assert_eq!(served_count(&erp, &database, "party.relation.type").await, 0, "the ERP serves the new module");
     erp.stop().await.unwrap();
+    eprintln!("killed and resumed: {:.1?} once Tryton was ready", test_started.elapsed());
 }
