@@ -120,9 +120,9 @@ impl ErpCommand {
         let mut command = Command::new(&self.program);
         command.arg("-c").arg(&self.config).arg("-d").arg(database);
         if self.profile == Profile::Tryton {
-            // The modules being loaded appear in the log only when verbose: they name the one
-            // that failed.
-            command.arg("-v");
+            // The modules being loaded appear in the log only at level INFO: they name the one
+            // that failed. Each `-v` lowers trytond's level by one from ERROR, so INFO is `-vv`.
+            command.arg("-vv");
         }
         command
             .args(args)

@@ -17,6 +17,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::database::names::quote_identifier;
 use crate::error::{Error, Result};
+use crate::report::TableRows;
 
 /// Row counts and activated modules of one database.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -88,6 +89,9 @@ pub async fn read_in(transaction: &mut PgConnection) -> Result<Fingerprint> {
 /// What changed from one fingerprint to another.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FingerprintDiff {
+    /// Every table whose row count changed, or that exists on one side only: rows before and
+    /// after (what a report shows, [`crate::report::Report::fingerprint`]).
+    pub rows: BTreeMap<String, TableRows>,
     /// Tables present before and gone after.
     pub tables_lost: Vec<String>,
     /// Tables with fewer rows after than before.
@@ -117,6 +121,7 @@ impl FingerprintDiff {
     /// tables a migration step is documented to drop).
     pub fn without(mut self, ignore: &[&str]) -> Self {
         let kept = |table: &String| !ignore.contains(&table.as_str());
+        self.rows.retain(|table, _| kept(table));
         self.tables_lost.retain(kept);
         self.tables_added.retain(kept);
         self.tables_shrunk.retain(|shrunk| kept(&shrunk.table));
@@ -126,17 +131,27 @@ impl FingerprintDiff {
 
 /// What `after` lost or gained against `before`.
 pub fn compare(before: &Fingerprint, after: &Fingerprint) -> FingerprintDiff {
+    let rows: BTreeMap<String, TableRows> = before
+        .tables
+        .keys()
+        .chain(after.tables.keys())
+        .filter_map(|table| {
+            let rows = TableRows { before: before.tables.get(table).copied(), after: after.tables.get(table).copied() };
+            (rows.before != rows.after).then(|| (table.clone(), rows))
+        })
+        .collect();
     let mut diff = FingerprintDiff::default();
-    for (table, &rows_before) in &before.tables {
-        match after.tables.get(table) {
-            None => diff.tables_lost.push(table.clone()),
-            Some(&rows_after) if rows_after < rows_before => {
-                diff.tables_shrunk.push(ShrunkTable { table: table.clone(), before: rows_before, after: rows_after })
+    for (table, rows) in &rows {
+        match (rows.before, rows.after) {
+            (Some(_), None) => diff.tables_lost.push(table.clone()),
+            (None, Some(_)) => diff.tables_added.push(table.clone()),
+            (Some(before), Some(after)) if after < before => {
+                diff.tables_shrunk.push(ShrunkTable { table: table.clone(), before, after })
             }
-            Some(_) => {}
+            _ => {}
         }
     }
-    diff.tables_added = after.tables.keys().filter(|t| !before.tables.contains_key(*t)).cloned().collect();
+    diff.rows = rows;
     diff.modules_lost = before.modules.difference(&after.modules).cloned().collect();
     diff.modules_added = after.modules.difference(&before.modules).cloned().collect();
     diff
@@ -172,8 +187,14 @@ mod tests {
         assert_eq!(diff.modules_lost, ["sale"]);
         assert_eq!(diff.modules_added, ["company"]);
         assert!(!diff.loses_nothing());
+        // Only the tables that changed, with their rows on each side.
+        assert_eq!(diff.rows.keys().collect::<Vec<_>>(), ["ir_session", "new", "old", "sale_sale"]);
+        assert_eq!(diff.rows["sale_sale"], TableRows { before: Some(5), after: Some(4) });
+        assert_eq!(diff.rows["old"], TableRows { before: Some(1), after: None });
+        assert_eq!(diff.rows["new"], TableRows { before: None, after: Some(0) });
 
         let ignored = diff.without(VOLATILE_TABLES);
+        assert!(!ignored.rows.contains_key("ir_session"));
         assert_eq!(ignored.tables_shrunk.len(), 1);
         assert_eq!(ignored.tables_shrunk[0].table, "sale_sale");
     }

@@ -75,7 +75,8 @@ pub struct Report {
     #[serde(flatten)]
     pub outcome: Outcome,
     pub steps: Vec<StepReport>,
-    /// Per table, only where the rows changed or the table came or went.
+    /// Per table, only where the rows changed or the table came or went
+    /// ([`crate::fingerprint::FingerprintDiff::rows`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fingerprint: BTreeMap<String, TableRows>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -86,21 +87,6 @@ pub struct Report {
     /// released (`tenantry-agent release --kept …`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept: Option<String>,
-}
-
-/// The tables whose row count differs between two fingerprints, or that exist in only one.
-pub fn fingerprint_changes(
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-) -> BTreeMap<String, TableRows> {
-    before
-        .keys()
-        .chain(after.keys())
-        .filter_map(|table| {
-            let rows = TableRows { before: before.get(table).copied(), after: after.get(table).copied() };
-            (rows.before != rows.after).then(|| (table.clone(), rows))
-        })
-        .collect()
 }
 
 impl fmt::Display for Report {
@@ -155,17 +141,6 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_tables_that_changed_are_listed() {
-        let before = BTreeMap::from([("party".to_string(), 10), ("sale".to_string(), 5), ("old".to_string(), 1)]);
-        let after = BTreeMap::from([("party".to_string(), 10), ("sale".to_string(), 4), ("new".to_string(), 0)]);
-        let changes = fingerprint_changes(&before, &after);
-        assert_eq!(changes.keys().collect::<Vec<_>>(), ["new", "old", "sale"]);
-        assert_eq!(changes["sale"], TableRows { before: Some(5), after: Some(4) });
-        assert_eq!(changes["old"], TableRows { before: Some(1), after: None });
-        assert_eq!(changes["new"], TableRows { before: None, after: Some(0) });
-    }
 
     #[test]
     fn the_report_reads_as_json_and_as_text() {

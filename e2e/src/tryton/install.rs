@@ -35,6 +35,11 @@ pub const SUPPORTED_SERIES: &[&str] = &["7.0", "7.2", "7.4", "7.6", "7.8", "8.0"
 /// cannot silently drop them.
 pub const MODULES: &[&str] = &["party", "company", "product", "sale"];
 
+/// Modules installed but never activated by the fixture: what a test of the agent's module
+/// activation activates (`party_relationship` depends on `party` alone, so activating it is
+/// quick and adds its own tables).
+pub const INSTALLED_NOT_ACTIVATED: &[&str] = &["party_relationship"];
+
 /// Extra pins a series needs to work at all, beyond its own packages.
 fn series_pins(series: &str) -> &'static [&'static str] {
     match series {
@@ -54,17 +59,18 @@ fn database_driver(series: &str) -> &'static str {
     if major >= 8 { "psycopg[binary,pool]==3.*" } else { "psycopg2-binary==2.9.*" }
 }
 
-/// The pip requirements installed for `series` (`MAJOR.MINOR`): `trytond`, [`MODULES`] and
-/// `proteus` (the fixture's scripting library) of that series, its database driver and its
-/// pins. Only stable (even) series are published on PyPI; a development series fails at install
-/// time with pip's own message.
+/// The pip requirements installed for `series` (`MAJOR.MINOR`): `trytond`, [`MODULES`],
+/// [`INSTALLED_NOT_ACTIVATED`] and `proteus` (the fixture's scripting library) of that series,
+/// its database driver and its pins. Only stable (even) series are published on PyPI; a
+/// development series fails at install time with pip's own message.
 pub fn requirements(series: &str) -> Result<Vec<String>> {
     let valid = series.split_once('.').is_some_and(|(major, minor)| is_number(major) && is_number(minor));
     if !valid {
         return Err(Error::Prerequisite(format!("Tryton series `{series}` is not of the form MAJOR.MINOR (e.g. 7.0)")));
     }
     let mut requirements = vec![format!("trytond=={series}.*")];
-    requirements.extend(MODULES.iter().map(|module| format!("trytond-{module}=={series}.*")));
+    requirements
+        .extend(MODULES.iter().chain(INSTALLED_NOT_ACTIVATED).map(|module| format!("trytond-{module}=={series}.*")));
     requirements.push(format!("proteus=={series}.*"));
     requirements.push(database_driver(series).to_string());
     requirements.extend(series_pins(series).iter().map(|pin| pin.to_string()));
@@ -206,11 +212,20 @@ impl TrytonInstall {
         )?;
         let client = TrytonClient::new(config.url())?;
         let expected = format!("{}.", self.series);
+        // The port was free when the configuration was written and is free again whenever this
+        // server is stopped: another process may have taken it meanwhile, and would answer the
+        // probe. Only an answer after our own server said it listens counts (werkzeug's line).
+        let (log, listening) =
+            (process.log_path().to_path_buf(), format!("Running on http://127.0.0.1:{}", config.port()));
         let version = process
             .wait_ready(&format!("trytond {}", self.series), SERVER_START_TIMEOUT, || {
                 let client = client.clone();
                 let expected = expected.clone();
+                let ours = fs::read_to_string(&log).is_ok_and(|text| text.contains(&listening));
                 async move {
+                    if !ours {
+                        return Err("not listening yet".to_string());
+                    }
                     let version = client.server_version().await.map_err(|e| e.to_string())?;
                     if version.starts_with(&expected) {
                         Ok(version)
@@ -320,6 +335,7 @@ mod tests {
                 "trytond-company==7.0.*",
                 "trytond-product==7.0.*",
                 "trytond-sale==7.0.*",
+                "trytond-party_relationship==7.0.*",
                 "proteus==7.0.*",
                 "psycopg2-binary==2.9.*"
             ]

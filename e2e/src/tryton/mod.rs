@@ -32,7 +32,7 @@ mod rpc;
 mod server;
 
 pub use config::TrytonConfig;
-pub use install::{MODULES, ModuleUpdate, SUPPORTED_SERIES, TrytonInstall, requirements};
+pub use install::{INSTALLED_NOT_ACTIVATED, MODULES, ModuleUpdate, SUPPORTED_SERIES, TrytonInstall, requirements};
 pub use rpc::{Session, TrytonClient};
 pub use server::TrytonServer;
 

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod restore;
+pub mod update;
 
 use std::future::Future;
 
