@@ -14,7 +14,8 @@ use erp_agent::filestore::FileStore;
 use erp_agent::journal::{FileJournal, JournalStore};
 use erp_agent::key::{BackupKey, BackupRecipient};
 use erp_agent::manifest::{BackupId, BackupKind, ErpInfo};
-use erp_agent::ops::{self, Environment, backup, restore};
+use erp_agent::erp::{ErpCommand, ModuleUpdate, Profile};
+use erp_agent::ops::{self, Environment, backup, restore, update};
 use erp_agent::report::{Outcome, Report};
 use erp_agent::retention::{BackupEntry, RetentionPolicy};
 use erp_agent::store::{BackupStore, StoreOptions};
@@ -72,6 +73,28 @@ enum Command {
         /// The environment the backup was taken of (default: this one).
         #[arg(long)]
         from_environment: Option<String>,
+        #[command(flatten)]
+        operation: OperationArgs,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Update or activate modules on a copy of the environment's database, cut over only on
+    /// success; a before-operation backup first when a store is given.
+    Update {
+        #[command(flatten)]
+        environment: EnvironmentArgs,
+        #[command(flatten)]
+        modules: ModuleArgs,
+        #[command(flatten)]
+        erp: ErpArgs,
+        /// Where the before-operation backup goes (none taken without it).
+        #[arg(long, env = "TENANTRY_AGENT_STORE", requires = "recipient")]
+        store: Option<String>,
+        #[arg(long = "store-option", value_parser = key_value)]
+        store_options: Vec<(String, String)>,
+        /// The tenant's public backup key (`age1…`), for the before-operation backup.
+        #[arg(long, env = "TENANTRY_AGENT_RECIPIENT")]
+        recipient: Option<String>,
         #[command(flatten)]
         operation: OperationArgs,
         #[command(flatten)]
@@ -250,6 +273,33 @@ struct ControlArgs {
     erp_stopped: bool,
 }
 
+/// Which modules an update works on: exactly one of the three.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ModuleArgs {
+    /// Update every activated module.
+    #[arg(long)]
+    all: bool,
+    /// Update these activated modules (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    modules: Vec<String>,
+    /// Activate these modules, with the modules they depend on (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    activate: Vec<String>,
+}
+
+/// The ERP's admin command. Its credentials (admin password file, database URI) reach it
+/// through the agent's environment (`TRYTONPASSFILE`, `TRYTOND_DATABASE__URI`…), never flags.
+#[derive(Debug, Args)]
+struct ErpArgs {
+    /// The admin program (`trytond-admin`, or `odoo` for the odoo profile).
+    #[arg(long, env = "TENANTRY_AGENT_ERP_ADMIN")]
+    erp_admin: PathBuf,
+    /// The ERP's configuration file.
+    #[arg(long, env = "TENANTRY_AGENT_ERP_CONFIG")]
+    erp_config: PathBuf,
+}
+
 #[derive(Debug, Args)]
 struct PolicyArgs {
     #[arg(long, default_value_t = 0)]
@@ -365,6 +415,29 @@ async fn dispatch(command: Command) -> Result<Done> {
             let result =
                 restore::restore(&environment, &store, &key, &from, &backup, &operation.operation, &control, &journal)
                     .await;
+            report(&journal, result)
+        }
+        Command::Update { environment, modules, erp, store, store_options, recipient, operation, control } => {
+            let environment = environment.open()?;
+            let command = erp.command(&environment.erp.profile)?;
+            let store = store.map(|store| StoreArgs { store, store_options }.open()).transpose()?;
+            let recipient = recipient.as_deref().map(BackupRecipient::parse).transpose()?;
+            let backup = store
+                .as_ref()
+                .zip(recipient.as_ref())
+                .map(|(store, recipient)| update::BeforeOperationBackup { store, recipient });
+            let control = control.open()?;
+            let journal = FileJournal::new(operation.journal.journal);
+            let result = update::update(
+                &environment,
+                &modules.update(),
+                &command,
+                backup,
+                &operation.operation,
+                &control,
+                &journal,
+            )
+            .await;
             report(&journal, result)
         }
         Command::List { target, store } => value(store.open()?.list(&target.tenant, &target.environment).await?),
@@ -496,6 +569,29 @@ impl ControlArgs {
                 "say how the ERP is stopped and started: --stop-program and --start-program, or --erp-stopped".into(),
             )),
         }
+    }
+}
+
+impl ModuleArgs {
+    fn update(self) -> ModuleUpdate {
+        if self.all {
+            ModuleUpdate::All
+        } else if !self.activate.is_empty() {
+            ModuleUpdate::Activate(self.activate)
+        } else {
+            ModuleUpdate::Update(self.modules)
+        }
+    }
+}
+
+impl ErpArgs {
+    fn command(self, profile: &str) -> Result<ErpCommand> {
+        let profile = match profile {
+            "tryton" => Profile::Tryton,
+            "odoo" => Profile::Odoo,
+            other => return Err(Error::Invalid(format!("no admin command is known for the ERP profile `{other}`"))),
+        };
+        Ok(ErpCommand::new(profile, self.erp_admin, self.erp_config))
     }
 }
 
