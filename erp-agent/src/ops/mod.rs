@@ -2,7 +2,10 @@
 //! anything in place ([`crate::cutover`]).
 
 pub mod backup;
+pub mod export;
 pub mod restore;
+pub mod test_copy;
+mod work_copy;
 
 use std::future::Future;
 
