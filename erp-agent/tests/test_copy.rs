@@ -8,9 +8,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
+use erp_agent::Error;
 use erp_agent::database::{DatabaseName, derived_prefix};
 use erp_agent::fingerprint::{self, Fingerprint};
-use erp_agent::journal::FileJournal;
+use erp_agent::journal::{FileJournal, Journal, JournalStore};
 use erp_agent::key::BackupKey;
 use erp_agent::neutralize::{self, MARKER_TABLE};
 use erp_agent::ops::test_copy::{CopySource, test_copy};
@@ -193,4 +194,72 @@ async fn with_stripe_account(connection: &mut PgConnection) {
     .execute(connection)
     .await
     .unwrap();
+}
+
+/// A journal whose process is killed at its `crash_at`-th save: the step's effect happened,
+/// its record did not.
+struct KilledAtSave {
+    inner: FileJournal,
+    saves_left: std::sync::Mutex<u32>,
+}
+
+impl JournalStore for KilledAtSave {
+    fn load(&self) -> erp_agent::Result<Option<Journal>> {
+        self.inner.load()
+    }
+
+    fn save(&self, journal: &Journal) -> erp_agent::Result<()> {
+        let mut left = self.saves_left.lock().unwrap();
+        if *left == 0 {
+            return Err(Error::Invalid("killed".into()));
+        }
+        *left -= 1;
+        self.inner.save(journal)
+    }
+}
+
+#[tokio::test]
+async fn a_test_copy_killed_between_any_two_steps_finishes_when_run_again() {
+    let tryton = tryton(SERIES).await;
+    let version = tryton.install.version().unwrap();
+    let production_db = tryton.copy_of_template("tc_killed").await;
+    let production = environment(tryton, "acme-killed", &production_db, &version);
+    let test_db = tryton.copy_of_template("tc_killed_test").await;
+    let test = environment_named(tryton, "acme-killed", "test", &test_db, &version);
+    let erp = Erp::new(tryton, "tc-killed").await;
+    let scratch = tempfile::tempdir().unwrap();
+    let production_before = state_without_stripe(tryton, &production_db).await;
+
+    // The saves: `prepare`, one per step, then the end. Killed before each one, in turn.
+    for saves in 0..=STEPS.len() as u32 + 1 {
+        let path = scratch.path().join(format!("killed-{saves}.json"));
+        let operation = format!("tc-killed-{saves}");
+        let killed = KilledAtSave { inner: FileJournal::new(&path), saves_left: std::sync::Mutex::new(saves) };
+        let error = test_copy(&production, &test, CopySource::Live, &operation, &erp, &killed).await.unwrap_err();
+        assert!(error.to_string().contains("killed"), "{error}");
+
+        let report =
+            test_copy(&production, &test, CopySource::Live, &operation, &erp, &FileJournal::new(&path)).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Succeeded, "killed at save {saves}: {report}");
+        let mut connection = tryton.server.connect(test_db.as_str()).await.unwrap();
+        neutralize::verify(&mut connection).await.expect("the test database is a neutralized copy");
+        drop(connection);
+        assert!(erp.running.lock().await.is_some(), "killed at save {saves}: the test ERP serves");
+        // The previous test database kept, and nothing else: no work copy left.
+        let left = tryton.server.list(&derived_prefix(&test_db)).await.unwrap();
+        assert_eq!(left.len(), 1, "killed at save {saves}: {left:?}");
+        assert!(left[0].contains("__replaced_"), "{left:?}");
+        ops::release(&test, &left[0]).await.unwrap();
+        assert_eq!(state_without_stripe(tryton, &production_db).await, production_before, "production untouched");
+    }
+    erp.stop().await.unwrap();
+}
+
+async fn state_without_stripe(tryton: &Tryton, database: &DatabaseName) -> (Fingerprint, Vec<i64>) {
+    let mut connection = tryton.server.connect(database.as_str()).await.unwrap();
+    let active = sqlx::query_scalar("SELECT id::bigint FROM ir_cron WHERE active ORDER BY id")
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
+    (fingerprint::read(&mut connection).await.unwrap(), active)
 }
