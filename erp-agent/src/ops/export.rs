@@ -155,17 +155,26 @@ pub async fn export(
     let (zip_output, zip_input) = tokio::io::duplex(PIPE_BYTES);
     let zip_upload = spawn_upload(destination, FILESTORE_OBJECT, zip_input);
     let sink = ExportSink::new(to_sql.child.stdin.take().expect("piped"), zip_output);
-    // `to_sql` moves in: if anything fails, it is dropped (killed) here, so its upload ends.
-    let extracted = async move {
-        let (manifest, sink) = store.extract(&summary, key, sink).await?;
-        tokio::task::spawn_blocking(move || sink.finish())
+    let extracted = match store.extract(&summary, key, sink).await {
+        Ok((manifest, sink)) => {
+            async move {
+                tokio::task::spawn_blocking(move || sink.finish())
+                    .await
+                    .map_err(|e| Error::Invalid(format!("the zip writer panicked: {e}")))?
+                    .map_err(|source| Error::Stream { what: format!("writing {FILESTORE_OBJECT}"), source })?;
+                to_sql.finish().await?;
+                Ok::<_, Error>(manifest)
+            }
             .await
-            .map_err(|e| Error::Invalid(format!("the zip writer panicked: {e}")))?
-            .map_err(|source| Error::Stream { what: format!("writing {FILESTORE_OBJECT}"), source })?;
-        to_sql.finish().await?;
-        Ok::<_, Error>(manifest)
-    }
-    .await;
+        }
+        // The sink is gone, and with it pg_restore's input: it ends. A failed write into it
+        // (a broken pipe) is explained by pg_restore's own error.
+        Err(error @ Error::Stream { .. }) => Err(to_sql.finish().await.err().unwrap_or(error)),
+        Err(error) => {
+            drop(to_sql);
+            Err(error)
+        }
+    };
     let joined = |e: tokio::task::JoinError| Error::Invalid(format!("an export upload panicked: {e}"));
     let sql = sql_upload.await.map_err(joined).and_then(|r| r);
     let zip = zip_upload.await.map_err(joined).and_then(|r| r);

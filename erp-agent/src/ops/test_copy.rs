@@ -228,13 +228,21 @@ async fn copy_live(production: &Environment, test: &Environment, work: &str) -> 
     let mut output = dump.take_stdout().expect("pg_dump's output is piped");
     let mut input = restore.take_stdin().expect("pg_restore's input is piped");
     let piped = tokio::io::copy(&mut output, &mut input).await;
-    drop(input);
+    // Both ends closed before waiting, so neither program waits on the other.
+    drop((output, input));
     let (dumped, restored) = (dump.finish().await, restore.finish().await);
     snapshot.rollback().await.map_err(Error::database("ending the copy's snapshot"))?;
-    // A program's own error says more than the broken pipe it caused.
-    dumped?;
-    restored?;
-    piped.map_err(|source| Error::Stream { what: "streaming pg_dump into pg_restore".into(), source })?;
+    // The program that failed first says more than the one whose pipe it broke: a broken
+    // pipe into pg_restore means pg_restore failed; a clean end of the dump, pg_dump's own.
+    let piped = piped.map_err(|source| Error::Stream { what: "streaming pg_dump into pg_restore".into(), source });
+    if piped.is_err() {
+        restored?;
+        dumped?;
+    } else {
+        dumped?;
+        restored?;
+    }
+    piped?;
 
     copy_files(production, test, work).await?;
     check_copy(test, work, &fingerprint.tables, None).await?;
