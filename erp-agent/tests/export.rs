@@ -179,3 +179,52 @@ fn damage_archive(root: &Path) {
 async fn drop_database(tryton: &Tryton, database: &DatabaseName) {
     tryton.server.drop_database(database, erp_agent::database::ErpState::Stopped).await.unwrap();
 }
+
+/// The export streams: with a file store far larger than its buffers, the process's peak
+/// memory grows by about the uploads' buffers, not by the export's size.
+#[tokio::test]
+async fn export_streams_in_bounded_memory() {
+    const LARGE: usize = 96 * 1024 * 1024;
+    let tryton = tryton(SERIES).await;
+    let version = tryton.install.version().unwrap();
+    let database = tryton.copy_of_template("export_large").await;
+    let env = environment(tryton, "acme-large", &database, &version);
+    // One large incompressible file in the file store (no row needs to name it: a backup
+    // carries the folder as it is).
+    let folder = tryton.store.folder(database.as_str()).unwrap().join("ff").join("ff");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut content = vec![0u8; LARGE];
+    rand::fill(&mut content[..]);
+    std::fs::write(folder.join("ffff-large"), &content).unwrap();
+    drop(content);
+    let (_, store, scratch) = stores("export-large").await.swap_remove(0);
+    let key = BackupKey::generate();
+    let summary = take_backup(&env, &store, &key, scratch.path()).await;
+
+    let out = tempfile::tempdir().unwrap();
+    let options = StoreOptions { part_size: 5 * 1024 * 1024, max_concurrency: 1, ..StoreOptions::default() };
+    let destination = ExportDestination::from_url(&format!("file://{}", out.path().display()), &options).unwrap();
+    // Peak resident memory from here on (`5` resets the high-water mark).
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = resident_peak_kib();
+    let exported =
+        export(&store, &key, &env.tenant, "production", &summary.backup_id, tryton.server.tools(), &destination)
+            .await
+            .unwrap();
+    let grown_mib = (resident_peak_kib() - before) / 1024;
+    assert!(exported.objects[1].bytes > LARGE as u64, "{exported:?}");
+    assert!(grown_mib < 64, "the export grew the process by {grown_mib} MiB for a {} MiB zip", LARGE >> 20);
+    eprintln!("export of a {} MiB file store: peak memory +{grown_mib} MiB", LARGE >> 20);
+    let zipped = zip::ZipArchive::new(std::fs::File::open(out.path().join(FILESTORE_OBJECT)).unwrap()).unwrap();
+    assert_eq!(zipped.len(), files_in(&tryton.store.folder(database.as_str()).unwrap()).len() + dirs(&zipped));
+}
+
+fn resident_peak_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/self/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn dirs(archive: &zip::ZipArchive<std::fs::File>) -> usize {
+    archive.file_names().filter(|name| name.as_ref().unwrap().ends_with('/')).count()
+}
