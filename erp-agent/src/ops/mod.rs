@@ -2,8 +2,11 @@
 //! anything in place ([`crate::cutover`]).
 
 pub mod backup;
+pub mod export;
 pub mod restore;
+pub mod test_copy;
 pub mod update;
+mod work_copy;
 
 use std::future::Future;
 

@@ -10,23 +10,17 @@
 //! rerun finishes the renames. If a step fails, everything is undone: the work copy is dropped,
 //! a cut-over is cut back, and the ERP is started on the original.
 
-use std::fs;
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
-
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use tokio_util::io::SyncIoBridge;
 
+use super::work_copy::{self, ManifestFacts};
 use super::{Databases, Environment, ErpControl, Folders, run_steps};
-use crate::archive::Sink;
 use crate::cutover::{Swap, cut_back, cut_over};
 use crate::database::{DatabaseName, ErpState, replaced_name, work_copy_name};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalStore};
 use crate::key::BackupKey;
-use crate::manifest::{BackupId, Manifest};
-use crate::ops::backup::{DATABASE_PART, FILESTORE_PART};
+use crate::manifest::BackupId;
 use crate::report::Report;
 use crate::store::BackupStore;
 use tenantry_contract::version::ErpVersion;
@@ -110,8 +104,8 @@ pub fn check_versions(backup: &str, environment: &str) -> Result<()> {
     Ok(())
 }
 
-/// Fills the work copy from the archive: the dump into a new database through `pg_restore`,
-/// the files into the work folder.
+/// Fills the work copy from the archive ([`work_copy::load_backup`]); records what the check
+/// compares against.
 async fn load(
     environment: &Environment,
     store: &BackupStore,
@@ -119,42 +113,8 @@ async fn load(
     summary: &crate::manifest::Summary,
     names: &Names,
 ) -> Result<serde_json::Value> {
-    let work = DatabaseName::new(&names.work)?;
-    // A rerun starts the copy over: whatever an interrupted load left is dropped first.
-    environment.server.drop_database(&work, ErpState::Stopped).await?;
-    environment.filestore.delete(&names.work).await?;
-    environment.server.create_empty(&work, Some(environment.server.address().user())).await?;
-    let mut restore = environment.server.tools().pg_restore(
-        environment.server.address(),
-        &work,
-        &["--no-owner", "--role", environment.server.address().user()],
-    )?;
-    let input = restore.take_stdin().expect("pg_restore's input is piped");
-    let folder = environment.filestore.folder(&names.work)?;
-    let sink = RestoreSink { database: Some(SyncIoBridge::new(input)), folder };
-    let (manifest, sink) = store.extract(summary, key, sink).await?;
-    drop(sink);
-    restore.finish().await?;
-    Ok(serde_json::to_value(ManifestFacts::from(&manifest)).expect("serializable"))
-}
-
-/// What the check compares against, from the manifest the load verified.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ManifestFacts {
-    fingerprint: std::collections::BTreeMap<String, u64>,
-    files: u64,
-    file_bytes: u64,
-}
-
-impl From<&Manifest> for ManifestFacts {
-    fn from(manifest: &Manifest) -> Self {
-        let files = manifest.part(FILESTORE_PART);
-        Self {
-            fingerprint: manifest.fingerprint.clone(),
-            files: files.map_or(0, |p| p.files),
-            file_bytes: files.map_or(0, |p| p.bytes),
-        }
-    }
+    let facts = work_copy::load_backup(environment, store, key, summary, &names.work).await?;
+    Ok(serde_json::to_value(facts).expect("serializable"))
 }
 
 /// The work copy holds what the backup says: the same rows in every table, every file, and
@@ -164,43 +124,9 @@ async fn check(environment: &Environment, journal: &Journal, names: &Names) -> R
         .output("load")
         .and_then(|output| serde_json::from_value(output.clone()).ok())
         .ok_or_else(|| Error::Journal("the journal has no record of the load".into()))?;
-    let mut connection = environment.server.connect(&names.work).await?;
-    let restored = crate::fingerprint::read(&mut connection).await?;
-    let differing: Vec<String> = facts
-        .fingerprint
-        .keys()
-        .chain(restored.tables.keys())
-        .filter(|table| facts.fingerprint.get(*table) != restored.tables.get(*table))
-        .map(|table| {
-            let rows = |n: Option<&u64>| n.map_or("no table".to_string(), |n| format!("{n} rows"));
-            format!(
-                "{table}: {} in the backup, {} restored",
-                rows(facts.fingerprint.get(table)),
-                rows(restored.tables.get(table))
-            )
-        })
-        .collect();
-    if !differing.is_empty() {
-        return Err(Error::Corrupt { part: DATABASE_PART.into(), detail: differing.join("; ") });
-    }
-    let inventory = environment.filestore.inventory(&names.work).await?;
-    if (inventory.files, inventory.bytes) != (facts.files, facts.file_bytes) {
-        return Err(Error::Corrupt {
-            part: FILESTORE_PART.into(),
-            detail: format!(
-                "{} files of {} bytes restored, the backup has {} files of {} bytes",
-                inventory.files, inventory.bytes, facts.files, facts.file_bytes
-            ),
-        });
-    }
-    let bad = environment.filestore.check_attachments(&mut connection, &names.work).await?;
-    if !bad.is_empty() {
-        return Err(Error::Corrupt {
-            part: FILESTORE_PART.into(),
-            detail: format!("{} attachments have no file or the wrong size after the restore", bad.len()),
-        });
-    }
-    Ok(serde_json::to_value(&restored.tables).expect("serializable"))
+    let files = Some((facts.files, facts.file_bytes));
+    let restored = work_copy::check_copy(environment, &names.work, &facts.fingerprint, files).await?;
+    Ok(serde_json::to_value(&restored).expect("serializable"))
 }
 
 async fn swap_in(environment: &Environment, names: &Names) -> Result<serde_json::Value> {
@@ -223,40 +149,4 @@ async fn undo(environment: &Environment, erp: &impl ErpControl, journal: &Journa
     environment.server.drop_database(&DatabaseName::new(&names.work)?, ErpState::Stopped).await?;
     environment.filestore.delete(&names.work).await?;
     if stopped { erp.start().await } else { Ok(()) }
-}
-
-/// Where a restore's archive goes: the dump into `pg_restore`, the files into the work folder.
-struct RestoreSink {
-    database: Option<SyncIoBridge<tokio::process::ChildStdin>>,
-    folder: PathBuf,
-}
-
-impl Sink for RestoreSink {
-    fn stream(&mut self, part: &str) -> io::Result<&mut dyn Write> {
-        match (part, self.database.as_mut()) {
-            (DATABASE_PART, Some(input)) => Ok(input),
-            _ => Err(io::Error::other(format!("unexpected stream part `{part}` in a backup"))),
-        }
-    }
-
-    fn directory(&mut self, part: &str, path: &Path) -> io::Result<()> {
-        self.expect_filestore(part)?;
-        fs::create_dir_all(self.folder.join(path))
-    }
-
-    fn file(&mut self, part: &str, path: &Path, _size: u64, content: &mut dyn Read) -> io::Result<()> {
-        self.expect_filestore(part)?;
-        let mut file = fs::File::create_new(self.folder.join(path))?;
-        io::copy(content, &mut file).map(drop)
-    }
-}
-
-impl RestoreSink {
-    fn expect_filestore(&self, part: &str) -> io::Result<()> {
-        if part == FILESTORE_PART {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!("unexpected part `{part}` in a backup")))
-        }
-    }
 }
