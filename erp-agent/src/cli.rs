@@ -15,7 +15,7 @@ use erp_agent::journal::{FileJournal, JournalStore};
 use erp_agent::key::{BackupKey, BackupRecipient};
 use erp_agent::manifest::{BackupId, BackupKind, ErpInfo};
 use erp_agent::erp::{ErpCommand, ModuleUpdate, Profile};
-use erp_agent::ops::{self, Environment, backup, restore, update};
+use erp_agent::ops::{self, Environment, backup, export, restore, test_copy, update};
 use erp_agent::report::{Outcome, Report};
 use erp_agent::retention::{BackupEntry, RetentionPolicy};
 use erp_agent::store::{BackupStore, StoreOptions};
@@ -99,6 +99,52 @@ enum Command {
         operation: OperationArgs,
         #[command(flatten)]
         control: ControlArgs,
+    },
+    /// Make the test environment a neutralized copy of production (read live, or from one of
+    /// its backups), verified before it replaces the test database.
+    TestCopy {
+        /// Production: the environment copied from (never stopped, never written).
+        #[command(flatten)]
+        environment: EnvironmentArgs,
+        /// The test environment's database.
+        #[arg(long, env = "TENANTRY_AGENT_TEST_DATABASE")]
+        test_database: String,
+        /// The test environment's attachment store (default: production's).
+        #[arg(long, env = "TENANTRY_AGENT_TEST_FILESTORE")]
+        test_filestore: Option<PathBuf>,
+        /// Copy from this backup of production instead of production as it is now.
+        #[arg(long, requires_all = ["store", "key_file"])]
+        from_backup: Option<String>,
+        #[arg(long, env = "TENANTRY_AGENT_STORE")]
+        store: Option<String>,
+        #[arg(long = "store-option", value_parser = key_value)]
+        store_options: Vec<(String, String)>,
+        #[arg(long, env = "TENANTRY_AGENT_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        #[command(flatten)]
+        operation: OperationArgs,
+        /// How the test environment's ERP is stopped and started.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// A customer-downloadable export of a backup in open formats: `database.sql` (plain SQL,
+    /// loads with `psql` into any empty database), `filestore.zip`, `manifest.json`; decrypted
+    /// and streamed to the destination.
+    Export {
+        #[command(flatten)]
+        target: BackupTarget,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[arg(long)]
+        backup: String,
+        /// `file:///dir` or `s3://bucket/prefix` (S3 options: `--store-option`).
+        #[arg(long)]
+        destination: String,
+        /// Where `pg_restore` is (default: the `PATH`).
+        #[arg(long, env = "TENANTRY_AGENT_PG_BIN_DIR")]
+        pg_bin_dir: Option<PathBuf>,
     },
     /// The environment's complete backups, oldest first.
     List {
@@ -439,6 +485,46 @@ async fn dispatch(command: Command) -> Result<Done> {
             )
             .await;
             report(&journal, result)
+        }
+        Command::TestCopy {
+            environment,
+            test_database,
+            test_filestore,
+            from_backup,
+            store,
+            store_options,
+            key_file,
+            operation,
+            control,
+        } => {
+            let production = environment.open()?;
+            let test = Environment {
+                name: "test".to_string(),
+                database: DatabaseName::new(test_database)?,
+                filestore: test_filestore.map_or_else(|| production.filestore.clone(), FileStore::new),
+                ..production.clone()
+            };
+            let store = store.map(|store| StoreArgs { store, store_options }.open()).transpose()?;
+            let key = key_file.as_deref().map(BackupKey::load).transpose()?;
+            let backup_id = from_backup.as_deref().map(BackupId::parse).transpose()?;
+            let source = match (&store, &key, &backup_id) {
+                (Some(store), Some(key), Some(backup_id)) => test_copy::CopySource::Backup { store, key, backup_id },
+                _ => test_copy::CopySource::Live,
+            };
+            let control = control.open()?;
+            let journal = FileJournal::new(operation.journal.journal);
+            let result =
+                test_copy::test_copy(&production, &test, source, &operation.operation, &control, &journal).await;
+            report(&journal, result)
+        }
+        Command::Export { target, store, key, backup, destination, pg_bin_dir } => {
+            let options = StoreOptions { config: store.store_options.clone(), ..StoreOptions::default() };
+            let store = store.open()?;
+            let key = BackupKey::load(&key.key_file)?;
+            let destination = export::ExportDestination::from_url(&destination, &options)?;
+            let tools = pg_bin_dir.map_or_else(PgTools::on_path, PgTools::in_dir);
+            let id = BackupId::parse(&backup)?;
+            value(export::export(&store, &key, &target.tenant, &target.environment, &id, &tools, &destination).await?)
         }
         Command::List { target, store } => value(store.open()?.list(&target.tenant, &target.environment).await?),
         Command::Verify { target, store, key, backup } => {

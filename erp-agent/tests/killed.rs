@@ -30,6 +30,8 @@ struct ScriptedErp {
     start: PathBuf,
     pid_file: PathBuf,
     port: u16,
+    /// The ERP's configuration, also what its admin command runs with.
+    config: PathBuf,
 }
 
 impl ScriptedErp {
@@ -86,7 +88,7 @@ rm -f '{pid}'
             std::fs::write(path, text).unwrap();
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        Self { stop, start, pid_file, port: config.port() }
+        Self { stop, start, pid_file, port: config.port(), config: config.path().to_path_buf() }
     }
 
     fn run(&self, program: &Path) {
@@ -107,29 +109,27 @@ impl Drop for ScriptedErp {
     }
 }
 
-/// The agent's command line for a restore of `backup` into `database`.
-fn restore_command(
+/// The agent's command line for `subcommand` on `database`, its ERP run by `erp`, its journal
+/// `scratch/operation.journal`.
+fn agent_command(
+    subcommand: &str,
     tryton: &Tryton,
     erp: &ScriptedErp,
     scratch: &Path,
     database: &DatabaseName,
     version: &str,
-    backup: &str,
 ) -> Command {
     let mut command = Command::new(AGENT);
     command
-        .arg("restore")
+        .arg(subcommand)
         .args(["--tenant", "acme-killed", "--database", database.as_str(), "--erp-version", version])
         .arg("--filestore")
         .arg(tryton.store.root())
         .arg("--pg-bin-dir")
         .arg(tryton.postgres.bin_dir())
-        .args(["--store", &format!("file://{}", scratch.join("backups").display())])
-        .arg("--key-file")
-        .arg(scratch.join("backup.key"))
-        .args(["--backup", backup, "--operation", "op-killed"])
+        .args(["--operation", "op-killed"])
         .arg("--journal")
-        .arg(scratch.join("restore.journal"))
+        .arg(scratch.join("operation.journal"))
         .arg("--stop-program")
         .arg(&erp.stop)
         .arg("--start-program")
@@ -208,11 +208,18 @@ async fn killed_at_every_step_resumes_or_rolls_back() {
 
         let erp = ScriptedErp::new(tryton, scratch.path());
         erp.run(&erp.start);
-        let journal = FileJournal::new(scratch.path().join("restore.journal"));
-        let command = || restore_command(tryton, &erp, scratch.path(), &database, &version, summary.backup_id.as_str());
+        let journal = FileJournal::new(scratch.path().join("operation.journal"));
+        let command = || {
+            let mut command = agent_command("restore", tryton, &erp, scratch.path(), &database, &version);
+            command
+                .args(["--store", &format!("file://{}", scratch.path().join("backups").display())])
+                .arg("--key-file")
+                .arg(scratch.path().join("backup.key"))
+                .args(["--backup", summary.backup_id.as_str()]);
+            command
+        };
         let killed = kill_after(command(), &journal, steps_done);
-        let at = journal.load().unwrap().map(|j| (j.done.iter().map(|r| r.step.clone()).collect::<Vec<_>>(), j.phase));
-        eprintln!("steps_done={steps_done}: killed={killed}, journal then: {at:?}");
+        report_kill(&journal, steps_done, killed);
 
         let report = finish(command());
         assert_eq!(report["outcome"], "succeeded", "{report}");
@@ -221,22 +228,91 @@ async fn killed_at_every_step_resumes_or_rolls_back() {
         assert_eq!(read_back(tryton, &database).await, backed_up, "killed after {steps_done} steps: every row back");
         assert!(erp.serves(), "killed after {steps_done} steps: the ERP serves again");
 
-        // Only the replaced original is left; released, nothing is.
-        let derived = tryton.server.list(&derived_prefix(&database)).await.unwrap();
-        assert_eq!(derived.len(), 1, "killed after {steps_done} steps: {derived:?}");
-        let mut kept = tryton.server.connect(&derived[0]).await.unwrap();
+        assert_eq!(report["kept"].as_str(), Some(only_the_original_is_left(tryton, &database, steps_done).await.as_str()));
+        let mut kept = tryton.server.connect(report["kept"].as_str().unwrap()).await.unwrap();
         assert_eq!(fingerprint::read(&mut kept).await.unwrap(), changed, "the original as it was before the restore");
         drop(kept);
-        erp_agent::ops::release(&env, &derived[0]).await.unwrap();
-        assert!(tryton.server.list(&derived_prefix(&database)).await.unwrap().is_empty());
-        let prefix = derived_prefix(&database);
-        let strays: Vec<String> = std::fs::read_dir(tryton.store.root())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| name.starts_with(&prefix))
-            .collect();
-        assert!(strays.is_empty(), "file-store folders left: {strays:?}");
+        release_and_check_nothing_is_left(tryton, &env, report["kept"].as_str().unwrap()).await;
         erp.run(&erp.stop);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_at_every_step_of_an_update_resumes_or_rolls_back() {
+    let tryton = tryton(SERIES).await;
+    let version = tryton.install.version().unwrap();
+    let module = e2e::tryton::INSTALLED_NOT_ACTIVATED[0];
+    // prepare, stop, copy, the update's start mark, update, check, cut-over, start.
+    for steps_done in 0..=7 {
+        let scratch = tempfile::tempdir().unwrap();
+        let database = tryton.copy_of_template(&format!("killedupd{steps_done}")).await;
+        let env = environment(tryton, "acme-killed", &database, &version);
+        let mut connection = tryton.server.connect(database.as_str()).await.unwrap();
+        let before = fingerprint::read(&mut connection).await.unwrap();
+        drop(connection);
+        assert!(!before.modules.contains(module));
+
+        let erp = ScriptedErp::new(tryton, scratch.path());
+        erp.run(&erp.start);
+        let journal = FileJournal::new(scratch.path().join("operation.journal"));
+        let command = || {
+            let mut command = agent_command("update", tryton, &erp, scratch.path(), &database, &version);
+            command
+                .args(["--activate", module])
+                .arg("--erp-admin")
+                .arg(tryton.install.bin("trytond-admin"))
+                .arg("--erp-config")
+                .arg(&erp.config);
+            command
+        };
+        let killed = kill_after(command(), &journal, steps_done);
+        report_kill(&journal, steps_done, killed);
+
+        let report = finish(command());
+        assert_eq!(report["outcome"], "succeeded", "{report}");
+        assert_eq!(journal.load().unwrap().unwrap().phase, Phase::Succeeded);
+        let mut connection = tryton.server.connect(database.as_str()).await.unwrap();
+        let after = fingerprint::read(&mut connection).await.unwrap();
+        drop(connection);
+        assert!(after.modules.contains(module), "killed after {steps_done} steps: {module} activated");
+        let diff = fingerprint::compare(&before, &after).without(fingerprint::VOLATILE_TABLES);
+        assert!(diff.loses_nothing(), "killed after {steps_done} steps: {diff:?}");
+        assert!(erp.serves(), "killed after {steps_done} steps: the ERP serves again");
+
+        let kept = only_the_original_is_left(tryton, &database, steps_done).await;
+        assert_eq!(report["kept"].as_str(), Some(kept.as_str()));
+        let mut original = tryton.server.connect(&kept).await.unwrap();
+        let original = fingerprint::read(&mut original).await.unwrap();
+        assert_eq!(original.tables, before.tables, "the original is kept as it was");
+        release_and_check_nothing_is_left(tryton, &env, &kept).await;
+        erp.run(&erp.stop);
+    }
+}
+
+fn report_kill(journal: &FileJournal, steps_done: usize, killed: bool) {
+    let at = journal.load().unwrap().map(|j| (j.done.iter().map(|r| r.step.clone()).collect::<Vec<_>>(), j.phase));
+    eprintln!("steps_done={steps_done}: killed={killed}, journal then: {at:?}");
+}
+
+/// The one database the operation set aside, and nothing else derived from `database`.
+async fn only_the_original_is_left(tryton: &Tryton, database: &DatabaseName, steps_done: usize) -> String {
+    let derived = tryton.server.list(&derived_prefix(database)).await.unwrap();
+    assert_eq!(derived.len(), 1, "killed after {steps_done} steps: {derived:?}");
+    assert!(derived[0].contains("__replaced_"), "{derived:?}");
+    derived[0].clone()
+}
+
+/// Releases `kept`; then no database and no file-store folder derived from the environment's
+/// is left.
+async fn release_and_check_nothing_is_left(tryton: &Tryton, env: &erp_agent::ops::Environment, kept: &str) {
+    erp_agent::ops::release(env, kept).await.unwrap();
+    assert!(tryton.server.list(&derived_prefix(&env.database)).await.unwrap().is_empty());
+    let prefix = derived_prefix(&env.database);
+    let strays: Vec<String> = std::fs::read_dir(tryton.store.root())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&prefix))
+        .collect();
+    assert!(strays.is_empty(), "file-store folders left: {strays:?}");
 }
