@@ -184,7 +184,7 @@ async fn run(args: Args) -> Result<(), String> {
 
     for round in 0..args.rounds {
         for (index, case) in cases.iter().enumerate() {
-            let floor_first = (round as usize + index) % 2 == 0;
+            let floor_first = (round as usize + index).is_multiple_of(2);
             for floor_turn in [floor_first, !floor_first] {
                 if floor_turn {
                     let database = fresh_copy("downtime_floor").await?;
