@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod restore;
+pub mod upgrade;
 
 use std::future::Future;
 
