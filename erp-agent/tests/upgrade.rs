@@ -200,7 +200,7 @@ async fn major_upgrade_follows_the_seven_steps() {
     let catalogue = Catalogue::shipped().unwrap();
     let erp_for = |series: ErpSeries| Ok(new.programs(&installs[&series], tryton));
     let target =
-        || Target { version: version(&new_install), erp_for: &erp_for, serving: new.serving(tryton), validate: false };
+        || Target { version: version(&new_install), erp_for: &erp_for, serving: new.serving(tryton), validate: true };
     let journal = FileJournal::new(scratch.path().join("upgrade.json"));
 
     let started = Instant::now();
@@ -239,6 +239,8 @@ async fn major_upgrade_follows_the_seven_steps() {
     assert_eq!(report.from_version.as_deref(), Some(tryton.install.version().unwrap().as_str()));
     assert_eq!(report.to_version, Some(new_install.version().unwrap()));
     assert!(!report.rehearsal, "production is no rehearsal");
+    let validation = report.validation.as_ref().expect("the ERP's own validation ran");
+    assert!(validation.passed, "{validation:?}");
     assert!(report.warnings.iter().any(|w| w.contains("python-sql")), "the plan's note: {:?}", report.warnings);
 
     // Data intact: no table of the customer's data lost a row; the fixture's figures, read with
@@ -309,7 +311,6 @@ async fn upgrade_across_series_chains_every_step() {
     let new = NewServer::new(tryton, new_install.clone(), "chain", &database);
     let before = read_back(tryton, &database).await;
     let fingerprint_before = fingerprint_of(tryton, &database).await;
-    eprintln!("sequences before: {:?}", sequences(tryton, &database).await);
     let (_, store, scratch) = stores("upgrade-chain").await.swap_remove(0);
     let key = BackupKey::generate();
     let erp_for = |series: ErpSeries| Ok(new.programs(&installs[&series], tryton));
@@ -329,7 +330,6 @@ async fn upgrade_across_series_chains_every_step() {
     .await
     .expect("upgrade");
     eprintln!("upgrade 7.0 → 8.2 in {:.1?}:\n{report}", started.elapsed());
-    eprintln!("sequences after: {:?}", sequences(tryton, &database).await);
     assert_eq!(report.outcome, Outcome::Succeeded, "{report}");
 
     // Every hop: its journal step, then its pre steps, update-all and post steps, in order.
@@ -368,18 +368,6 @@ async fn upgrade_across_series_chains_every_step() {
     let kept = tryton.server.list(&derived_prefix(&database)).await.unwrap();
     assert_eq!(kept.len(), 1, "{kept:?}");
     erp_agent::ops::release(&env, &kept[0]).await.unwrap();
-}
-
-/// Each sequence with the module record that defines it, if any.
-async fn sequences(tryton: &Tryton, database: &DatabaseName) -> Vec<(String, Option<String>)> {
-    let mut connection = tryton.server.connect(database.as_str()).await.unwrap();
-    sqlx::query_as(
-        "SELECT s.name::text, (d.module || '.' || d.fs_id)::text FROM ir_sequence s \
-         LEFT JOIN ir_model_data d ON d.model = 'ir.sequence' AND d.db_id = s.id ORDER BY s.id",
-    )
-    .fetch_all(&mut connection)
-    .await
-    .unwrap()
 }
 
 fn write_failing_post_step(dir: &std::path::Path) {
@@ -626,4 +614,48 @@ async fn an_upgrade_killed_during_a_hop_finishes_when_run_again() {
     let kept = tryton.server.list(&derived_prefix(&database)).await.unwrap();
     assert_eq!(kept.len(), 1, "only the replaced original: {kept:?}");
     erp_agent::ops::release(&env, &kept[0]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_record_the_erp_refuses_rolls_the_upgrade_back() {
+    let (tryton, database, env, old) = old_environment("invalid").await;
+    // A product whose type is none of the allowed values: the ERP's validation refuses it.
+    let mut connection = tryton.server.connect(database.as_str()).await.unwrap();
+    sqlx::query("UPDATE product_template SET type = 'bogus' WHERE id = (SELECT min(id) FROM product_template)")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    drop(connection);
+    let installs = installs(&["7.2"]).await;
+    let new_install = installs[&"7.2".parse().unwrap()].clone();
+    let new = NewServer::new(tryton, new_install.clone(), "invalid", &database);
+    let before = fingerprint_of(tryton, &database).await;
+    let (_, store, scratch) = stores("upgrade-invalid").await.swap_remove(0);
+    let key = BackupKey::generate();
+    let erp_for = |series: ErpSeries| Ok(new.programs(&installs[&series], tryton));
+    let journal = FileJournal::new(scratch.path().join("upgrade.json"));
+
+    let report = upgrade(
+        &env,
+        &Catalogue::shipped().unwrap(),
+        Target { version: version(&new_install), erp_for: &erp_for, serving: new.serving(tryton), validate: true },
+        BeforeOperationBackup { store: &store, recipient: &key.recipient() },
+        "up-invalid",
+        &old,
+        &new,
+        &journal,
+    )
+    .await
+    .expect("a failed upgrade is rolled back, not an error");
+    eprintln!("{report}");
+    match &report.outcome {
+        Outcome::RolledBack { step, reason } => {
+            assert_eq!(step, "check");
+            assert!(reason.contains("validation refuses") && reason.contains("product.template"), "{reason}");
+        }
+        other => panic!("the upgrade did not roll back: {other:?}"),
+    }
+    assert_eq!(new.starts.load(Ordering::Relaxed), 0, "the new version never started");
+    assert_back_on_the_old_version(tryton, &database, &old, &before, &format!("{database}__work_up-invalid")).await;
+    old.stop().await.unwrap();
 }

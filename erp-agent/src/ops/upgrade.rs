@@ -308,7 +308,7 @@ const KNOWN_DROPS: &[(&str, &str, &str, &str)] = &[(
 /// dropped, not customer data, and are reported as warnings. Measured on Tryton 7.0 → 8.2 with
 /// party, company, product and sale: `ir_model_access`, `ir_model_button` shrink at 7.2, the
 /// `*-res_group` tables at 8.2 (which replaces the Administration group), and `ir_sequence` by
-/// one sequence a module stopped defining (see `SEQUENCES_DEFINED_BY_MODULES`).
+/// one sequence a module stopped defining (`account.sequence_account_journal`, gone in 8.x).
 const DEFINITION_TABLES: &[&str] = &[
     "ir_action",
     "ir_action-res_group",
@@ -403,14 +403,7 @@ async fn check(
     }
     let validation = if target.validate {
         let erp = (target.erp_for)(plan.to.erp_series())?;
-        let validation = match erp.admin.validate(&names.work).await {
-            Ok(Some(run)) if !run.log_tail.contains(" ERROR ") => {
-                Some(Validation { passed: true, detail: format!("validated in {:.1} s", run.duration.as_secs_f64()) })
-            }
-            Ok(Some(run)) => Some(Validation { passed: false, detail: run.log_tail }),
-            Ok(None) => None,
-            Err(error) => Some(Validation { passed: false, detail: error.to_string() }),
-        };
+        let validation = validate(&erp, &names.work).await?;
         if let Some(Validation { passed: false, detail }) = &validation {
             return Err(Error::Conflict(format!(
                 "the ERP's validation refuses records of the upgraded copy: {detail}"
@@ -457,6 +450,42 @@ fn probable_renames(
     }
     (renamed, gone)
 }
+
+/// The ERP's own validation of every record of `database` (Tryton: `trytond-admin
+/// --validate`), with a logging configuration that keeps only warnings and errors: Tryton logs
+/// every valid record at INFO and each refused one at ERROR ("<record>: KO '<why>'"), and only
+/// the last lines of the command's log are kept.
+async fn validate(erp: &SeriesErp, database: &str) -> Result<Option<Validation>> {
+    let mut logconf = tempfile::Builder::new()
+        .prefix("tenantry-validate-")
+        .suffix(".conf")
+        .tempfile()
+        .map_err(Error::io("writing the validation's logging configuration", std::env::temp_dir()))?;
+    std::io::Write::write_all(&mut logconf, VALIDATION_LOGGING.as_bytes())
+        .map_err(Error::io("writing the validation's logging configuration", logconf.path()))?;
+    let args = ["--validate".to_string(), "--logconf".to_string(), logconf.path().display().to_string()];
+    match erp.admin.profile() {
+        crate::erp::Profile::Tryton => {}
+        crate::erp::Profile::Odoo => return Ok(None),
+    }
+    Ok(Some(match erp.admin.run(database, &args).await {
+        Ok(run) => {
+            let refused: Vec<&str> = run.log_tail.lines().filter(|line| line.starts_with("ERROR")).collect();
+            if refused.is_empty() {
+                Validation { passed: true, detail: format!("every record valid ({:.1} s)", run.duration.as_secs_f64()) }
+            } else {
+                Validation { passed: false, detail: refused.join("\n") }
+            }
+        }
+        Err(error) => Validation { passed: false, detail: error.to_string() },
+    }))
+}
+
+/// Python's `logging.config.fileConfig` format: warnings and errors only, one plain line each.
+const VALIDATION_LOGGING: &str = "[loggers]\nkeys=root\n\n[handlers]\nkeys=stderr\n\n[formatters]\nkeys=plain\n\n\
+[logger_root]\nlevel=WARNING\nhandlers=stderr\n\n\
+[handler_stderr]\nclass=StreamHandler\nargs=(sys.stderr,)\nformatter=plain\n\n\
+[formatter_plain]\nformat=%(levelname)s %(name)s %(message)s\n";
 
 async fn swap_in(environment: &Environment, names: &Names) -> Result<Value> {
     let swap = Swap { live: environment.database.as_str(), replacement: &names.work, kept: &names.kept };
