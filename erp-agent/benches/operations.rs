@@ -150,12 +150,13 @@ async fn run(args: Args) -> Result<(), String> {
         let s3_url = format!("s3://{bucket}/round-{round}");
 
         let mut agent_runs = |tenant: &mut Tenant| -> Result<(), String> {
-            let (cost, summary) = agent_backup(&agent, tenant, &dir_url, &[], &recipient, &key_file, &scratch, round, "dir")?;
+            let (cost, summary) =
+                agent_backup(&agent, tenant, &dir_url, &[], &recipient, &key_file, &scratch, round, "dir")?;
             tenant.data_bytes = summary["data_bytes"].as_u64().ok_or("no data_bytes in the summary")?;
             backup_dir.push(cost);
-            let options: Vec<String> =
-                s3.object_store_options().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-            backup_s3.push(agent_backup(&agent, tenant, &s3_url, &options, &recipient, &key_file, &scratch, round, "s3")?.0);
+            let options: Vec<String> = s3.object_store_options().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+            backup_s3
+                .push(agent_backup(&agent, tenant, &s3_url, &options, &recipient, &key_file, &scratch, round, "s3")?.0);
             let id = summary["backup_id"].as_str().ok_or("no backup_id")?.to_string();
             restore_agent.push(agent_restore(&agent, tenant, &dir_url, &key_file, &id, &scratch, round)?);
             Ok(())
@@ -184,7 +185,10 @@ async fn run(args: Args) -> Result<(), String> {
     let data = tenant.data_bytes as f64;
     println!("  data          {:.0} MiB per backup (dump and file store, uncompressed)", data / MIB);
     println!();
-    println!("  {:<34} {:>10} {:>10} {:>12} {:>12}", "run (median of rounds)", "wall s", "MiB/s", "CPU s/GiB", "peak RSS");
+    println!(
+        "  {:<34} {:>10} {:>10} {:>12} {:>12}",
+        "run (median of rounds)", "wall s", "MiB/s", "CPU s/GiB", "peak RSS"
+    );
     let line = |name: &str, costs: &[Cost]| {
         let wall = median(costs.iter().map(|c| c.wall.as_secs_f64()).collect());
         let cpu = median(costs.iter().map(|c| c.cpu.as_secs_f64()).collect());
@@ -307,7 +311,8 @@ fn agent_restore(
         return Err(format!("the restore did not succeed: {report}"));
     }
     // The replaced original is released, so every round restores over the same data.
-    let kept = report["kept"].as_str().ok_or_else(|| format!("the restore's report names no kept database: {report}"))?;
+    let kept =
+        report["kept"].as_str().ok_or_else(|| format!("the restore's report names no kept database: {report}"))?;
     let mut release = agent_command(agent, tenant, "release");
     release.args(["--kept", kept]);
     measure(release, false)?;

@@ -10,18 +10,19 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use erp_agent::catalogue::{Catalogue, plan};
 use erp_agent::control::ProgramControl;
 use erp_agent::database::{DatabaseName, DatabaseServer, PgTools, ServerAddress};
+use erp_agent::erp::{ErpCommand, ModuleUpdate, Profile};
 use erp_agent::filestore::FileStore;
 use erp_agent::journal::{FileJournal, JournalStore};
 use erp_agent::key::{BackupKey, BackupRecipient};
 use erp_agent::manifest::{BackupId, BackupKind, ErpInfo};
-use erp_agent::erp::{ErpCommand, ModuleUpdate, Profile};
-use erp_agent::ops::{self, Environment, backup, export, restore, test_copy, update};
+use erp_agent::migrate::{ErpConsole, SeriesErp};
+use erp_agent::ops::{self, Environment, backup, export, restore, test_copy, update, upgrade};
 use erp_agent::report::{Outcome, Report};
 use erp_agent::retention::{BackupEntry, RetentionPolicy};
 use erp_agent::store::{BackupStore, StoreOptions};
 use erp_agent::{Error, Result, fingerprint, neutralize};
 use serde::Serialize;
-use tenantry_contract::version::ErpVersion;
+use tenantry_contract::version::{ErpSeries, ErpVersion};
 
 pub const EXIT_DONE: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
@@ -145,6 +146,54 @@ enum Command {
         /// Where `pg_restore` is (default: the `PATH`).
         #[arg(long, env = "TENANTRY_AGENT_PG_BIN_DIR")]
         pg_bin_dir: Option<PathBuf>,
+    },
+    /// Upgrade the environment to a newer major version by the seven steps: back up, stop the
+    /// old server, pre-migration steps, the new series' update-all, post-migration steps (every
+    /// intermediate series in turn), start the new version and test it; any failure returns to
+    /// the old version and the backed-up data.
+    Upgrade {
+        #[command(flatten)]
+        environment: EnvironmentArgs,
+        /// The version to upgrade to.
+        #[arg(long)]
+        to: String,
+        /// Where each series' programs are: `SERIES=DIR`, DIR holding `trytond-admin` and
+        /// `trytond-console` (repeatable; every series on the way is needed).
+        #[arg(long = "series-bin", value_parser = key_value, required = true)]
+        series_bins: Vec<(String, String)>,
+        /// The ERP's configuration file (the same for every series).
+        #[arg(long, env = "TENANTRY_AGENT_ERP_CONFIG")]
+        erp_config: PathBuf,
+        #[command(flatten)]
+        catalogue: CatalogueArgs,
+        /// Where the upgrade's first step, the backup, goes.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The tenant's public backup key (`age1…`).
+        #[arg(long, env = "TENANTRY_AGENT_RECIPIENT")]
+        recipient: String,
+        /// The new server's address once started (`http://host:port`), to log in and test it.
+        #[arg(long)]
+        serving_url: String,
+        #[arg(long, default_value = "admin")]
+        serving_login: String,
+        /// A file holding that login's password.
+        #[arg(long, env = "TENANTRY_AGENT_SERVING_PASSWORD_FILE")]
+        serving_password_file: PathBuf,
+        /// Also run the ERP's validation of every record on the upgraded copy.
+        #[arg(long)]
+        validate: bool,
+        #[command(flatten)]
+        operation: OperationArgs,
+        /// How the old version's ERP is stopped and started.
+        #[command(flatten)]
+        control: ControlArgs,
+        /// A program that stops the new version's ERP.
+        #[arg(long, env = "TENANTRY_AGENT_STOP_NEW_PROGRAM")]
+        stop_new_program: PathBuf,
+        /// A program that starts the new version's ERP and returns once it serves.
+        #[arg(long, env = "TENANTRY_AGENT_START_NEW_PROGRAM")]
+        start_new_program: PathBuf,
     },
     /// The environment's complete backups, oldest first.
     List {
@@ -525,6 +574,64 @@ async fn dispatch(command: Command) -> Result<Done> {
             let tools = pg_bin_dir.map_or_else(PgTools::on_path, PgTools::in_dir);
             let id = BackupId::parse(&backup)?;
             value(export::export(&store, &key, &target.tenant, &target.environment, &id, &tools, &destination).await?)
+        }
+        Command::Upgrade {
+            environment,
+            to,
+            series_bins,
+            erp_config,
+            catalogue,
+            store,
+            recipient,
+            serving_url,
+            serving_login,
+            serving_password_file,
+            validate,
+            operation,
+            control,
+            stop_new_program,
+            start_new_program,
+        } => {
+            let environment = environment.open()?;
+            let catalogue = catalogue.open()?;
+            let version = to.parse::<ErpVersion>().map_err(|e| Error::Invalid(format!("--to: {e}")))?;
+            let mut bins = std::collections::BTreeMap::new();
+            for (series, dir) in series_bins {
+                let series: ErpSeries = series
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("--series-bin: `{series}` is not a series A.B")))?;
+                bins.insert(series, PathBuf::from(dir));
+            }
+            let erp_for = |series: ErpSeries| -> Result<SeriesErp> {
+                let dir = bins
+                    .get(&series)
+                    .ok_or_else(|| Error::Invalid(format!("no --series-bin for {series}, a series on the way")))?;
+                let admin = dir.join("trytond-admin");
+                Ok(SeriesErp {
+                    console: ErpConsole::beside_admin(&admin, &erp_config),
+                    admin: ErpCommand::new(Profile::Tryton, admin, &erp_config),
+                })
+            };
+            let store = store.open()?;
+            let recipient = BackupRecipient::parse(&recipient)?;
+            let target = upgrade::Target {
+                version,
+                erp_for: &erp_for,
+                serving: upgrade::ServingCheck {
+                    url: serving_url,
+                    login: serving_login,
+                    password_file: serving_password_file,
+                },
+                validate,
+            };
+            let backup = upgrade::BeforeOperationBackup { store: &store, recipient: &recipient };
+            let old = control.open()?;
+            let new = ProgramControl::Programs { stop: stop_new_program, start: start_new_program };
+            let journal = FileJournal::new(operation.journal.journal);
+            let result =
+                upgrade::upgrade(&environment, &catalogue, target, backup, &operation.operation, &old, &new, &journal)
+                    .await;
+            report(&journal, result)
         }
         Command::List { target, store } => value(store.open()?.list(&target.tenant, &target.environment).await?),
         Command::Verify { target, store, key, backup } => {

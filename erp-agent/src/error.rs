@@ -76,6 +76,10 @@ pub enum Error {
     /// ran (`update-all` for the new series' update), and why (the SQL error, the ERP's log tail).
     #[error("upgrade stage {stage} (step `{step}`) failed: {reason}")]
     MigrationStage { stage: String, step: String, reason: String },
+    /// The ERP server does not serve as it should after an operation: no answer, another
+    /// version, a refused login, an error reading. Never carries a password or a session.
+    #[error("the ERP does not serve: {0}")]
+    NotServing(String),
 }
 
 impl Error {
@@ -103,6 +107,7 @@ impl Error {
             Self::Tool { .. } => "tool",
             Self::StillLive(_) => "still-live",
             Self::MigrationStage { .. } => "migration-stage",
+            Self::NotServing(_) => "not-serving",
         }
     }
 

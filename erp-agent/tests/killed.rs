@@ -228,7 +228,10 @@ async fn killed_at_every_step_resumes_or_rolls_back() {
         assert_eq!(read_back(tryton, &database).await, backed_up, "killed after {steps_done} steps: every row back");
         assert!(erp.serves(), "killed after {steps_done} steps: the ERP serves again");
 
-        assert_eq!(report["kept"].as_str(), Some(only_the_original_is_left(tryton, &database, steps_done).await.as_str()));
+        assert_eq!(
+            report["kept"].as_str(),
+            Some(only_the_original_is_left(tryton, &database, steps_done).await.as_str())
+        );
         let mut kept = tryton.server.connect(report["kept"].as_str().unwrap()).await.unwrap();
         assert_eq!(fingerprint::read(&mut kept).await.unwrap(), changed, "the original as it was before the restore");
         drop(kept);

@@ -6,6 +6,7 @@ pub mod export;
 pub mod restore;
 pub mod test_copy;
 pub mod update;
+pub mod upgrade;
 mod work_copy;
 
 use std::future::Future;
@@ -21,6 +22,13 @@ use crate::filestore::FileStore;
 use crate::journal::{Failure, Journal, JournalStore, Phase, StepRecord};
 use crate::manifest::ErpInfo;
 use crate::report::{Outcome, Report, StepOutcome, StepReport};
+
+/// Where the backup an update or an upgrade takes before it changes anything goes, encrypted
+/// to `recipient`.
+pub struct BeforeOperationBackup<'a> {
+    pub store: &'a crate::store::BackupStore,
+    pub recipient: &'a crate::key::BackupRecipient,
+}
 
 /// One tenant environment: what the operations work on.
 #[derive(Debug, Clone)]

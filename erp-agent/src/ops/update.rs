@@ -33,16 +33,10 @@ use crate::erp::{ErpCommand, ModuleUpdate};
 use crate::error::{Error, Result};
 use crate::fingerprint::{self, Fingerprint, FingerprintDiff, VOLATILE_TABLES};
 use crate::journal::{Journal, JournalStore, StepRecord};
-use crate::key::BackupRecipient;
 use crate::manifest::BackupKind;
 use crate::report::Report;
-use crate::store::BackupStore;
 
-/// Where the backup taken before the update goes.
-pub struct BeforeOperationBackup<'a> {
-    pub store: &'a BackupStore,
-    pub recipient: &'a BackupRecipient,
-}
+pub use super::BeforeOperationBackup;
 
 /// The names an update works with, fixed once and journaled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
