@@ -173,7 +173,15 @@ mod tests {
         );
         assert!(work.as_str().starts_with(&derived_prefix(&db)));
         assert!(replaced.as_str().starts_with(&derived_prefix(&db)));
-        for other in ["tenant_acme", "tenant_acme__backup", "a__replaced_20260228T23590742Z", "__work_x", "a__replaced_2026", "a__work_", "a__work_x y"] {
+        for other in [
+            "tenant_acme",
+            "tenant_acme__backup",
+            "a__replaced_20260228T23590742Z",
+            "__work_x",
+            "a__replaced_2026",
+            "a__work_",
+            "a__work_x y",
+        ] {
             assert_eq!(parse_derived(other), None, "{other}");
         }
     }

@@ -199,9 +199,8 @@ pub(crate) fn report(environment: &Environment, journal: &Journal) -> Report {
     let outcome = match &journal.failure {
         Some(failure) if journal.phase == Phase::RolledBack => {
             // A journal from before failures had times: from the last step's end, duration unknown.
-            let started_at = failure
-                .started_at
-                .unwrap_or_else(|| journal.done.last().map_or(journal.started_at, |r| r.finished_at));
+            let started_at =
+                failure.started_at.unwrap_or_else(|| journal.done.last().map_or(journal.started_at, |r| r.finished_at));
             let finished_at = failure.finished_at.unwrap_or(started_at);
             steps.push(StepReport {
                 step: failure.step.clone(),
