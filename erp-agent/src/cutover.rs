@@ -65,6 +65,45 @@ pub async fn cut_back<R: Renaming>(store: &R, swap: Swap<'_>) -> Result<()> {
     }
 }
 
+/// [`cut_over`] for a store that may have had nothing under the live name when the operation
+/// began (`had_live` false: a first test copy has no database, a database without attachments
+/// has no file-store folder): then there is nothing to keep and it is a single rename, done
+/// already if the live name exists and the replacement's is gone. `had_live` must be recorded
+/// by the operation's journal, not looked up again: after the rename the two cases look alike.
+pub async fn put_in_place<R: Renaming>(store: &R, swap: Swap<'_>, had_live: bool) -> Result<()> {
+    if had_live {
+        return cut_over(store, swap).await;
+    }
+    match (store.exists(swap.live).await?, store.exists(swap.replacement).await?) {
+        (false, true) => store.rename(swap.replacement, swap.live).await,
+        (true, false) => Ok(()),
+        (live, replacement) => Err(Error::Conflict(format!(
+            "cannot put the {} in place: {} {}, {} {}; nothing was changed",
+            store.what(),
+            swap.live,
+            if live { "exists (it did not when the operation began)" } else { "is missing" },
+            swap.replacement,
+            if replacement { "exists" } else { "is missing" },
+        ))),
+    }
+}
+
+/// Undoes [`put_in_place`]: what replaced the live one is back under the replacement's name
+/// (for the caller to drop), and with `had_live` the kept one is live again. Without
+/// `had_live`, call it only once the replacement was made: before that, a live one that
+/// appeared meanwhile would be taken for it.
+pub async fn take_out<R: Renaming>(store: &R, swap: Swap<'_>, had_live: bool) -> Result<()> {
+    if had_live {
+        return cut_back(store, swap).await;
+    }
+    match (store.exists(swap.live).await?, store.exists(swap.replacement).await?) {
+        (true, false) => store.rename(swap.live, swap.replacement).await,
+        // Never put in place (whatever the live name holds now is not the replacement), or
+        // taken out already.
+        _ => Ok(()),
+    }
+}
+
 async fn state<R: Renaming>(store: &R, swap: Swap<'_>) -> Result<(bool, bool, bool)> {
     Ok((store.exists(swap.live).await?, store.exists(swap.replacement).await?, store.exists(swap.kept).await?))
 }

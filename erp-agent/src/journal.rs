@@ -48,6 +48,12 @@ pub struct StepRecord {
 pub struct Failure {
     pub step: String,
     pub message: String,
+    /// When the failed step started and failed, for the report (absent in journals written
+    /// before they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// The journal of one operation.
@@ -158,6 +164,17 @@ impl JournalStore for FileJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_recorded_before_its_times_reads_back() {
+        let old = serde_json::json!({"step": "load", "message": "damaged"});
+        let failure: Failure = serde_json::from_value(old).unwrap();
+        assert_eq!((failure.started_at, failure.finished_at), (None, None));
+        let now = Utc::now();
+        let timed = Failure { started_at: Some(now), finished_at: Some(now), ..failure };
+        let read: Failure = serde_json::from_value(serde_json::to_value(&timed).unwrap()).unwrap();
+        assert_eq!(read, timed);
+    }
 
     #[test]
     fn a_saved_journal_reads_back_whole() {

@@ -118,6 +118,62 @@ impl Drop for Upload {
 /// The writer a [`BackupStore::put`] closure fills.
 pub type StoreWriter = ArchiveWriter<Upload>;
 
+/// The object store a URL names and the prefix in it: `s3://bucket/prefix`, `gs://bucket/prefix`,
+/// `az://container/prefix` (also `azure://`, `abfs://`), or `file:///directory` (created if
+/// missing). Credentials come from the environment as each cloud's SDK reads it, then `config`
+/// (`object_store`'s configuration keys) on top. `what` names the store in messages ("backup
+/// store", "export destination"). The one builder of every store the agent writes to.
+pub(crate) fn object_store_from_url(
+    url: &str,
+    config: &[(String, String)],
+    what: &str,
+) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    let parsed = url::Url::parse(url).map_err(|e| Error::Invalid(format!("{what} URL: {e}")))?;
+    let bad_key = |key: &str| Error::Invalid(format!("unknown object store option {key:?}"));
+    let build = |kind: &str, e: object_store::Error| Error::Store {
+        what: format!("configuring the {what} ({kind})"),
+        source: e,
+    };
+    let (store, prefix): (Arc<dyn ObjectStore>, &str) = match parsed.scheme() {
+        "s3" | "s3a" => {
+            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(url);
+            for (key, value) in config {
+                let key = object_store::aws::AmazonS3ConfigKey::from_str(key).map_err(|_| bad_key(key))?;
+                builder = builder.with_config(key, value);
+            }
+            (Arc::new(builder.build().map_err(|e| build("S3", e))?), parsed.path())
+        }
+        "gs" => {
+            let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
+            for (key, value) in config {
+                let key = object_store::gcp::GoogleConfigKey::from_str(key).map_err(|_| bad_key(key))?;
+                builder = builder.with_config(key, value);
+            }
+            (Arc::new(builder.build().map_err(|e| build("Google Cloud Storage", e))?), parsed.path())
+        }
+        "az" | "azure" | "abfs" | "abfss" => {
+            let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
+            for (key, value) in config {
+                let key = object_store::azure::AzureConfigKey::from_str(key).map_err(|_| bad_key(key))?;
+                builder = builder.with_config(key, value);
+            }
+            (Arc::new(builder.build().map_err(|e| build("Azure", e))?), parsed.path())
+        }
+        "file" => {
+            let dir =
+                parsed.to_file_path().map_err(|()| Error::Invalid(format!("{url} is not a local directory URL")))?;
+            std::fs::create_dir_all(&dir).map_err(Error::io("creating a store's directory", &dir))?;
+            let local =
+                object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| build("directory", e))?;
+            (Arc::new(local), "")
+        }
+        other => return Err(Error::Invalid(format!("{what} URL scheme {other:?} is not s3, gs, az or file"))),
+    };
+    let prefix =
+        Path::parse(prefix.trim_matches('/')).map_err(|e| Error::Invalid(format!("{what} prefix {prefix:?}: {e}")))?;
+    Ok((store, prefix))
+}
+
 /// The backups of every tenant under one prefix of one object store.
 #[derive(Debug, Clone)]
 pub struct BackupStore {
@@ -130,54 +186,7 @@ impl BackupStore {
     /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` (also `azure://`,
     /// `abfs://`), or `file:///directory` (created if missing).
     pub fn from_url(url: &str, options: StoreOptions) -> Result<Self> {
-        let parsed = url::Url::parse(url).map_err(|e| Error::Invalid(format!("backup store URL: {e}")))?;
-        let bad_key = |key: &str| Error::Invalid(format!("unknown object store option {key:?}"));
-        let build =
-            |what: &str, e: object_store::Error| Error::Store { what: format!("configuring {what}"), source: e };
-        let (store, prefix): (Arc<dyn ObjectStore>, &str) = match parsed.scheme() {
-            "s3" | "s3a" => {
-                let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(url);
-                for (key, value) in &options.config {
-                    let key = object_store::aws::AmazonS3ConfigKey::from_str(key).map_err(|_| bad_key(key))?;
-                    builder = builder.with_config(key, value);
-                }
-                (Arc::new(builder.build().map_err(|e| build("S3", e))?), parsed.path())
-            }
-            "gs" => {
-                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
-                for (key, value) in &options.config {
-                    let key = object_store::gcp::GoogleConfigKey::from_str(key).map_err(|_| bad_key(key))?;
-                    builder = builder.with_config(key, value);
-                }
-                (Arc::new(builder.build().map_err(|e| build("Google Cloud Storage", e))?), parsed.path())
-            }
-            "az" | "azure" | "abfs" | "abfss" => {
-                let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
-                for (key, value) in &options.config {
-                    let key = object_store::azure::AzureConfigKey::from_str(key).map_err(|_| bad_key(key))?;
-                    builder = builder.with_config(key, value);
-                }
-                (Arc::new(builder.build().map_err(|e| build("Azure", e))?), parsed.path())
-            }
-            "file" => {
-                let dir = parsed
-                    .to_file_path()
-                    .map_err(|()| Error::Invalid(format!("{url} is not a local directory URL")))?;
-                std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-                    what: "creating the backup directory",
-                    path: dir.clone(),
-                    source,
-                })?;
-                let local = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| build("the backup directory", e))?;
-                (Arc::new(local), "")
-            }
-            other => {
-                return Err(Error::Invalid(format!("backup store URL scheme {other:?} is not s3, gs, az or file")));
-            }
-        };
-        let prefix = Path::parse(prefix.trim_matches('/'))
-            .map_err(|e| Error::Invalid(format!("backup store prefix {prefix:?}: {e}")))?;
+        let (store, prefix) = object_store_from_url(url, &options.config, "backup store")?;
         Ok(Self { store, prefix, options })
     }
 

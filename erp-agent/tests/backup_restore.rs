@@ -173,9 +173,81 @@ async fn backup_is_encrypted_and_authenticated() {
         }
         other => panic!("a damaged backup was restored: {other:?}"),
     }
+    let failed = report.steps.last().unwrap();
+    assert_eq!(failed.step, "load");
+    assert!(failed.duration_ms > 0, "the failed step's own duration is reported: {report}");
     assert_eq!(read_back(tryton, &database).await, before, "the environment is as it was");
     assert!(tryton.server.list(&derived_prefix(&database)).await.unwrap().is_empty(), "no work copy left");
     assert!(!tryton.store.exists(&format!("{}__work_op-sealed", database.as_str())).unwrap());
+    erp.stop().await.unwrap();
+}
+
+/// A database without attachments has no file-store folder: the restore has no folder to set
+/// aside, puts the backup's (empty) one in place, and a rerun finds it done.
+#[tokio::test]
+async fn restore_into_an_environment_without_a_file_store_folder() {
+    let tryton = tryton(SERIES).await;
+    let version = tryton.install.version().unwrap();
+    let (_, store, scratch) = stores("nofolder").await.swap_remove(0);
+    let database = tryton.copy_of_template("nofolder").await;
+    let mut connection = tryton.server.connect(database.as_str()).await.unwrap();
+    sqlx::query("DELETE FROM ir_attachment").execute(&mut connection).await.unwrap();
+    drop(connection);
+    tryton.store.delete(database.as_str()).await.unwrap();
+    assert!(!tryton.store.exists(database.as_str()).unwrap());
+    let env = environment(tryton, "acme-nofolder", &database, &version);
+    let erp = Erp::new(tryton, "nofolder").await;
+    let key = BackupKey::generate();
+    let summary = take_backup(&env, &store, &key, scratch.path()).await;
+    let before = read_back(tryton, &database).await;
+    assert_eq!(before.attachments, 0, "{before:?}");
+    damage_rows(tryton, &database).await;
+
+    let journal = FileJournal::new(scratch.path().join("restore.json"));
+    let report = restore::restore(&env, &store, &key, "production", &summary.backup_id, "op-nofolder", &erp, &journal)
+        .await
+        .expect("restore");
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report}");
+    assert_eq!(read_back(tryton, &database).await, before, "every row back");
+    assert!(erp.running.lock().await.is_some(), "the ERP serves again");
+    let kept = report.kept.clone().expect("the replaced database is kept");
+    assert!(!tryton.store.exists(&kept).unwrap(), "there was no folder to keep");
+    let again = restore::restore(&env, &store, &key, "production", &summary.backup_id, "op-nofolder", &erp, &journal)
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, Outcome::Succeeded);
+    erp_agent::ops::release(&env, &kept).await.unwrap();
+    let derived = tryton.server.list(&derived_prefix(&database)).await.unwrap();
+    assert!(derived.is_empty(), "no work copy, nothing kept after the release: {derived:?}");
+    erp.stop().await.unwrap();
+}
+
+/// Some parties' addresses gone (no attachment touched).
+async fn damage_rows(tryton: &Tryton, database: &DatabaseName) {
+    let mut connection = tryton.server.connect(database.as_str()).await.unwrap();
+    sqlx::query("DELETE FROM party_address WHERE party IN (SELECT id FROM party_party ORDER BY id DESC LIMIT 2)")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+}
+
+/// A restarted ERP listens on a fresh port: while it was stopped, another process may have
+/// taken the old one.
+#[tokio::test]
+async fn a_restarted_test_erp_does_not_need_its_old_port() {
+    let tryton = tryton(SERIES).await;
+    let erp = Erp::new(tryton, "restart").await;
+    let first = erp.url().await;
+    erp.stop().await.unwrap();
+    let port: u16 = first.rsplit(':').next().unwrap().parse().unwrap();
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the stopped ERP's port is free");
+    erp.start().await.expect("started again elsewhere");
+    let second = erp.url().await;
+    assert_ne!(first, second);
+    let running = erp.running.lock().await;
+    let version = running.as_ref().unwrap().client().server_version().await.unwrap();
+    assert!(version.starts_with(&format!("{SERIES}.")), "{version}");
+    drop(running);
     erp.stop().await.unwrap();
 }
 

@@ -228,3 +228,33 @@ fn resident_peak_kib() -> u64 {
 fn dirs(archive: &zip::ZipArchive<std::fs::File>) -> usize {
     archive.file_names().filter(|name| name.as_ref().unwrap().ends_with('/')).count()
 }
+
+/// `pg_restore` as the export runs it: a custom-format dump in, a plain SQL script out, with no
+/// database; input that is no dump fails with pg_restore's own words.
+#[tokio::test]
+async fn pg_restore_turns_a_dump_into_sql() {
+    let tryton = tryton(SERIES).await;
+    let tools = tryton.server.tools();
+    let mut dump = tools.pg_dump(tryton.server.address(), &tryton.template, &["--format=custom"]).unwrap();
+    let mut to_sql = tools.pg_restore_to_sql(&["--no-owner", "--no-privileges"]).unwrap();
+    let (mut dumped, mut input) = (dump.take_stdout().unwrap(), to_sql.take_stdin().unwrap());
+    let mut output = to_sql.take_stdout().unwrap();
+    let read = tokio::spawn(async move {
+        let mut sql = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut output, &mut sql).await.map(|_| sql)
+    });
+    tokio::io::copy(&mut dumped, &mut input).await.unwrap();
+    drop((dumped, input));
+    dump.finish().await.unwrap();
+    to_sql.finish().await.unwrap();
+    let sql = String::from_utf8(read.await.unwrap().unwrap()).unwrap();
+    assert!(sql.contains("CREATE TABLE public.party_party"), "{}", &sql[..sql.len().min(2000)]);
+    assert!(!sql.contains("OWNER TO"), "no owner in a script any user loads");
+
+    let mut to_sql = tools.pg_restore_to_sql(&[]).unwrap();
+    let mut input = to_sql.take_stdin().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut input, b"not a dump at all").await.unwrap();
+    drop(input);
+    let error = to_sql.finish().await.unwrap_err();
+    assert!(matches!(&error, Error::Tool { program, .. } if program == "pg_restore"), "{error}");
+}

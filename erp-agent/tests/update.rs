@@ -263,3 +263,30 @@ async fn an_update_killed_during_the_erp_run_resumes_on_a_fresh_copy() {
     erp.stop().await.unwrap();
     eprintln!("killed and resumed: {:.1?} once Tryton was ready", test_started.elapsed());
 }
+
+/// A database without attachments has no file-store folder: the update cuts over the copy's
+/// (empty) folder with nothing to keep beside the replaced database.
+#[tokio::test]
+async fn update_of_an_environment_without_a_file_store_folder() {
+    let tryton = tryton(SERIES).await;
+    let version = tryton.install.version().unwrap();
+    let database = tryton.copy_of_template("update_nofolder").await;
+    tryton.set_admin_password(&database).await;
+    let mut connection = tryton.server.connect(database.as_str()).await.unwrap();
+    sqlx::query("DELETE FROM ir_attachment").execute(&mut connection).await.unwrap();
+    drop(connection);
+    tryton.store.delete(database.as_str()).await.unwrap();
+    let env = environment(tryton, "acme-update-nofolder", &database, &version);
+    let erp = Erp::new(tryton, "update-nofolder").await;
+    let scratch = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(scratch.path().join("update.json"));
+    let party = ModuleUpdate::Update(vec!["party".into()]);
+    let report = update(&env, &party, &admin_command(tryton), None, "op-nofolder", &erp, &journal).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report}");
+    let kept = report.kept.clone().expect("the replaced database is kept");
+    assert!(!tryton.store.exists(&kept).unwrap(), "there was no folder to keep");
+    assert!(served_count(&erp, &database, "party.party").await > 0, "the ERP serves the updated database");
+    release(&env, &kept).await.unwrap();
+    assert!(tryton.server.list(&derived_prefix(&database)).await.unwrap().is_empty());
+    erp.stop().await.unwrap();
+}

@@ -3,8 +3,9 @@
 //!
 //! - `<db>__work_<operation id>`: the copy an update, upgrade or restore works on; it replaces
 //!   `<db>` only once proven good.
-//! - `<db>__replaced_<UTC time, YYYYMMDDTHHMMSSZ>`: the original, renamed aside at cut-over and
-//!   kept until the caller releases it.
+//! - `<db>__replaced_<UTC time, YYYYMMDDTHHMMSSmmmZ>`: the original, renamed aside at cut-over
+//!   and kept until the caller releases it. Milliseconds, so two operations of one environment
+//!   within one second do not collide (names of earlier versions, to the second, still parse).
 //!
 //! Both are derived from the tenant's name, so listing by the prefix `<db>__` finds every
 //! leftover of every operation. PostgreSQL silently truncates identifiers to 63 bytes, which
@@ -24,7 +25,9 @@ pub const MAX_NAME_BYTES: usize = 63;
 const SEPARATOR: &str = "__";
 const WORK: &str = "work_";
 const REPLACED: &str = "replaced_";
-const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+const TIME_FORMAT: &str = "%Y%m%dT%H%M%S%3fZ";
+/// The kept names of earlier versions, to the second.
+const SECONDS_TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
 /// A database name PostgreSQL keeps as it is (1 to 63 bytes, no NUL). Any other character is
 /// allowed: [`DatabaseName::quoted`] makes it safe in SQL.
@@ -91,7 +94,8 @@ pub fn work_copy_name(tenant_database: &DatabaseName, operation_id: &str) -> Res
     derive(tenant_database, &format!("{WORK}{operation_id}"))
 }
 
-/// `<db>__replaced_<YYYYMMDDTHHMMSSZ>` for an original set aside at `at` (second precision).
+/// `<db>__replaced_<YYYYMMDDTHHMMSSmmmZ>` for an original set aside at `at` (millisecond
+/// precision).
 pub fn replaced_name(tenant_database: &DatabaseName, at: DateTime<Utc>) -> Result<DatabaseName> {
     derive(tenant_database, &format!("{REPLACED}{}", at.format(TIME_FORMAT)))
 }
@@ -134,7 +138,10 @@ pub fn parse_derived(name: &str) -> Option<Derived> {
         });
     }
     let time = suffix.strip_prefix(REPLACED)?;
-    let replaced_at = NaiveDateTime::parse_from_str(time, TIME_FORMAT).ok()?.and_utc();
+    let replaced_at = NaiveDateTime::parse_from_str(time, TIME_FORMAT)
+        .or_else(|_| NaiveDateTime::parse_from_str(time, SECONDS_TIME_FORMAT))
+        .ok()?
+        .and_utc();
     Some(Derived::Replaced { tenant_database: tenant_database.to_string(), replaced_at })
 }
 
@@ -157,18 +164,43 @@ mod tests {
             parse_derived(work.as_str()),
             Some(Derived::WorkCopy { tenant_database: "tenant_acme".into(), operation_id: "op-42".into() })
         );
-        let at = Utc.with_ymd_and_hms(2026, 2, 28, 23, 59, 7).unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 2, 28, 23, 59, 7).unwrap() + chrono::Duration::milliseconds(42);
         let replaced = replaced_name(&db, at).unwrap();
-        assert_eq!(replaced.as_str(), "tenant_acme__replaced_20260228T235907Z");
+        assert_eq!(replaced.as_str(), "tenant_acme__replaced_20260228T235907042Z");
         assert_eq!(
             parse_derived(replaced.as_str()),
             Some(Derived::Replaced { tenant_database: "tenant_acme".into(), replaced_at: at })
         );
         assert!(work.as_str().starts_with(&derived_prefix(&db)));
         assert!(replaced.as_str().starts_with(&derived_prefix(&db)));
-        for other in ["tenant_acme", "tenant_acme__backup", "__work_x", "a__replaced_2026", "a__work_", "a__work_x y"] {
+        for other in [
+            "tenant_acme",
+            "tenant_acme__backup",
+            "a__replaced_20260228T23590742Z",
+            "__work_x",
+            "a__replaced_2026",
+            "a__work_",
+            "a__work_x y",
+        ] {
             assert_eq!(parse_derived(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn two_originals_set_aside_within_one_second_get_two_names() {
+        let db = name("acme");
+        let first = Utc.with_ymd_and_hms(2026, 2, 28, 23, 59, 7).unwrap() + chrono::Duration::milliseconds(5);
+        let second = first + chrono::Duration::milliseconds(1);
+        assert_ne!(replaced_name(&db, first).unwrap(), replaced_name(&db, second).unwrap());
+    }
+
+    #[test]
+    fn a_name_kept_by_an_earlier_version_still_parses() {
+        let at = Utc.with_ymd_and_hms(2026, 2, 28, 23, 59, 7).unwrap();
+        assert_eq!(
+            parse_derived("tenant_acme__replaced_20260228T235907Z"),
+            Some(Derived::Replaced { tenant_database: "tenant_acme".into(), replaced_at: at })
+        );
     }
 
     #[test]

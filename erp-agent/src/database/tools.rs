@@ -20,6 +20,10 @@ use crate::error::{Error, Result};
 /// How much of a failing program's standard error an error message carries.
 const STDERR_TAIL_BYTES: usize = 4000;
 
+/// The environment variables through which libpq finds a server and its credentials.
+const LIBPQ_VARIABLES: [&str; 9] =
+    ["PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGPASSFILE", "PGSERVICE", "PGSSLMODE"];
+
 /// Where the client programs are: a directory (e.g. `/usr/lib/postgresql/15/bin`, which must
 /// match or be newer than the server's major version for `pg_dump`), or `PATH`.
 #[derive(Debug, Clone, Default)]
@@ -71,17 +75,7 @@ impl PgTools {
         let mut command = Command::new(self.program(program));
         // Only what we set: a PGPASSFILE or PGSERVICE of the agent's own environment must not
         // redirect the program to another server.
-        for variable in [
-            "PGHOST",
-            "PGHOSTADDR",
-            "PGPORT",
-            "PGUSER",
-            "PGDATABASE",
-            "PGPASSWORD",
-            "PGPASSFILE",
-            "PGSERVICE",
-            "PGSSLMODE",
-        ] {
+        for variable in LIBPQ_VARIABLES {
             command.env_remove(variable);
         }
         command.envs(address.libpq_environment(database.as_str()));
@@ -106,6 +100,20 @@ impl PgTools {
         // `--dbname` takes a bare name here; the connection itself comes from the environment.
         command.args(["--no-password", "--exit-on-error", "--dbname", database.as_str()]).args(args);
         RunningTool::spawn("pg_restore", command, Stdio::piped(), Stdio::null())
+    }
+
+    /// `pg_restore --no-password --exit-on-error --file=- <args>`: the archive read from
+    /// [`RunningTool::take_stdin`] comes out as a plain SQL script on
+    /// [`RunningTool::take_stdout`]. No database is involved, so no connection parameter is
+    /// given (and none of the agent's own environment is passed on). Typical `args`:
+    /// `["--no-owner", "--no-privileges"]` for a script any user can load.
+    pub fn pg_restore_to_sql(&self, args: &[&str]) -> Result<RunningTool> {
+        let mut command = Command::new(self.program("pg_restore"));
+        for variable in LIBPQ_VARIABLES {
+            command.env_remove(variable);
+        }
+        command.args(["--no-password", "--exit-on-error", "--file=-"]).args(args).kill_on_drop(true);
+        RunningTool::spawn("pg_restore", command, Stdio::piped(), Stdio::piped())
     }
 
     /// `psql --no-password --no-psqlrc --quiet -v ON_ERROR_STOP=1 <args>` on `database`,

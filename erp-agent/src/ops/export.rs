@@ -24,8 +24,6 @@
 
 use std::io::{self, Read, Write};
 use std::path::Path as FsPath;
-use std::process::Stdio;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -35,7 +33,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::process::{Child, ChildStdin};
+use tokio::process::ChildStdin;
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
 use zip::write::{SimpleFileOptions, StreamWriter};
@@ -47,7 +45,7 @@ use crate::error::{Error, Result};
 use crate::key::BackupKey;
 use crate::manifest::BackupId;
 use crate::ops::backup::{DATABASE_PART, FILESTORE_PART};
-use crate::store::{BackupStore, StoreOptions};
+use crate::store::{BackupStore, StoreOptions, object_store_from_url};
 
 /// The plain SQL script of the database.
 pub const DATABASE_OBJECT: &str = "database.sql";
@@ -58,8 +56,6 @@ pub const MANIFEST_OBJECT: &str = "manifest.json";
 
 /// Bytes in flight between the zip writer and its upload, and in each read of an upload.
 const PIPE_BYTES: usize = 256 * 1024;
-/// How much of `pg_restore`'s standard error an error message carries.
-const STDERR_TAIL_BYTES: usize = 4000;
 
 /// Where an export is written: a prefix of an object store.
 #[derive(Debug, Clone)]
@@ -71,34 +67,12 @@ pub struct ExportDestination {
 }
 
 impl ExportDestination {
-    /// `s3://bucket/prefix` (credentials from the environment as for a backup store, then
-    /// `options.config` on top) or `file:///directory` (created if missing). Uploads use
-    /// `options.part_size` and `options.max_concurrency`.
+    /// `s3://bucket/prefix`, `gs://…`, `az://…` (credentials from the environment as for a
+    /// backup store, then `options.config` on top) or `file:///directory` (created if missing):
+    /// see [`crate::store::object_store_from_url`]. Uploads use `options.part_size` and
+    /// `options.max_concurrency`.
     pub fn from_url(url: &str, options: &StoreOptions) -> Result<Self> {
-        let parsed = url::Url::parse(url).map_err(|e| Error::Invalid(format!("export destination URL: {e}")))?;
-        let build =
-            |e: object_store::Error| Error::Store { what: "configuring the export destination".into(), source: e };
-        let (store, prefix): (Arc<dyn ObjectStore>, &str) = match parsed.scheme() {
-            "s3" | "s3a" => {
-                let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(url);
-                for (key, value) in &options.config {
-                    let key = object_store::aws::AmazonS3ConfigKey::from_str(key)
-                        .map_err(|_| Error::Invalid(format!("unknown object store option {key:?}")))?;
-                    builder = builder.with_config(key, value);
-                }
-                (Arc::new(builder.build().map_err(build)?), parsed.path())
-            }
-            "file" => {
-                let dir = parsed
-                    .to_file_path()
-                    .map_err(|()| Error::Invalid(format!("{url} is not a local directory URL")))?;
-                std::fs::create_dir_all(&dir).map_err(Error::io("creating the export directory", &dir))?;
-                (Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(build)?), "")
-            }
-            other => return Err(Error::Invalid(format!("export destination URL scheme {other:?} is not s3 or file"))),
-        };
-        let prefix = Path::parse(prefix.trim_matches('/'))
-            .map_err(|e| Error::Invalid(format!("export destination prefix {prefix:?}: {e}")))?;
+        let (store, prefix) = object_store_from_url(url, &options.config, "export destination")?;
         Ok(Self { store, prefix, part_size: options.part_size, max_concurrency: options.max_concurrency.max(1) })
     }
 
@@ -150,11 +124,11 @@ pub async fn export(
         Err(source) => return Err(Error::Store { what: format!("removing the previous {manifest_path}"), source }),
     }
 
-    let mut to_sql = ToSql::spawn(tools)?;
-    let sql_upload = spawn_upload(destination, DATABASE_OBJECT, to_sql.child.stdout.take().expect("piped"));
+    let mut to_sql = tools.pg_restore_to_sql(&["--no-owner", "--no-privileges"])?;
+    let sql_upload = spawn_upload(destination, DATABASE_OBJECT, to_sql.take_stdout().expect("piped"));
     let (zip_output, zip_input) = tokio::io::duplex(PIPE_BYTES);
     let zip_upload = spawn_upload(destination, FILESTORE_OBJECT, zip_input);
-    let sink = ExportSink::new(to_sql.child.stdin.take().expect("piped"), zip_output);
+    let sink = ExportSink::new(to_sql.take_stdin().expect("piped"), zip_output);
     let extracted = match store.extract(&summary, key, sink).await {
         Ok((manifest, sink)) => {
             async move {
@@ -278,56 +252,6 @@ fn spawn_upload(
     })
 }
 
-/// `pg_restore --file=- --no-owner --no-privileges`: the custom-format dump in, plain SQL out,
-/// no database involved.
-struct ToSql {
-    child: Child,
-    stderr: JoinHandle<Vec<u8>>,
-}
-
-impl ToSql {
-    fn spawn(tools: &PgTools) -> Result<Self> {
-        let mut child = tokio::process::Command::new(tools.program("pg_restore"))
-            .args(["--file=-", "--no-owner", "--no-privileges", "--exit-on-error"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| Error::Tool {
-                program: "pg_restore".into(),
-                status: "could not start".into(),
-                tail: e.to_string(),
-            })?;
-        let mut stderr = child.stderr.take().expect("piped");
-        // Read all along, so a chatty pg_restore never blocks on a full pipe.
-        let stderr = tokio::spawn(async move {
-            let mut text = Vec::new();
-            let _ = stderr.read_to_end(&mut text).await;
-            text
-        });
-        Ok(Self { child, stderr })
-    }
-
-    async fn finish(mut self) -> Result<()> {
-        let status = self.child.wait().await.map_err(|e| Error::Tool {
-            program: "pg_restore".into(),
-            status: "could not be waited for".into(),
-            tail: e.to_string(),
-        })?;
-        let stderr = (&mut self.stderr).await.unwrap_or_default();
-        if status.success() {
-            return Ok(());
-        }
-        let text = String::from_utf8_lossy(&stderr);
-        let mut start = text.len().saturating_sub(STDERR_TAIL_BYTES);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        Err(Error::Tool { program: "pg_restore".into(), status: status.to_string(), tail: text[start..].trim().into() })
-    }
-}
-
 type ZipOutput = ZipWriter<StreamWriter<io::BufWriter<ZipPipe>>>;
 
 /// The zip's way to its upload. Once the export is abandoned, what the zip writer still writes
@@ -425,4 +349,25 @@ fn zip_name(path: &FsPath) -> io::Result<String> {
     parts
         .map(|parts| parts.join("/"))
         .ok_or_else(|| io::Error::other(format!("{} is not a UTF-8 name", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The export destination is built as a backup store is: every scheme a store takes.
+    #[test]
+    fn an_export_goes_wherever_a_backup_store_can_be() {
+        let options = StoreOptions {
+            config: vec![
+                ("azure_storage_account_name".into(), "tenantry".into()),
+                ("azure_storage_account_key".into(), "dGVzdCBrZXk=".into()),
+            ],
+            ..StoreOptions::default()
+        };
+        let destination = ExportDestination::from_url("az://exports/acme/2026", &options).unwrap();
+        assert_eq!(destination.object(MANIFEST_OBJECT).as_ref(), "acme/2026/manifest.json");
+        let error = ExportDestination::from_url("ftp://host/dir", &options).unwrap_err();
+        assert!(error.to_string().contains("export destination URL scheme"), "{error}");
+    }
 }

@@ -161,7 +161,12 @@ where
                 }
                 Err(error) => {
                     tracing::warn!(operation, step, error = %error, "step failed; rolling back");
-                    journal.failure = Some(Failure { step: step.to_string(), message: error.to_string() });
+                    journal.failure = Some(Failure {
+                        step: step.to_string(),
+                        message: error.to_string(),
+                        started_at: Some(started_at),
+                        finished_at: Some(Utc::now()),
+                    });
                     journal.phase = Phase::RollingBack;
                     store.save(&journal)?;
                     break;
@@ -201,10 +206,14 @@ pub(crate) fn report(environment: &Environment, journal: &Journal) -> Report {
         .collect();
     let outcome = match &journal.failure {
         Some(failure) if journal.phase == Phase::RolledBack => {
+            // A journal from before failures had times: from the last step's end, duration unknown.
+            let started_at =
+                failure.started_at.unwrap_or_else(|| journal.done.last().map_or(journal.started_at, |r| r.finished_at));
+            let finished_at = failure.finished_at.unwrap_or(started_at);
             steps.push(StepReport {
                 step: failure.step.clone(),
-                started_at: journal.done.last().map_or(journal.started_at, |r| r.finished_at),
-                duration_ms: 0,
+                started_at,
+                duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
                 outcome: StepOutcome::Failed,
                 detail: Some(failure.message.clone()),
             });

@@ -5,7 +5,9 @@
 //! until released.
 //!
 //! **Journal.** `prepare` (names fixed, versions checked) → `load` (the work copy filled from
-//! the archive) → `check` → `stop` (the caller stops the ERP) → `cut-over` → `start`. Killed
+//! the archive) → `check` → `stop` (the caller stops the ERP; whether the environment has a
+//! file-store folder is recorded: a database without attachments has none, and then there is
+//! no folder to keep) → `cut-over` → `start`. Killed
 //! before `cut-over`, a rerun loads the work copy again from scratch; killed during it, the
 //! rerun finishes the renames. If a step fails, everything is undone: the work copy is dropped,
 //! a cut-over is cut back, and the ERP is started on the original.
@@ -14,8 +16,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::work_copy::{self, ManifestFacts};
-use super::{Databases, Environment, ErpControl, Folders, run_steps};
-use crate::cutover::{Swap, cut_back, cut_over};
+use super::{Environment, ErpControl, run_steps};
 use crate::database::{DatabaseName, ErpState, replaced_name, work_copy_name};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalStore};
@@ -74,8 +75,8 @@ pub async fn restore(
             match step {
                 "load" => load(environment, store, key, summary, &names).await,
                 "check" => check(environment, &journal, &names).await,
-                "stop" => erp.stop().await.map(|()| serde_json::Value::Null),
-                "cut-over" => swap_in(environment, &names).await,
+                "stop" => work_copy::stop_erp(environment, erp).await,
+                "cut-over" => work_copy::swap_in(environment, &journal, &names.work, &names.kept).await,
                 "start" => erp.start().await.map(|()| serde_json::Value::Null),
                 other => unreachable!("a restore has no step {other}"),
             }
@@ -129,22 +130,13 @@ async fn check(environment: &Environment, journal: &Journal, names: &Names) -> R
     Ok(serde_json::to_value(&restored).expect("serializable"))
 }
 
-async fn swap_in(environment: &Environment, names: &Names) -> Result<serde_json::Value> {
-    let swap = Swap { live: environment.database.as_str(), replacement: &names.work, kept: &names.kept };
-    cut_over(&Databases(&environment.server), swap).await?;
-    cut_over(&Folders(&environment.filestore), swap).await?;
-    Ok(serde_json::json!({"kept": names.kept}))
-}
-
 /// Back to the state before the restore: the original in place (cut back if it was swapped out,
 /// with the ERP stopped meanwhile), the work copy dropped.
 async fn undo(environment: &Environment, erp: &impl ErpControl, journal: &Journal, names: &Names) -> Result<()> {
-    let swap = Swap { live: environment.database.as_str(), replacement: &names.work, kept: &names.kept };
     let stopped = journal.is_done("stop") || journal.failure.as_ref().is_some_and(|f| f.step == "stop");
     if stopped {
         erp.stop().await?;
-        cut_back(&Folders(&environment.filestore), swap).await?;
-        cut_back(&Databases(&environment.server), swap).await?;
+        work_copy::swap_out(environment, journal, &names.work, &names.kept).await?;
     }
     environment.server.drop_database(&DatabaseName::new(&names.work)?, ErpState::Stopped).await?;
     environment.filestore.delete(&names.work).await?;

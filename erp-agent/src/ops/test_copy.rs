@@ -38,7 +38,7 @@ use sqlx::Connection;
 
 use super::work_copy::{check_copy, load_backup, start_over};
 use super::{Databases, Environment, ErpControl, Folders, run_steps};
-use crate::cutover::{Renaming, Swap, cut_back, cut_over};
+use crate::cutover::{Swap, put_in_place, take_out};
 use crate::database::{DatabaseName, replaced_name, work_copy_name};
 use crate::error::{Error, Result};
 use crate::fingerprint::{self, Fingerprint};
@@ -189,7 +189,6 @@ async fn copy_backup(
     work: &str,
 ) -> Result<serde_json::Value> {
     let facts = load_backup(test, store, key, summary, work).await?;
-    ensure_folder(test, work)?;
     check_copy(test, work, &facts.fingerprint, Some((facts.files, facts.file_bytes))).await?;
     Ok(serde_json::to_value(Copied { source_rows: facts.fingerprint }).expect("serializable"))
 }
@@ -284,13 +283,6 @@ fn copy_tree(source: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The work folder exists even when the source had no attachments, so the cut-over always has
-/// a folder to put in place.
-fn ensure_folder(test: &Environment, work: &str) -> Result<()> {
-    let folder = test.filestore.folder(work)?;
-    fs::create_dir_all(&folder).map_err(Error::io("creating a file-store folder", folder))
-}
-
 /// The contract's check on the work copy: anything still live fails the step, named.
 async fn verify(test: &Environment, work: &str) -> Result<serde_json::Value> {
     let mut connection = test.server.connect(work).await?;
@@ -308,38 +300,6 @@ async fn swap_in(test: &Environment, names: &Names) -> Result<serde_json::Value>
     put_in_place(&Folders(&test.filestore), swap(test, names), names.had_folder).await?;
     let kept = names.had_database.then(|| names.kept.clone());
     Ok(serde_json::json!({ "kept": kept }))
-}
-
-/// The cut-over; for an environment that had nothing under the live name, a single rename
-/// (done already if the live name exists and the work name is gone).
-async fn put_in_place<R: Renaming>(store: &R, swap: Swap<'_>, had: bool) -> Result<()> {
-    if had {
-        return cut_over(store, swap).await;
-    }
-    match (store.exists(swap.live).await?, store.exists(swap.replacement).await?) {
-        (false, true) => store.rename(swap.replacement, swap.live).await,
-        (true, false) => Ok(()),
-        (live, replacement) => Err(Error::Conflict(format!(
-            "cannot put the test copy's {} in place: {} {}, {} {}; nothing was changed",
-            store.what(),
-            swap.live,
-            if live { "exists (it did not when the operation began)" } else { "is missing" },
-            swap.replacement,
-            if replacement { "exists" } else { "is missing" },
-        ))),
-    }
-}
-
-/// Undoes [`put_in_place`]: the copy goes back under the work name (for the caller to drop).
-async fn take_out<R: Renaming>(store: &R, swap: Swap<'_>, had: bool) -> Result<()> {
-    if had {
-        return cut_back(store, swap).await;
-    }
-    match (store.exists(swap.live).await?, store.exists(swap.replacement).await?) {
-        (true, false) => store.rename(swap.live, swap.replacement).await,
-        // Never put in place (whatever the live name holds now is not the copy), or taken out.
-        _ => Ok(()),
-    }
 }
 
 /// Back to the state before the test copy: the test environment's own database and folder in

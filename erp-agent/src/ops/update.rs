@@ -5,7 +5,9 @@
 //!
 //! **Journal.** `prepare` (names fixed) → `backup` (a before-operation backup, while the ERP
 //! still serves; skipped when the caller gives no store) → `stop` (from here until the cut-over
-//! nothing may write production: those writes would be lost with the replaced original) →
+//! nothing may write production: those writes would be lost with the replaced original; it
+//! records whether the environment has a file-store folder, which a database without
+//! attachments lacks) →
 //! `copy` (`CREATE DATABASE … TEMPLATE`, the file store hard-linked) → `update` (the ERP's admin
 //! command on the copy; meanwhile the stopped original's fingerprint is read) → `check` (the
 //! copy's fingerprint against the original's) → `cut-over` → `start`.
@@ -26,8 +28,7 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::{Databases, Environment, ErpControl, Folders, run_steps};
-use crate::cutover::{Swap, cut_back, cut_over};
+use super::{Environment, ErpControl, run_steps, work_copy};
 use crate::database::{DatabaseName, ErpState, replaced_name, work_copy_name};
 use crate::erp::{ErpCommand, ModuleUpdate};
 use crate::error::{Error, Result};
@@ -92,11 +93,11 @@ pub async fn update(
                     let backup = backup.as_ref().expect("the backup step runs only with a backup store");
                     take_backup(environment, backup, operation, journal).await
                 }
-                "stop" => erp.stop().await.map(|()| serde_json::Value::Null),
+                "stop" => work_copy::stop_erp(environment, erp).await,
                 "copy" => copy(environment, &names).await,
                 "update" => run_update(environment, update, command, journal, &record, &names).await,
                 "check" => check(environment, update, &record, &names).await,
-                "cut-over" => swap_in(environment, &names).await,
+                "cut-over" => work_copy::swap_in(environment, &record, &names.work, &names.kept).await,
                 "start" => erp.start().await.map(|()| serde_json::Value::Null),
                 other => unreachable!("an update has no step {other}"),
             }
@@ -268,22 +269,13 @@ fn recorded<T: serde::de::DeserializeOwned>(record: &Journal, step: &str) -> Res
         .ok_or_else(|| Error::Journal(format!("the journal has no record of the {step} step")))
 }
 
-async fn swap_in(environment: &Environment, names: &Names) -> Result<serde_json::Value> {
-    let swap = Swap { live: environment.database.as_str(), replacement: &names.work, kept: &names.kept };
-    cut_over(&Databases(&environment.server), swap).await?;
-    cut_over(&Folders(&environment.filestore), swap).await?;
-    Ok(serde_json::json!({"kept": names.kept}))
-}
-
 /// Back to the state before the update: the original in place (cut back if it was swapped out,
 /// with the ERP stopped meanwhile), the work copy dropped, the ERP serving the original.
 async fn undo(environment: &Environment, erp: &impl ErpControl, record: &Journal, names: &Names) -> Result<()> {
-    let swap = Swap { live: environment.database.as_str(), replacement: &names.work, kept: &names.kept };
     let stopped = record.is_done("stop") || record.failure.as_ref().is_some_and(|f| f.step == "stop");
     if stopped {
         erp.stop().await?;
-        cut_back(&Folders(&environment.filestore), swap).await?;
-        cut_back(&Databases(&environment.server), swap).await?;
+        work_copy::swap_out(environment, record, &names.work, &names.kept).await?;
     }
     environment.server.drop_database(&DatabaseName::new(&names.work)?, ErpState::Stopped).await?;
     environment.filestore.delete(&names.work).await?;

@@ -4,6 +4,10 @@
 //!
 //! A work copy is only ever made from scratch: [`start_over`] drops whatever an interrupted
 //! attempt left under the work name, so a rerun never finishes a half-made copy.
+//!
+//! The cut-over ([`swap_in`], undone by [`swap_out`]) copes with an environment that has no
+//! file-store folder (a database without attachments has none): the `stop` step
+//! ([`stop_erp`]) records whether it has one, once the ERP is stopped and nothing can make one.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,10 +17,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio_util::io::SyncIoBridge;
 
-use super::Environment;
+use super::{Databases, Environment, ErpControl, Folders};
 use crate::archive::Sink;
+use crate::cutover::{Swap, cut_back, cut_over, put_in_place, take_out};
 use crate::database::{DatabaseName, ErpState};
 use crate::error::{Error, Result};
+use crate::journal::Journal;
 use crate::key::BackupKey;
 use crate::manifest::{Manifest, Summary};
 use crate::ops::backup::{DATABASE_PART, FILESTORE_PART};
@@ -71,7 +77,54 @@ pub(crate) async fn load_backup(
     let (manifest, sink) = store.extract(summary, key, sink).await?;
     drop(sink);
     restore.finish().await?;
+    // A backup without attachments has no folder to extract: the work copy gets an empty one
+    // all the same, so whatever is cut over later is always the copy's own.
+    let folder = target.filestore.folder(work)?;
+    fs::create_dir_all(&folder).map_err(Error::io("creating a file-store folder", folder))?;
     Ok(ManifestFacts::from(&manifest))
+}
+
+/// The `stop` step of an operation that cuts a work copy over: the ERP stopped, then whether
+/// the environment has a file-store folder, recorded now that nothing can make one before the
+/// cut-over (the ERP makes it with the first attachment). Run again, it finds the same.
+pub(crate) async fn stop_erp(environment: &Environment, erp: &impl ErpControl) -> Result<serde_json::Value> {
+    erp.stop().await?;
+    let had_folder = environment.filestore.exists(environment.database.as_str())?;
+    Ok(serde_json::json!({ "had_folder": had_folder }))
+}
+
+/// Whether the environment had a file-store folder when its ERP stopped; `None` if the `stop`
+/// step is not recorded (then nothing was cut over). A journal written before the record
+/// existed means it had one (the only case those versions handled).
+fn had_folder(journal: &Journal) -> Option<bool> {
+    journal.output("stop").map(|output| output.get("had_folder").and_then(serde_json::Value::as_bool).unwrap_or(true))
+}
+
+/// The cut-over: the work copy `work` (database and folder) in place of `environment`'s, the
+/// originals kept under `kept` (a folder only if there was one). What the step records.
+pub(crate) async fn swap_in(
+    environment: &Environment,
+    journal: &Journal,
+    work: &str,
+    kept: &str,
+) -> Result<serde_json::Value> {
+    let had_folder = had_folder(journal)
+        .ok_or_else(|| Error::Journal("the journal has no record of the ERP's stop before the cut-over".into()))?;
+    let swap = Swap { live: environment.database.as_str(), replacement: work, kept };
+    cut_over(&Databases(&environment.server), swap).await?;
+    put_in_place(&Folders(&environment.filestore), swap, had_folder).await?;
+    Ok(serde_json::json!({ "kept": kept }))
+}
+
+/// Undoes [`swap_in`], wherever it stopped: the originals live again, the work copy back under
+/// `work` (for the caller to drop). Run with the ERP stopped.
+pub(crate) async fn swap_out(environment: &Environment, journal: &Journal, work: &str, kept: &str) -> Result<()> {
+    let swap = Swap { live: environment.database.as_str(), replacement: work, kept };
+    // Without the stop's record nothing was cut over, and the folder's state says nothing.
+    if let Some(had_folder) = had_folder(journal) {
+        take_out(&Folders(&environment.filestore), swap, had_folder).await?;
+    }
+    cut_back(&Databases(&environment.server), swap).await
 }
 
 /// The work copy holds what it was made from: the same rows in every table (`rows`), the

@@ -134,9 +134,11 @@ pub fn unique_name(label: &str) -> DatabaseName {
 
 /// A real `trytond` over the environment's database, stopped and started as the operator or
 /// the single-server runtime would.
+/// Every start writes a new configuration with a port free at that moment: the port of a
+/// stopped server may be taken meanwhile by another test's.
 pub struct Erp {
     pub tryton: &'static Tryton,
-    pub config: TrytonConfig,
+    label: String,
     pub workdir: Arc<WorkDir>,
     pub running: Mutex<Option<TrytonServer>>,
     pub starts: std::sync::atomic::AtomicU32,
@@ -144,17 +146,20 @@ pub struct Erp {
 
 impl Erp {
     pub async fn new(tryton: &'static Tryton, label: &str) -> Self {
-        let dir = tryton.workdir.join(format!("server-{label}"));
-        let config = TrytonConfig::write_with_data(&dir, tryton.postgres.port(), tryton.store.root()).unwrap();
         let erp = Self {
             tryton,
-            config,
+            label: label.to_string(),
             workdir: tryton.workdir.clone(),
             running: Mutex::new(None),
             starts: Default::default(),
         };
         erp.start().await.unwrap();
         erp
+    }
+
+    /// The running server's address (it changes with every start).
+    pub async fn url(&self) -> String {
+        self.running.lock().await.as_ref().expect("the ERP is running").url().to_string()
     }
 }
 
@@ -169,10 +174,14 @@ impl ErpControl for Erp {
     async fn start(&self) -> Result<()> {
         let mut running = self.running.lock().await;
         if running.is_none() {
+            let start = self.starts.load(std::sync::atomic::Ordering::Relaxed) + 1;
+            let dir = self.tryton.workdir.join(format!("server-{}-{start}", self.label));
+            let config = TrytonConfig::write_with_data(&dir, self.tryton.postgres.port(), self.tryton.store.root())
+                .map_err(|e| Error::Invalid(format!("writing trytond.conf: {e}")))?;
             let server = self
                 .tryton
                 .install
-                .start_server(&self.workdir, &self.config)
+                .start_server(&self.workdir, &config)
                 .await
                 .map_err(|e| Error::Invalid(format!("starting trytond: {e}")))?;
             self.starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
