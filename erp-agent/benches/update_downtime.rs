@@ -21,6 +21,9 @@
 //! during `ErpCommand::update`; for the agent, those waited for between the old server's exit
 //! and the new server's start (the admin command; PostgreSQL's own work is not counted).
 
+mod common;
+
+use common::{children_cpu, median};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -418,22 +421,4 @@ async fn database_size(server: &DatabaseServer, database: &DatabaseName) -> Resu
         .await
         .map_err(|e| e.to_string())?;
     Ok(bytes as u64)
-}
-
-fn children_cpu() -> Duration {
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).expect("getrusage");
-    let to = |tv: nix::sys::time::TimeVal| Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000);
-    to(usage.user_time()) + to(usage.system_time())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }

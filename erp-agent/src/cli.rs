@@ -205,40 +205,24 @@ enum Command {
     /// Read a backup back in full: authenticity, every part's size and SHA-256, its manifest.
     Verify {
         #[command(flatten)]
-        target: BackupTarget,
-        #[command(flatten)]
-        store: StoreArgs,
+        backup: OneBackup,
         #[command(flatten)]
         key: KeyArgs,
-        #[arg(long)]
-        backup: String,
     },
     /// Delete one backup (refused while it is held).
     Delete {
         #[command(flatten)]
-        target: BackupTarget,
-        #[command(flatten)]
-        store: StoreArgs,
-        #[arg(long)]
-        backup: String,
+        backup: OneBackup,
     },
     /// Mark a backup as held: retention and `delete` never remove it.
     Hold {
         #[command(flatten)]
-        target: BackupTarget,
-        #[command(flatten)]
-        store: StoreArgs,
-        #[arg(long)]
-        backup: String,
+        backup: OneBackup,
     },
     /// Take a backup's hold off.
     Unhold {
         #[command(flatten)]
-        target: BackupTarget,
-        #[command(flatten)]
-        store: StoreArgs,
-        #[arg(long)]
-        backup: String,
+        backup: OneBackup,
     },
     /// Apply a retention policy to the environment's backups: what it keeps (and why) and what
     /// it deletes (nothing with `--dry-run`).
@@ -309,6 +293,27 @@ struct EnvironmentArgs {
     /// The ERP version the environment runs (e.g. 7.0.59).
     #[arg(long, env = "TENANTRY_AGENT_ERP_VERSION")]
     erp_version: String,
+}
+
+/// One backup of an environment, in a store.
+#[derive(Debug, Args)]
+struct OneBackup {
+    #[command(flatten)]
+    target: BackupTarget,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The backup's id.
+    #[arg(long)]
+    backup: String,
+}
+
+impl OneBackup {
+    /// The store and the backup's summary (it must exist).
+    async fn open(self) -> Result<(BackupStore, erp_agent::manifest::Summary)> {
+        let store = self.store.open()?;
+        let summary = find(&store, &self.target, &self.backup).await?;
+        Ok((store, summary))
+    }
 }
 
 /// Which environment's backups.
@@ -634,26 +639,22 @@ async fn dispatch(command: Command) -> Result<Done> {
             report(&journal, result)
         }
         Command::List { target, store } => value(store.open()?.list(&target.tenant, &target.environment).await?),
-        Command::Verify { target, store, key, backup } => {
-            let store = store.open()?;
-            let summary = find(&store, &target, &backup).await?;
+        Command::Verify { backup, key } => {
+            let (store, summary) = backup.open().await?;
             let manifest = store.verify(&summary, &BackupKey::load(&key.key_file)?).await?;
             value(serde_json::json!({"verified": true, "summary": summary, "manifest": manifest}))
         }
-        Command::Delete { target, store, backup } => {
-            let store = store.open()?;
-            let summary = find(&store, &target, &backup).await?;
+        Command::Delete { backup } => {
+            let (store, summary) = backup.open().await?;
             store.delete(&summary).await?;
             value(serde_json::json!({"deleted": summary.backup_id}))
         }
-        Command::Hold { target, store, backup } => {
-            let store = store.open()?;
-            let summary = find(&store, &target, &backup).await?;
+        Command::Hold { backup } => {
+            let (store, summary) = backup.open().await?;
             value(store.hold(&summary).await?)
         }
-        Command::Unhold { target, store, backup } => {
-            let store = store.open()?;
-            let summary = find(&store, &target, &backup).await?;
+        Command::Unhold { backup } => {
+            let (store, summary) = backup.open().await?;
             value(store.release(&summary).await?)
         }
         Command::Prune { target, store, policy, dry_run } => {
