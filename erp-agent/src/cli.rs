@@ -189,11 +189,22 @@ enum Command {
         #[command(flatten)]
         control: ControlArgs,
         /// A program that stops the new version's ERP.
-        #[arg(long, env = "TENANTRY_AGENT_STOP_NEW_PROGRAM")]
-        stop_new_program: PathBuf,
+        #[arg(long, env = "TENANTRY_AGENT_STOP_NEW_PROGRAM", required_unless_present = "from_backup")]
+        stop_new_program: Option<PathBuf>,
         /// A program that starts the new version's ERP and returns once it serves.
-        #[arg(long, env = "TENANTRY_AGENT_START_NEW_PROGRAM")]
-        start_new_program: PathBuf,
+        #[arg(long, env = "TENANTRY_AGENT_START_NEW_PROGRAM", required_unless_present = "from_backup")]
+        start_new_program: Option<PathBuf>,
+        /// Restore this backup, taken on an older series, upgrading it on the way to the version
+        /// the environment runs (`--to` is that version; the ERP's stop and start programs are the
+        /// environment's).
+        #[arg(long, requires = "key_file", conflicts_with_all = ["stop_new_program", "start_new_program"])]
+        from_backup: Option<String>,
+        /// The environment the backup was taken of (default: this one).
+        #[arg(long, requires = "from_backup")]
+        from_environment: Option<String>,
+        /// The tenant's secret backup key file, to read the backup.
+        #[arg(long, env = "TENANTRY_AGENT_KEY_FILE")]
+        key_file: Option<PathBuf>,
     },
     /// The environment's complete backups, oldest first.
     List {
@@ -596,6 +607,9 @@ async fn dispatch(command: Command) -> Result<Done> {
             control,
             stop_new_program,
             start_new_program,
+            from_backup,
+            from_environment,
+            key_file,
         } => {
             let environment = environment.open()?;
             let catalogue = catalogue.open()?;
@@ -631,8 +645,30 @@ async fn dispatch(command: Command) -> Result<Done> {
             };
             let backup = upgrade::BeforeOperationBackup { store: &store, recipient: &recipient };
             let old = control.open()?;
-            let new = ProgramControl::Programs { stop: stop_new_program, start: start_new_program };
             let journal = FileJournal::new(operation.journal.journal);
+            if let Some(backup_id) = from_backup {
+                let key = BackupKey::load(key_file.as_deref().expect("clap requires --key-file"))?;
+                let from = from_environment.unwrap_or_else(|| environment.name.clone());
+                let result = upgrade::restore_older(
+                    &environment,
+                    &catalogue,
+                    target,
+                    backup,
+                    &store,
+                    &key,
+                    &from,
+                    &BackupId::parse(&backup_id)?,
+                    &operation.operation,
+                    &old,
+                    &journal,
+                )
+                .await;
+                return report(&journal, result);
+            }
+            let (Some(stop), Some(start)) = (stop_new_program, start_new_program) else {
+                return Err(Error::Invalid("--stop-new-program and --start-new-program are needed".into()));
+            };
+            let new = ProgramControl::Programs { stop, start };
             let result =
                 upgrade::upgrade(&environment, &catalogue, target, backup, &operation.operation, &old, &new, &journal)
                     .await;

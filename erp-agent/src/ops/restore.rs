@@ -87,7 +87,8 @@ pub async fn restore(
 }
 
 /// A backup from a newer ERP than the environment's is refused (an older ERP cannot read a
-/// database a newer one migrated); one from an older series needs the upgrade after it.
+/// database a newer one migrated); one from an older series is restored by
+/// [`super::upgrade::restore_older`], which upgrades it on the way.
 pub fn check_versions(backup: &str, environment: &str) -> Result<()> {
     let parse = |text: &str| text.parse::<ErpVersion>().map_err(|e| Error::Invalid(e.to_string()));
     let (backup, environment) = (parse(backup)?, parse(environment)?);
@@ -98,7 +99,7 @@ pub fn check_versions(backup: &str, environment: &str) -> Result<()> {
     }
     if backup.erp_series() < environment.erp_series() {
         return Err(Error::Invalid(format!(
-            "the backup was taken on {backup}, an older series than the {environment} this environment runs: restore it with the upgrade to {}",
+            "the backup was taken on {backup}, an older series than the {environment} this environment runs: restore it with the upgrade to {} on the way (`tenantry-agent upgrade --from-backup`)",
             environment.erp_series()
         )));
     }

@@ -32,6 +32,15 @@
 //! on the same database; never puts the administrator's password in an argument, a log or a
 //! report (the admin commands get it through their environment, the test reads it from a file).
 
+//! **A backup of an older series** ([`restore_older`], operation 3 of the agent: a restore
+//! whose backup predates the environment's series) takes the same steps with the backup as the
+//! first hop's input: `copy` loads it into a work copy of its own (checked against its manifest:
+//! rows per table, every file) instead of reading the live database, the hops upgrade it to the
+//! environment's version, and the cut-over puts it in place of the live database, which is kept
+//! until released. The environment's own ERP is stopped at `stop` and started at `start` (it
+//! runs the environment's version throughout), and a failure leaves the live database as it
+//! was.
+
 mod serving;
 
 use std::collections::BTreeSet;
@@ -44,16 +53,17 @@ use tenantry_contract::version::{ErpSeries, ErpVersion};
 
 pub use serving::{Served, ServingCheck};
 
-use super::{Databases, Environment, ErpControl, Folders, run_steps};
+use super::{Environment, ErpControl, run_steps};
 use crate::catalogue::{Catalogue, Hop, Plan, plan};
-use crate::cutover::{Swap, cut_back, cut_over};
 use crate::database::{DatabaseName, ErpState, replaced_name, work_copy_name};
 use crate::error::{Error, Result};
 use crate::fingerprint::{self, Fingerprint, VOLATILE_TABLES};
 use crate::journal::{Journal, JournalStore, Phase};
-use crate::manifest::{BackupId, BackupKind};
+use crate::key::BackupKey;
+use crate::manifest::{BackupId, BackupKind, Summary};
 use crate::migrate::{SeriesErp, WorkDatabase, hop_key, run_hop};
 use crate::report::{Outcome, Report, StepOutcome, StepReport, Validation};
+use crate::store::BackupStore;
 
 pub use super::BeforeOperationBackup;
 
@@ -84,6 +94,18 @@ pub struct Names {
     pub from_version: String,
     /// The modules activated before the upgrade: what the plan was made for.
     pub modules: BTreeSet<String>,
+    /// Upgrading a backup: the work copy it is loaded into (the first hop's input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// What is upgraded.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// The environment's own database, at the version it runs.
+    Live,
+    /// A backup of an older series, restored into the environment on the way.
+    Backup { store: &'a BackupStore, key: &'a BackupKey, summary: &'a Summary },
 }
 
 /// Upgrades `environment` (stopped and started through `old`, serving its current version) to
@@ -110,9 +132,79 @@ pub async fn upgrade(
         "from": environment.erp.version,
         "to": target.version.to_string(),
     });
+    run(environment, catalogue, target, backup, Source::Live, parameters, operation, old, new, journal).await
+}
+
+/// Restores backup `backup_id` of `from_environment`, taken on an older series than the
+/// `environment` runs, and upgrades it to the environment's version on the way (see the module
+/// documentation); `target.version` must be the environment's. `backup` takes a backup of the
+/// live database first, as before any operation that replaces it. `erp` stops and starts the
+/// environment's ERP. A backup of the environment's own series is a plain
+/// [`super::restore::restore`]; one of a newer series is refused.
+#[allow(clippy::too_many_arguments)]
+pub async fn restore_older(
+    environment: &Environment,
+    catalogue: &Catalogue,
+    target: Target<'_>,
+    backup: BeforeOperationBackup<'_>,
+    store: &BackupStore,
+    key: &BackupKey,
+    from_environment: &str,
+    backup_id: &BackupId,
+    operation: &str,
+    erp: &impl ErpControl,
+    journal: &dyn JournalStore,
+) -> Result<Report> {
+    let summary = store.summary(&environment.tenant, from_environment, backup_id).await?.ok_or_else(|| {
+        Error::Missing { what: "backup", name: format!("{}/{from_environment}/{backup_id}", environment.tenant) }
+    })?;
+    let parse = |text: &str| text.parse::<ErpVersion>().map_err(|e| Error::Invalid(e.to_string()));
+    let (backed_up, running) = (parse(&summary.erp.version)?, parse(&environment.erp.version)?);
+    if target.version != running {
+        return Err(Error::Invalid(format!(
+            "a backup is restored at the version the environment runs ({running}), not {}",
+            target.version
+        )));
+    }
+    if backed_up.erp_series() >= running.erp_series() {
+        return Err(Error::Invalid(format!(
+            "the backup was taken on {backed_up}, not an older series than the {running} this environment runs: {}",
+            if backed_up.erp_series() == running.erp_series() {
+                "restore it as it is"
+            } else {
+                "an older ERP cannot read a database a newer one has migrated"
+            }
+        )));
+    }
+    let parameters = json!({
+        "tenant": environment.tenant,
+        "environment": environment.name,
+        "database": environment.database.as_str(),
+        "from": summary.erp.version,
+        "to": target.version.to_string(),
+        "backup": backup_id,
+        "from_environment": from_environment,
+    });
+    let source = Source::Backup { store, key, summary: &summary };
+    run(environment, catalogue, target, backup, source, parameters, operation, erp, erp, journal).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    environment: &Environment,
+    catalogue: &Catalogue,
+    target: Target<'_>,
+    backup: BeforeOperationBackup<'_>,
+    source: Source<'_>,
+    parameters: Value,
+    operation: &str,
+    old: &impl ErpControl,
+    new: &impl ErpControl,
+    journal: &dyn JournalStore,
+) -> Result<Report> {
     let names = match recorded_names(journal, operation, &parameters)? {
         Some(names) => names,
-        None => new_names(environment, operation).await?,
+        None => new_names(environment, operation, source).await?,
     };
     let from: ErpVersion = names.from_version.parse().map_err(|e| Error::Invalid(format!("{e}")))?;
     let plan = plan(&environment.erp.profile, from, target.version, &names.modules, catalogue)?;
@@ -134,10 +226,10 @@ pub async fn upgrade(
         |step, journal, names| async move {
             match step {
                 "backup" => back_up(environment, backup, operation, &names).await,
-                "stop" => old.stop().await.map(|()| Value::Null),
-                "copy" => copy(environment, &names).await,
+                "stop" => super::work_copy::stop_erp(environment, old).await,
+                "copy" => copy(environment, source, &names).await,
                 "check" => check(environment, target, plan, &journal, &names).await,
-                "cut-over" => swap_in(environment, &names).await,
+                "cut-over" => super::work_copy::swap_in(environment, &journal, &names.work, &names.kept).await,
                 "start" => new.start().await.map(|()| Value::Null),
                 "test" => {
                     let series = target.version.erp_series();
@@ -168,21 +260,32 @@ fn recorded_names(journal: &dyn JournalStore, operation: &str, parameters: &Valu
         .and_then(|names| serde_json::from_value(names).ok()))
 }
 
-async fn new_names(environment: &Environment, operation: &str) -> Result<Names> {
-    // Each hop writes a copy; two names alternate, the second one a suffix longer.
+async fn new_names(environment: &Environment, operation: &str, source: Source<'_>) -> Result<Names> {
+    // Each hop writes a copy; two names alternate, the second one a suffix longer (as is the
+    // loaded backup's).
     if operation.len() > 30 {
         return Err(Error::Invalid(format!("upgrade operation id `{operation}` is longer than 30 characters")));
     }
-    let mut connection = environment.server.connect(environment.database.as_str()).await?;
-    let modules = fingerprint::read(&mut connection).await?.modules;
+    let (from_version, modules, source) = match source {
+        Source::Live => {
+            let mut connection = environment.server.connect(environment.database.as_str()).await?;
+            (environment.erp.version.clone(), fingerprint::read(&mut connection).await?.modules, None)
+        }
+        Source::Backup { store, key, summary } => {
+            let manifest = store.manifest(summary, key).await?;
+            let loaded = work_copy_name(&environment.database, &format!("{operation}-s"))?.to_string();
+            (summary.erp.version.clone(), manifest.modules.keys().cloned().collect(), Some(loaded))
+        }
+    };
     let now = Utc::now();
     Ok(Names {
         backup_id: BackupId::generate(now),
         work: work_copy_name(&environment.database, operation)?.to_string(),
         other_work: work_copy_name(&environment.database, &format!("{operation}-b"))?.to_string(),
         kept: replaced_name(&environment.database, now)?.to_string(),
-        from_version: environment.erp.version.clone(),
+        from_version,
         modules,
+        source,
     })
 }
 
@@ -237,11 +340,26 @@ impl JournalStore for MemoryJournal {
 /// The original's fingerprint, read once the old ERP is stopped (nothing writes to it any
 /// more), and its file-store folder copied for the upgraded database (an upgrade changes rows,
 /// not files).
-async fn copy(environment: &Environment, names: &Names) -> Result<Value> {
-    let mut connection = environment.server.connect(environment.database.as_str()).await?;
-    let before = fingerprint::read(&mut connection).await?;
+async fn copy(environment: &Environment, source: Source<'_>, names: &Names) -> Result<Value> {
+    let (before, files_of) = match (source, &names.source) {
+        (Source::Live, _) => {
+            let mut connection = environment.server.connect(environment.database.as_str()).await?;
+            (fingerprint::read(&mut connection).await?, environment.database.as_str())
+        }
+        (Source::Backup { store, key, summary }, Some(loaded)) => {
+            // Loaded from scratch on every attempt, and checked against the manifest before any
+            // hop reads it.
+            let facts = super::work_copy::load_backup(environment, store, key, summary, loaded).await?;
+            let files = Some((facts.files, facts.file_bytes));
+            let tables = super::work_copy::check_copy(environment, loaded, &facts.fingerprint, files).await?;
+            (Fingerprint { tables, modules: names.modules.clone() }, loaded.as_str())
+        }
+        (Source::Backup { .. }, None) => {
+            return Err(Error::Journal("the journal names no work copy for the backup".into()));
+        }
+    };
     environment.filestore.delete(&names.work).await?;
-    environment.filestore.copy(environment.database.as_str(), &names.work).await?;
+    environment.filestore.copy(files_of, &names.work).await?;
     Ok(json!({"before": before}))
 }
 
@@ -257,7 +375,7 @@ async fn run_hop_on_copy(
 ) -> Result<Value> {
     let hop = &plan.hops[index];
     let input = match index {
-        0 => environment.database.to_string(),
+        0 => names.source.clone().unwrap_or_else(|| environment.database.to_string()),
         _ => hop_output(journal, &plan.hops[index - 1])?,
     };
     // The last hop writes `work`; the ones before alternate, so no hop overwrites its input.
@@ -350,8 +468,11 @@ async fn check(
     journal: &Journal,
     names: &Names,
 ) -> Result<Value> {
-    // The copy before the last hop's output is no longer needed.
+    // The copy before the last hop's output is no longer needed, nor a loaded backup.
     environment.server.drop_database(&DatabaseName::new(names.other_work.clone())?, ErpState::Stopped).await?;
+    if let Some(loaded) = &names.source {
+        super::work_copy::start_over(environment, loaded).await?;
+    }
     let before: Fingerprint = journal
         .output("copy")
         .and_then(|output| serde_json::from_value(output["before"].clone()).ok())
@@ -481,13 +602,6 @@ const VALIDATION_LOGGING: &str = "[loggers]\nkeys=root\n\n[handlers]\nkeys=stder
 [handler_stderr]\nclass=StreamHandler\nargs=(sys.stderr,)\nformatter=plain\n\n\
 [formatter_plain]\nformat=%(levelname)s %(name)s %(message)s\n";
 
-async fn swap_in(environment: &Environment, names: &Names) -> Result<Value> {
-    let swap = Swap { live: environment.database.as_str(), replacement: &names.work, kept: &names.kept };
-    cut_over(&Databases(&environment.server), swap).await?;
-    cut_over(&Folders(&environment.filestore), swap).await?;
-    Ok(json!({"kept": names.kept}))
-}
-
 /// Back to the environment before the upgrade, on the old version: the new server stopped if
 /// it was started, the original cut back in, every work copy dropped, the old ERP started.
 async fn undo(
@@ -504,14 +618,15 @@ async fn undo(
     let stopped = reached("stop");
     if stopped {
         old.stop().await?;
-        let swap = Swap { live: environment.database.as_str(), replacement: &names.work, kept: &names.kept };
-        cut_back(&Folders(&environment.filestore), swap).await?;
-        cut_back(&Databases(&environment.server), swap).await?;
+        super::work_copy::swap_out(environment, journal, &names.work, &names.kept).await?;
     }
     for work in [&names.work, &names.other_work] {
         environment.server.drop_database(&DatabaseName::new(work.clone())?, ErpState::Stopped).await?;
     }
     environment.filestore.delete(&names.work).await?;
+    if let Some(loaded) = &names.source {
+        super::work_copy::start_over(environment, loaded).await?;
+    }
     if stopped { old.start().await } else { Ok(()) }
 }
 
