@@ -248,7 +248,7 @@ fn build_agent() -> Result<PathBuf, String> {
 
 fn database_size(tenant: &Tenant) -> Result<u64, String> {
     let output = Command::new(tenant.pg_bin.join("psql"))
-        .args(["-At", "-d", &tenant.url.replace("/postgres", &format!("/{}", tenant.database))])
+        .args(["-At", "-d", &database_url(tenant, &tenant.database)])
         .args(["-c", &format!("SELECT pg_database_size('{}')", tenant.database)])
         .output()
         .map_err(|e| e.to_string())?;

@@ -322,7 +322,8 @@ impl OneBackup {
     /// The store and the backup's summary (it must exist).
     async fn open(self) -> Result<(BackupStore, erp_agent::manifest::Summary)> {
         let store = self.store.open()?;
-        let summary = find(&store, &self.target, &self.backup).await?;
+        let id = BackupId::parse(&self.backup)?;
+        let summary = store.existing(&self.target.tenant, &self.target.environment, &id).await?;
         Ok((store, summary))
     }
 }
@@ -736,14 +737,6 @@ fn report(journal: &dyn JournalStore, result: Result<Report>) -> Result<Done> {
         Ok(report) => Ok(Done::Report(Box::new(report))),
         Err(error) => journaled::<()>(journal, Err(error)),
     }
-}
-
-async fn find(store: &BackupStore, target: &BackupTarget, backup: &str) -> Result<erp_agent::manifest::Summary> {
-    let id = BackupId::parse(backup)?;
-    store.summary(&target.tenant, &target.environment, &id).await?.ok_or_else(|| Error::Missing {
-        what: "backup",
-        name: format!("{}/{}/{id}", target.tenant, target.environment),
-    })
 }
 
 async fn prune(store: &BackupStore, target: &BackupTarget, policy: &RetentionPolicy, dry_run: bool) -> Result<Done> {

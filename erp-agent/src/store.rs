@@ -273,6 +273,13 @@ impl BackupStore {
         self.read_summary(&self.backup_dir(tenant, environment, id)?.join(SUMMARY_OBJECT)).await
     }
 
+    /// One backup's summary; [`Error::Missing`] naming it if it is not stored complete.
+    pub async fn existing(&self, tenant: &str, environment: &str, id: &BackupId) -> Result<Summary> {
+        self.summary(tenant, environment, id)
+            .await?
+            .ok_or_else(|| Error::Missing { what: "backup", name: format!("{tenant}/{environment}/{id}") })
+    }
+
     /// The manifest stored beside the archive (small; for planning a restore without reading
     /// the archive). [`Self::extract`] and [`Self::verify`] check the one inside the archive.
     pub async fn manifest(&self, summary: &Summary, key: &BackupKey) -> Result<Manifest> {

@@ -47,9 +47,7 @@ pub async fn restore(
     erp: &impl ErpControl,
     journal: &dyn JournalStore,
 ) -> Result<Report> {
-    let summary = store.summary(&environment.tenant, from_environment, backup_id).await?.ok_or_else(|| {
-        Error::Missing { what: "backup", name: format!("{}/{from_environment}/{backup_id}", environment.tenant) }
-    })?;
+    let summary = store.existing(&environment.tenant, from_environment, backup_id).await?;
     check_versions(&summary.erp.version, &environment.erp.version)?;
     let parameters = serde_json::json!({
         "tenant": environment.tenant,

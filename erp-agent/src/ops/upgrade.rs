@@ -155,9 +155,7 @@ pub async fn restore_older(
     erp: &impl ErpControl,
     journal: &dyn JournalStore,
 ) -> Result<Report> {
-    let summary = store.summary(&environment.tenant, from_environment, backup_id).await?.ok_or_else(|| {
-        Error::Missing { what: "backup", name: format!("{}/{from_environment}/{backup_id}", environment.tenant) }
-    })?;
+    let summary = store.existing(&environment.tenant, from_environment, backup_id).await?;
     let parse = |text: &str| text.parse::<ErpVersion>().map_err(|e| Error::Invalid(e.to_string()));
     let (backed_up, running) = (parse(&summary.erp.version)?, parse(&environment.erp.version)?);
     if target.version != running {
