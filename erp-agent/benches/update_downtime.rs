@@ -45,7 +45,7 @@ use erp_agent::report::{Outcome, Report};
 use tokio::sync::Mutex;
 
 const MIB: f64 = 1024.0 * 1024.0;
-/// The goal of issue 12: downtime at most this times the floor, plus [`GOAL_SLACK_S`].
+/// The goal: downtime at most this times the floor, plus [`GOAL_SLACK_S`].
 const GOAL_FACTOR: f64 = 1.2;
 const GOAL_SLACK_S: f64 = 2.0;
 
