@@ -57,6 +57,9 @@ pub const SCREENSHOTS_VAR: &str = "TENANTRY_SCREENSHOTS";
 /// How long [`Session::fill`] and [`Session::click_button`] wait for their element by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Times [`Session::fill`] clears and types before it gives up on a field a script keeps changing.
+const FILL_ATTEMPTS: usize = 3;
+
 /// Flags every Chromium runs with.
 const CHROMIUM_FLAGS: &[&str] = &[
     "--headless",
@@ -451,8 +454,20 @@ impl Session {
                 format!("it is a {kind}, which is clicked, not typed into"),
             ));
         }
-        element.clear().await.map_err(failed)?;
-        element.send_keys(value).await.map_err(failed)
+        // A page script may write into the field between the clear and the typing (the signup
+        // form's address suggestion, answered while the field is not yet focused): the keys are
+        // then appended to its text. The field must end with exactly `value`.
+        for _ in 0..FILL_ATTEMPTS {
+            element.clear().await.map_err(failed)?;
+            element.send_keys(value).await.map_err(failed)?;
+            if element.prop("value").await.map_err(failed)?.as_deref() == Some(value) {
+                return Ok(());
+            }
+        }
+        Err(self.command_failed(
+            &format!("fill {field:?}"),
+            format!("the field does not keep {value:?}: a script of the page changes it"),
+        ))
     }
 
     /// Clicks the button whose text (or, for `<input type=submit>`, value) is `text`, waiting for

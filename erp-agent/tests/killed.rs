@@ -45,9 +45,11 @@ impl ScriptedErp {
         let script = format!(
             r#"#!/bin/sh
 set -e
-if [ -f '{pid}' ] && kill -0 "$(cat '{pid}')" 2>/dev/null; then exit 0; fi
-setsid '{trytond}' -c '{config}' >>'{log}' 2>&1 </dev/null &
-echo $! >'{pid}'
+# Started already (perhaps by a run killed while it waited): wait for it all the same.
+if ! {{ [ -f '{pid}' ] && kill -0 "$(cat '{pid}')" 2>/dev/null; }}; then
+  setsid '{trytond}' -c '{config}' >>'{log}' 2>&1 </dev/null &
+  echo $! >'{pid}'
+fi
 exec '{python}' -c '
 import socket, sys, time
 deadline = time.time() + 60

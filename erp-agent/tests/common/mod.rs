@@ -110,7 +110,17 @@ impl Tryton {
     /// A new database (and file-store folder) copied from the template.
     pub async fn copy_of_template(&self, label: &str) -> DatabaseName {
         let name = unique_name(label);
-        self.server.copy(&self.template, &name, ErpState::MayBeRunning).await.expect("copying the template database");
+        // Other tests read the template itself (briefly); a copy waits for them to leave.
+        let deadline = Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            match self.server.copy(&self.template, &name, ErpState::MayBeRunning).await {
+                Ok(()) => break,
+                Err(Error::InUse { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(error) => panic!("copying the template database: {error}"),
+            }
+        }
         self.store.copy(self.template.as_str(), name.as_str()).await.expect("copying the template's file store");
         name
     }
