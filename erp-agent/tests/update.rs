@@ -233,12 +233,16 @@ async fn an_update_killed_during_the_erp_run_resumes_on_a_fresh_copy() {
 
     // Killed in the middle of the ERP's run: the operation's future is dropped (as when the
     // agent's process dies), which kills `trytond-admin` with it.
+    // The operation records the mark `update (started)` just before it runs the ERP's command;
+    // the command then takes seconds (Python starting, the modules loading), so a cut a few
+    // hundred milliseconds after the mark lands inside it whatever the machine's load.
     let copied = async {
         use erp_agent::journal::JournalStore;
-        while !journal.load().unwrap().is_some_and(|j| j.is_done("copy")) {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let started = |j: &erp_agent::journal::Journal| j.done.iter().any(|r| r.step == "update (started)");
+        while !journal.load().unwrap().is_some_and(|j| started(&j)) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     };
     tokio::select! {
         result = update(&env, &activate, &command, None, "op-killed", &erp, &journal) => {
