@@ -68,15 +68,7 @@ struct Cost {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("benchmark failed: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    common::run_to_exit(run(Args::parse()))
 }
 
 struct Tenant {

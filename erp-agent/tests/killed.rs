@@ -184,9 +184,10 @@ fn finish(mut command: Command) -> serde_json::Value {
 async fn killed_at_every_step_resumes_or_rolls_back() {
     let tryton = tryton(SERIES).await;
     let version = tryton.install.version().unwrap();
-    // prepare, load, check, stop, cut-over, start: killed once each has been recorded (and so
-    // somewhere in the step after it), and once more before anything was recorded.
-    for steps_done in 0..=5 {
+    // prepare, load, check, stop, cut-over, start: killed as soon as the first 1, 2, … 5 of them
+    // are recorded, so somewhere in the step after (the journal exists only once `prepare` is
+    // recorded: an agent killed before that has changed nothing).
+    for steps_done in 1..=5 {
         let scratch = tempfile::tempdir().unwrap();
         let database = tryton.copy_of_template(&format!("killed{steps_done}")).await;
         let env = environment(tryton, "acme-killed", &database, &version);
@@ -247,8 +248,9 @@ async fn killed_at_every_step_of_an_update_resumes_or_rolls_back() {
     let tryton = tryton(SERIES).await;
     let version = tryton.install.version().unwrap();
     let module = e2e::tryton::INSTALLED_NOT_ACTIVATED[0];
-    // prepare, stop, copy, the update's start mark, update, check, cut-over, start.
-    for steps_done in 0..=7 {
+    // prepare, stop, copy, the update's start mark, update, check, cut-over, start: killed as
+    // soon as the first 1, 2, … 7 of them are recorded.
+    for steps_done in 1..=7 {
         let scratch = tempfile::tempdir().unwrap();
         let database = tryton.copy_of_template(&format!("killedupd{steps_done}")).await;
         let env = environment(tryton, "acme-killed", &database, &version);

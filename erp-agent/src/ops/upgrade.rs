@@ -125,13 +125,7 @@ pub async fn upgrade(
     new: &impl ErpControl,
     journal: &dyn JournalStore,
 ) -> Result<Report> {
-    let parameters = json!({
-        "tenant": environment.tenant,
-        "environment": environment.name,
-        "database": environment.database.as_str(),
-        "from": environment.erp.version,
-        "to": target.version.to_string(),
-    });
+    let parameters = parameters(environment, &environment.erp.version, &target.version);
     run(environment, catalogue, target, backup, Source::Live, parameters, operation, old, new, journal).await
 }
 
@@ -174,17 +168,23 @@ pub async fn restore_older(
             }
         )));
     }
-    let parameters = json!({
+    let mut parameters = parameters(environment, &summary.erp.version, &target.version);
+    parameters["backup"] = json!(backup_id);
+    parameters["from_environment"] = json!(from_environment);
+    let source = Source::Backup { store, key, summary: &summary };
+    run(environment, catalogue, target, backup, source, parameters, operation, erp, erp, journal).await
+}
+
+/// What a journal of an upgrade of `environment` from `from` to `to` is recorded with (a rerun
+/// with other parameters is refused).
+fn parameters(environment: &Environment, from: &str, to: &ErpVersion) -> Value {
+    json!({
         "tenant": environment.tenant,
         "environment": environment.name,
         "database": environment.database.as_str(),
-        "from": summary.erp.version,
-        "to": target.version.to_string(),
-        "backup": backup_id,
-        "from_environment": from_environment,
-    });
-    let source = Source::Backup { store, key, summary: &summary };
-    run(environment, catalogue, target, backup, source, parameters, operation, erp, erp, journal).await
+        "from": from,
+        "to": to.to_string(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
