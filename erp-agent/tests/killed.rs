@@ -45,9 +45,14 @@ impl ScriptedErp {
         let script = format!(
             r#"#!/bin/sh
 set -e
+# One control script at a time: a killed agent's script may still be running when the rerun's
+# starts, and two starts that both find no server would start two.
+exec 9>'{pid}.lock'
+flock 9
 # Started already (perhaps by a run killed while it waited): wait for it all the same.
 if ! {{ [ -f '{pid}' ] && kill -0 "$(cat '{pid}')" 2>/dev/null; }}; then
-  setsid '{trytond}' -c '{config}' >>'{log}' 2>&1 </dev/null &
+  # Without the lock: the server outlives this script.
+  setsid '{trytond}' -c '{config}' >>'{log}' 2>&1 </dev/null 9>&- &
   echo $! >'{pid}'
 fi
 exec '{python}' -c '
@@ -72,6 +77,8 @@ sys.exit("trytond does not listen on {port}")'
         // A zombie still answers `kill -0`: the state letter in /proc tells it is gone.
         let stop_script = format!(
             r#"#!/bin/sh
+exec 9>'{pid}.lock'
+flock 9
 [ -f '{pid}' ] || exit 0
 pid=$(cat '{pid}')
 kill "$pid" 2>/dev/null || true
