@@ -136,6 +136,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut backup_base = Vec::new();
     let mut restore_agent = Vec::new();
     let mut restore_base = Vec::new();
+    let mut restore_steps: Vec<Vec<(String, f64)>> = Vec::new();
     for round in 0..args.rounds {
         let agent_first = round % 2 == 0;
         let store_dir = scratch.join(format!("store-{round}"));
@@ -153,7 +154,9 @@ async fn run(args: Args) -> Result<(), String> {
             backup_s3
                 .push(agent_backup(&agent, tenant, &s3_url, &options, &recipient, &key_file, &scratch, round, "s3")?.0);
             let id = summary["backup_id"].as_str().ok_or("no backup_id")?.to_string();
-            restore_agent.push(agent_restore(&agent, tenant, &dir_url, &key_file, &id, &scratch, round)?);
+            let (cost, steps) = agent_restore(&agent, tenant, &dir_url, &key_file, &id, &scratch, round)?;
+            restore_agent.push(cost);
+            restore_steps.push(steps);
             Ok(())
         };
         let baseline_runs = |tenant: &Tenant| -> Result<(Cost, Cost), String> {
@@ -202,6 +205,18 @@ async fn run(args: Args) -> Result<(), String> {
     line("backup: pg_dump -Fc | zstd + tar", &backup_base);
     line("restore: agent from a directory", &restore_agent);
     line("restore: zstd -dc | pg_restore + tar", &restore_base);
+    // Where the agent's restore spends its time: its report's steps.
+    let names: Vec<String> =
+        restore_steps.first().map(|s| s.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default();
+    let steps: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let times =
+                restore_steps.iter().filter_map(|s| s.iter().find(|(n, _)| n == name).map(|(_, t)| *t)).collect();
+            format!("{name} {:.1}", median(times))
+        })
+        .collect();
+    println!("  {:<34} {}", "restore steps (median s)", steps.join(", "));
     println!();
     let ratio = |agent: &[Cost], base: &[Cost]| -> Vec<f64> {
         agent.iter().zip(base).map(|(a, b)| b.wall.as_secs_f64() / a.wall.as_secs_f64()).collect()
@@ -292,7 +307,7 @@ fn agent_restore(
     backup: &str,
     scratch: &Path,
     round: u32,
-) -> Result<Cost, String> {
+) -> Result<(Cost, Vec<(String, f64)>), String> {
     let mut command = agent_command(agent, tenant, "restore");
     command
         .args(["--store", store, "--backup", backup, "--operation", &format!("bench-{round}"), "--erp-stopped"])
@@ -305,13 +320,22 @@ fn agent_restore(
     if report["outcome"] != "succeeded" {
         return Err(format!("the restore did not succeed: {report}"));
     }
+    let steps = report["steps"]
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .filter_map(|s| Some((s["step"].as_str()?.to_string(), s["duration_ms"].as_u64()? as f64 / 1000.0)))
+                .collect()
+        })
+        .unwrap_or_default();
     // The replaced original is released, so every round restores over the same data.
     let kept =
         report["kept"].as_str().ok_or_else(|| format!("the restore's report names no kept database: {report}"))?;
     let mut release = agent_command(agent, tenant, "release");
     release.args(["--kept", kept]);
     measure(release, false)?;
-    Ok(cost)
+    Ok((cost, steps))
 }
 
 fn baseline_backup(tenant: &Tenant, dir: &Path) -> Result<Cost, String> {

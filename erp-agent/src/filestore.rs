@@ -159,6 +159,32 @@ impl FileStore {
         blocking(move || inventory(&folder)).await
     }
 
+    /// The number of files in `database`'s folder and their total size (zero for a missing
+    /// folder), without reading them: what a check compares before it reads the files it has
+    /// reasons to expect ([`Self::check_attachments`]).
+    pub async fn tally(&self, database: &str) -> Result<(u64, u64)> {
+        let folder = self.folder(database)?;
+        blocking(move || {
+            let (mut files, mut bytes) = (0, 0);
+            if folder.is_dir() {
+                for entry in walkdir::WalkDir::new(&folder).min_depth(1) {
+                    let entry = entry.map_err(|e| {
+                        let path = e.path().unwrap_or(&folder).to_path_buf();
+                        Error::io("walking a file-store folder", path)(e.into())
+                    })?;
+                    if entry.file_type().is_file() {
+                        let metadata =
+                            entry.metadata().map_err(|e| Error::io("reading a file's size", entry.path())(e.into()))?;
+                        files += 1;
+                        bytes += metadata.len();
+                    }
+                }
+            }
+            Ok((files, bytes))
+        })
+        .await
+    }
+
     /// Checks that every attachment row of the database `connection` is connected to has its
     /// file in `database`'s folder, with the content its id names. Empty means all are good.
     pub async fn check_attachments(&self, connection: &mut PgConnection, database: &str) -> Result<Vec<BadAttachment>> {

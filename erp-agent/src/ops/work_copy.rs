@@ -127,6 +127,11 @@ pub(crate) async fn swap_out(environment: &Environment, journal: &Journal, work:
     cut_back(&Databases(&environment.server), swap).await
 }
 
+/// Connections counting a work copy's rows at once: the largest table's count already uses
+/// PostgreSQL's parallel workers, the others (hundreds of small tables) mostly wait on round
+/// trips, which a few connections overlap.
+const COUNTING_CONNECTIONS: usize = 4;
+
 /// The work copy holds what it was made from: the same rows in every table (`rows`), the
 /// same number and size of files when known (`files`: count and bytes), and every attachment
 /// row's file. Returns the copy's rows per table.
@@ -136,36 +141,45 @@ pub(crate) async fn check_copy(
     rows: &BTreeMap<String, u64>,
     files: Option<(u64, u64)>,
 ) -> Result<BTreeMap<String, u64>> {
-    let mut connection = target.server.connect(work).await?;
-    let copied = crate::fingerprint::read(&mut connection).await?;
+    // The rows are PostgreSQL's work, the files the agent's: both at once.
+    let counting = async {
+        let connections =
+            futures::future::try_join_all((0..COUNTING_CONNECTIONS).map(|_| target.server.connect(work))).await?;
+        crate::fingerprint::count_rows_of_quiet_database(connections).await
+    };
+    let (copied, files_checked) = tokio::join!(counting, check_files(target, work, files));
+    let copied = copied?;
     let differing: Vec<String> = rows
         .keys()
-        .chain(copied.tables.keys())
-        .filter(|table| rows.get(*table) != copied.tables.get(*table))
+        .chain(copied.keys())
+        .filter(|table| rows.get(*table) != copied.get(*table))
         .map(|table| {
             let count = |n: Option<&u64>| n.map_or("no table".to_string(), |n| format!("{n} rows"));
-            format!(
-                "{table}: {} in the source, {} in the copy",
-                count(rows.get(table)),
-                count(copied.tables.get(table))
-            )
+            format!("{table}: {} in the source, {} in the copy", count(rows.get(table)), count(copied.get(table)))
         })
         .collect();
     if !differing.is_empty() {
         return Err(Error::Corrupt { part: DATABASE_PART.into(), detail: differing.join("; ") });
     }
-    if let Some((expected_files, expected_bytes)) = files {
-        let inventory = target.filestore.inventory(work).await?;
-        if (inventory.files, inventory.bytes) != (expected_files, expected_bytes) {
+    files_checked?;
+    Ok(copied)
+}
+
+/// The copy's file store: the number and size of its files when known (`expected`), and every
+/// attachment row's file with the content its id names.
+async fn check_files(target: &Environment, work: &str, expected: Option<(u64, u64)>) -> Result<()> {
+    if let Some((expected_files, expected_bytes)) = expected {
+        let (files, bytes) = target.filestore.tally(work).await?;
+        if (files, bytes) != (expected_files, expected_bytes) {
             return Err(Error::Corrupt {
                 part: FILESTORE_PART.into(),
                 detail: format!(
-                    "{} files of {} bytes in the copy, the source has {expected_files} files of {expected_bytes} bytes",
-                    inventory.files, inventory.bytes
+                    "{files} files of {bytes} bytes in the copy, the source has {expected_files} files of {expected_bytes} bytes"
                 ),
             });
         }
     }
+    let mut connection = target.server.connect(work).await?;
     let bad = target.filestore.check_attachments(&mut connection, work).await?;
     if !bad.is_empty() {
         return Err(Error::Corrupt {
@@ -173,7 +187,7 @@ pub(crate) async fn check_copy(
             detail: format!("{} attachments have no file or the wrong content in the copy", bad.len()),
         });
     }
-    Ok(copied.tables)
+    Ok(())
 }
 
 /// Where a backup loaded into a work copy goes: the dump into `pg_restore`, the files into the
