@@ -64,6 +64,19 @@ if [ -n "$(leftovers)" ]; then
   leftovers >&2
   exit 1
 fi
+# The real node's cgroups are named after the process that owned its environment: one whose
+# owner is gone was left behind.
+leftover_cgroups() {
+  local dir
+  for dir in /sys/fs/cgroup/*/tenantry-*-*; do
+    [ -d "$dir" ] && [ ! -d "/proc/${dir##*-}" ] && echo "$dir"
+  done
+}
+for _ in $(seq 100); do [ -z "$(leftover_cgroups)" ] && break; sleep 0.1; done
+if [ -n "$(leftover_cgroups)" ]; then
+  echo "cgroups of a real node left behind: $(leftover_cgroups | tr '\n' ' ')" >&2
+  exit 1
+fi
 if [ -z "${TENANTRY_KEEP_WORKDIR:-}" ] && [ -n "$(leftover_dirs)" ]; then
   echo "work directories left behind: $(leftover_dirs | tr '\n' ' ')" >&2
   exit 1

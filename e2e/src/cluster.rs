@@ -2,6 +2,7 @@
 //! and kube-scheduler, each a [`Supervised`] child in one work directory.
 
 use std::fs;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +19,25 @@ const ADMIN_USER: &str = "admin";
 const SERVICE_CIDR: &str = "10.0.0.0/16";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The real node's name ([`crate::node`]): its kubelet's identity is `system:node:<name>`.
+pub const REAL_NODE_NAME: &str = "real-node-0";
+
+/// What the real node's kubelet and kube-proxy need of the control plane: their tokens, the
+/// CA that signs the apiserver's client certificate towards kubelets, and the apiserver's CA.
+#[derive(Debug, Clone)]
+pub struct NodeCredentials {
+    pub kubelet_token: String,
+    pub proxy_token: String,
+    /// Kubelets accept only clients with a certificate from this CA: the apiserver's.
+    pub kubelet_client_ca: PathBuf,
+    /// The apiserver's serving certificate (self-signed), what clients verify it against.
+    pub apiserver_ca: Vec<u8>,
+}
+
 pub struct Cluster {
     server: String,
     kubeconfig: PathBuf,
+    node_credentials: NodeCredentials,
     // Field order is stop order: the clients of the apiserver first, etcd last.
     scheduler: Supervised,
     controller_manager: Supervised,
@@ -29,7 +46,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub async fn start(workdir: &Arc<WorkDir>, binaries: &KubeBinaries) -> Result<Self> {
+    /// Starts the control plane; the apiserver listens on `address` only (the host's end of the
+    /// real node's link, so that the node, its pods and this host all reach it there).
+    pub async fn start(workdir: &Arc<WorkDir>, binaries: &KubeBinaries, address: Ipv4Addr) -> Result<Self> {
         ensure_debian_packages(&["openssl"])?;
         let etcd = start_etcd(workdir, binaries).await?;
 
@@ -48,23 +67,39 @@ impl Cluster {
         ]))
         .await?;
         let token = random_token();
+        let (kubelet_token, proxy_token) = (random_token(), random_token());
         let tokens = pki.join("tokens.csv");
-        fs::write(&tokens, format!("{token},{ADMIN_USER},{ADMIN_USER},system:masters\n"))
-            .context(|| format!("writing {}", tokens.display()))?;
+        // The kubelet as the Node authorizer expects it; kube-proxy as the default RBAC binding
+        // `system:node-proxier` names it.
+        let node_user = format!("system:node:{REAL_NODE_NAME}");
+        fs::write(
+            &tokens,
+            format!(
+                "{token},{ADMIN_USER},{ADMIN_USER},system:masters\n\
+                 {kubelet_token},{node_user},{node_user},system:nodes\n\
+                 {proxy_token},system:kube-proxy,system:kube-proxy\n"
+            ),
+        )
+        .context(|| format!("writing {}", tokens.display()))?;
+        let kubelet_client = kubelet_client_certificate(&pki).await?;
 
-        let port = free_port()?;
-        let server = format!("https://127.0.0.1:{port}");
+        let port = free_port_on(address)?;
+        let server = format!("https://{address}:{port}");
         let apiserver = Supervised::spawn(
             workdir,
             Spec::new("kube-apiserver", &binaries.apiserver).args([
                 format!("--etcd-servers={}", etcd.1),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
+                format!("--bind-address={address}"),
+                format!("--advertise-address={address}"),
                 format!("--secure-port={port}"),
                 "--insecure-port=0".into(),
                 format!("--cert-dir={}", path_str(&pki)),
                 format!("--token-auth-file={}", path_str(&tokens)),
-                "--authorization-mode=RBAC".into(),
+                "--authorization-mode=Node,RBAC".into(),
+                // The real node is reached at its address, not its name (no DNS for nodes).
+                "--kubelet-preferred-address-types=InternalIP".into(),
+                format!("--kubelet-client-certificate={}", path_str(&kubelet_client.certificate)),
+                format!("--kubelet-client-key={}", path_str(&kubelet_client.key)),
                 "--service-account-issuer=https://kubernetes.default.svc".into(),
                 format!("--service-account-key-file={}", path_str(&sa_pub)),
                 format!("--service-account-signing-key-file={}", path_str(&sa_key)),
@@ -140,14 +175,21 @@ impl Cluster {
             wait_healthy(&http, &scheduler, scheduler_port),
         )?;
 
-        let cluster = Self { server, kubeconfig, scheduler, controller_manager, apiserver, etcd: etcd.0 };
+        let node_credentials =
+            NodeCredentials { kubelet_token, proxy_token, kubelet_client_ca: kubelet_client.ca, apiserver_ca: ca };
+        let cluster =
+            Self { server, kubeconfig, node_credentials, scheduler, controller_manager, apiserver, etcd: etcd.0 };
         cluster.check_alive()?;
         Ok(cluster)
     }
 
-    /// `https://127.0.0.1:<port>`
+    /// `https://<address>:<port>`
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    pub fn node_credentials(&self) -> &NodeCredentials {
+        &self.node_credentials
     }
 
     /// An admin kubeconfig for kubectl and for the project's binaries.
@@ -212,7 +254,86 @@ async fn wait_healthy(http: &reqwest::Client, component: &Supervised, port: u16)
         .await
 }
 
-fn kubeconfig_yaml(server: &str, token: &str, ca_bundle: &[u8]) -> String {
+/// The apiserver's client certificate towards kubelets, from a CA of this run's own.
+struct KubeletClient {
+    ca: PathBuf,
+    certificate: PathBuf,
+    key: PathBuf,
+}
+
+async fn kubelet_client_certificate(pki: &Path) -> Result<KubeletClient> {
+    let (ca_key, ca) = (pki.join("kubelet-client-ca.key"), pki.join("kubelet-client-ca.crt"));
+    let (key, request, certificate) = (
+        pki.join("apiserver-kubelet-client.key"),
+        pki.join("apiserver-kubelet-client.csr"),
+        pki.join("apiserver-kubelet-client.crt"),
+    );
+    let openssl = |args: Vec<String>| run_async(Spec::new("openssl", "openssl").args(args));
+    openssl(vec!["genrsa".into(), "-out".into(), path_str(&ca_key), "2048".into()]).await?;
+    openssl(
+        [
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            &path_str(&ca_key),
+            "-subj",
+            "/CN=tenantry-kubelet-client-ca",
+            "-days",
+            "2",
+            "-out",
+            &path_str(&ca),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await?;
+    openssl(vec!["genrsa".into(), "-out".into(), path_str(&key), "2048".into()]).await?;
+    openssl(
+        [
+            "req",
+            "-new",
+            "-key",
+            &path_str(&key),
+            "-subj",
+            "/O=system:masters/CN=kube-apiserver",
+            "-out",
+            &path_str(&request),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await?;
+    openssl(
+        [
+            "x509",
+            "-req",
+            "-in",
+            &path_str(&request),
+            "-CA",
+            &path_str(&ca),
+            "-CAkey",
+            &path_str(&ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &path_str(&certificate),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await?;
+    Ok(KubeletClient { ca, certificate, key })
+}
+
+/// A free TCP port on `address` (the apiserver's, not loopback).
+fn free_port_on(address: Ipv4Addr) -> Result<u16> {
+    let listener = std::net::TcpListener::bind((address, 0)).context(|| format!("finding a free port on {address}"))?;
+    Ok(listener.local_addr().context(|| "finding a free port".into())?.port())
+}
+
+pub(crate) fn kubeconfig_yaml(server: &str, token: &str, ca_bundle: &[u8]) -> String {
     // `--cert-dir` makes the apiserver a serving certificate signed by a CA of its own for this
     // run; the file holds both, so clients verify the connection against it.
     use base64::Engine;

@@ -18,8 +18,9 @@ use tokio::sync::OnceCell;
 
 use crate::cluster::{Cluster, kube_config};
 use crate::error::{Error, IoContext, Result};
-use crate::install::{ensure_all, ensure_kubernetes};
+use crate::install::{NODE_PACKAGES, ensure_all, ensure_debian_packages, ensure_kubernetes};
 use crate::kubelet::{NodeCapacity, SimulatedKubelet};
+use crate::node::RealNode;
 use crate::postgres::{Postgres, PostgresServer};
 use crate::process::WorkDir;
 use crate::redis_server::Redis;
@@ -35,6 +36,8 @@ const NODES: usize = 2;
 pub struct EnvInfo {
     pub kubeconfig: PathBuf,
     pub server: String,
+    /// The real node's addresses.
+    pub real_node: RealNodeInfo,
     pub postgres: Postgres,
     pub redis_url: String,
     pub s3: S3Endpoint,
@@ -64,8 +67,32 @@ impl EnvInfo {
     }
 }
 
-/// A whole environment owned by this process: cluster with simulated kubelet, PostgreSQL,
-/// Redis and an S3-protocol server. Dropping it stops everything and removes its directory.
+/// Where the real node is ([`crate::node`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RealNodeInfo {
+    pub name: String,
+    /// The node's address (its InternalIP): its NodePorts and its kubelet.
+    pub address: std::net::Ipv4Addr,
+    /// This host's end of the link: the apiserver's address and the pods' DNS server.
+    pub host_address: std::net::Ipv4Addr,
+    /// The pods' network.
+    pub pod_cidr: String,
+}
+
+impl RealNodeInfo {
+    fn of(node: &RealNode) -> Self {
+        let link = node.link();
+        Self {
+            name: crate::cluster::REAL_NODE_NAME.to_string(),
+            address: link.node,
+            host_address: link.host,
+            pod_cidr: link.pod_cidr(),
+        }
+    }
+}
+
+/// A whole environment owned by this process: cluster with a real node and simulated nodes,
+/// PostgreSQL, Redis and an S3-protocol server. Dropping it stops everything and removes its directory.
 pub struct Environment {
     info: EnvInfo,
     state_file: PathBuf,
@@ -74,6 +101,7 @@ pub struct Environment {
     _s3: S3Server,
     _redis: Redis,
     _postgres: PostgresServer,
+    node: RealNode,
     cluster: Cluster,
     workdir: Arc<WorkDir>,
 }
@@ -84,12 +112,13 @@ impl Environment {
     pub async fn start() -> Result<Self> {
         tokio::task::spawn_blocking(ensure_all).await.expect("installer panicked")?;
         let workdir = WorkDir::create("env")?;
-        let (cluster, kubelet) = start_cluster(&workdir).await?;
+        let (cluster, node, kubelet) = start_cluster(&workdir).await?;
         let (postgres, redis, s3) =
             tokio::try_join!(PostgresServer::start(&workdir), Redis::start(&workdir), S3Server::start(&workdir))?;
         let info = EnvInfo {
             kubeconfig: cluster.kubeconfig().to_path_buf(),
             server: cluster.server().to_string(),
+            real_node: RealNodeInfo::of(&node),
             postgres: postgres.connection().clone(),
             redis_url: redis.url(),
             s3: s3.endpoint().clone(),
@@ -104,6 +133,7 @@ impl Environment {
             _s3: s3,
             _redis: redis,
             _postgres: postgres,
+            node,
             cluster,
             workdir,
         })
@@ -124,6 +154,7 @@ impl Environment {
     /// Fails with the log tail of the first process that has died.
     pub fn check_alive(&self) -> Result<()> {
         self.cluster.check_alive()?;
+        self.node.check_alive()?;
         self._postgres.process().check_alive()?;
         self._redis.process().check_alive()?;
         self._s3.process().check_alive()
@@ -136,15 +167,25 @@ impl Drop for Environment {
     }
 }
 
-/// Starts the control plane and registers the simulated nodes; the returned kubelet still has
-/// to be run (on a runtime that lives as long as the cluster).
-async fn start_cluster(workdir: &Arc<WorkDir>) -> Result<(Cluster, SimulatedKubelet)> {
-    let binaries = tokio::task::spawn_blocking(ensure_kubernetes).await.expect("installer panicked")?;
-    let cluster = Cluster::start(workdir, &binaries).await?;
+/// Starts the control plane with the real node and registers the simulated nodes; the returned
+/// kubelet still has to be run (on a runtime that lives as long as the cluster).
+async fn start_cluster(workdir: &Arc<WorkDir>) -> Result<(Cluster, RealNode, SimulatedKubelet)> {
+    let binaries = tokio::task::spawn_blocking(|| {
+        ensure_debian_packages(NODE_PACKAGES)?;
+        ensure_kubernetes()
+    })
+    .await
+    .expect("installer panicked")?;
+    let sandbox = {
+        let workdir = workdir.clone();
+        tokio::task::spawn_blocking(move || RealNode::prepare(&workdir)).await.expect("node set-up panicked")?
+    };
+    let cluster = Cluster::start(workdir, &binaries, sandbox.link.host).await?;
     let client = Client::try_from(kube_config(cluster.kubeconfig()).await?)?;
+    let node = RealNode::start(workdir, sandbox, &binaries, &cluster, &client).await?;
     let kubelet = SimulatedKubelet::new(client, NODES, NodeCapacity::default(), workdir.join("volumes"));
     kubelet.register_nodes().await?;
-    Ok((cluster, kubelet))
+    Ok((cluster, node, kubelet))
 }
 
 /// The environment as tests see it.
@@ -162,6 +203,7 @@ static S3: OnceCell<std::result::Result<S3Server, String>> = OnceCell::const_new
 struct ClusterHandle {
     kubeconfig: PathBuf,
     config: kube::Config,
+    real_node: RealNodeInfo,
 }
 
 impl TestEnv {
@@ -195,6 +237,14 @@ impl TestEnv {
         match &self.attached {
             Some(info) => info.kubeconfig.clone(),
             None => self.in_process_cluster().await.kubeconfig.clone(),
+        }
+    }
+
+    /// Where the real node is.
+    pub async fn real_node(&self) -> RealNodeInfo {
+        match &self.attached {
+            Some(info) => info.real_node.clone(),
+            None => self.in_process_cluster().await.real_node.clone(),
         }
     }
 
@@ -281,20 +331,25 @@ async fn start_in_process_cluster() -> std::result::Result<ClusterHandle, String
                 .expect("a runtime for the simulated kubelet");
             runtime.block_on(async move {
                 let started = async {
-                    let (cluster, kubelet) = start_cluster(&workdir).await?;
+                    let (cluster, node, kubelet) = start_cluster(&workdir).await?;
                     let config = kube_config(cluster.kubeconfig()).await?;
-                    Ok::<_, Error>((cluster, kubelet, config))
+                    Ok::<_, Error>((cluster, node, kubelet, config))
                 }
                 .await;
                 match started {
-                    Ok((cluster, kubelet, config)) => {
-                        let handle = ClusterHandle { kubeconfig: cluster.kubeconfig().to_path_buf(), config };
+                    Ok((cluster, node, kubelet, config)) => {
+                        let handle = ClusterHandle {
+                            kubeconfig: cluster.kubeconfig().to_path_buf(),
+                            config,
+                            real_node: RealNodeInfo::of(&node),
+                        };
                         let _ = sender.send(Ok(handle));
                         if let Err(e) = kubelet.run().await {
                             tracing::error!(error = %e, "the simulated kubelet stopped");
                         }
                         // Keep the cluster until the process exits; the reaper stops it then.
                         std::mem::forget(cluster);
+                        std::mem::forget(node);
                         std::future::pending::<()>().await;
                     }
                     Err(e) => {

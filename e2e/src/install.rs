@@ -16,7 +16,11 @@ use crate::process::{Spec, run, run_logged};
 pub const KUBERNETES_VERSION: &str = "1.20.2";
 /// Debian bookworm's source package carrying that release.
 const KUBERNETES_SOURCE_VERSION: &str = "1.20.5+really1.20.2-1.1+deb12u1";
-const KUBERNETES_COMPONENTS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+/// Built from that source: the control plane, and the real node's kubelet and kube-proxy.
+const KUBERNETES_COMPONENTS: [&str; 5] =
+    ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"];
+/// The pod sandbox's program, `build/pause/linux/pause.c` of the same source, compiled static.
+const PAUSE: &str = "pause";
 
 /// Packages the environment needs at run time. Chromium and its WebDriver come from Debian
 /// because browser-driving tools cannot download a browser of their own on a closed network.
@@ -33,8 +37,22 @@ pub const RUNTIME_PACKAGES: &[&str] = &[
     "age",
     "zstd",
 ];
+/// Packages of the real node ([`crate::node`]): the container runtime, the CNI plugins, an init
+/// that reaps the node's orphans, and what kube-proxy and the node's set-up run.
+pub const NODE_PACKAGES: &[&str] = &[
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "tini",
+    "iproute2",
+    "iptables",
+    "conntrack",
+    // The one program of the node's test image (`crate::node::image`).
+    "busybox-static",
+];
 /// Packages needed only to build Kubernetes.
-const BUILD_PACKAGES: &[&str] = &["golang-go", "rsync", "make", "golang-github-modern-go-reflect2-dev", "dpkg-dev"];
+const BUILD_PACKAGES: &[&str] =
+    &["golang-go", "rsync", "make", "golang-github-modern-go-reflect2-dev", "dpkg-dev", "gcc", "libc6-dev"];
 
 /// Paths of the control-plane programs.
 #[derive(Debug, Clone)]
@@ -43,11 +61,15 @@ pub struct KubeBinaries {
     pub apiserver: PathBuf,
     pub controller_manager: PathBuf,
     pub scheduler: PathBuf,
+    pub kubelet: PathBuf,
+    pub kube_proxy: PathBuf,
+    pub pause: PathBuf,
 }
 
 /// Everything installed: packages, Kubernetes binaries. Cheap after the first call.
 pub fn ensure_all() -> Result<KubeBinaries> {
     ensure_debian_packages(RUNTIME_PACKAGES)?;
+    ensure_debian_packages(NODE_PACKAGES)?;
     ensure_helm()?;
     ensure_schemathesis()?;
     ensure_s3_server()?;
@@ -140,7 +162,7 @@ pub fn kubernetes_cache_dir() -> PathBuf {
 }
 
 /// Returns the cached Kubernetes binaries, building them first if they are not there yet
-/// (about 4 minutes on 2 cores).
+/// (about 10 minutes on 2 cores).
 pub fn ensure_kubernetes() -> Result<KubeBinaries> {
     static DONE: OnceLock<KubeBinaries> = OnceLock::new();
     if let Some(done) = DONE.get() {
@@ -152,17 +174,19 @@ pub fn ensure_kubernetes() -> Result<KubeBinaries> {
         apiserver: bin.join("kube-apiserver"),
         controller_manager: bin.join("kube-controller-manager"),
         scheduler: bin.join("kube-scheduler"),
+        kubelet: bin.join("kubelet"),
+        kube_proxy: bin.join("kube-proxy"),
+        pause: bin.join(PAUSE),
     };
-    let complete = |b: &KubeBinaries| {
-        b.etcd.exists() && b.apiserver.exists() && b.controller_manager.exists() && b.scheduler.exists()
-    };
-    if !complete(&binaries) {
+    let built = |bin: &Path| KUBERNETES_COMPONENTS.iter().chain([&PAUSE]).all(|c| bin.join(c).exists());
+    if !(binaries.etcd.exists() && built(&bin)) {
         ensure_debian_packages(&["etcd-server"])?;
         let _lock = CacheLock::acquire(&format!("kube-v{KUBERNETES_VERSION}"))?;
-        if !bin.join("kube-scheduler").exists() {
+        if !built(&bin) {
             build_kubernetes(&bin)?;
         }
     }
+    let complete = |b: &KubeBinaries| b.etcd.exists() && built(&bin);
     let binaries = KubeBinaries { etcd: which("etcd").unwrap_or(binaries.etcd), ..binaries };
     if !complete(&binaries) {
         return Err(Error::Prerequisite(format!("Kubernetes binaries missing after install: {binaries:?}")));
@@ -225,11 +249,17 @@ fn build_kubernetes(bin: &Path) -> Result<()> {
             let from = tree.join("_output/bin").join(component);
             fs::copy(&from, staging.join(component)).context(|| format!("copying {}", from.display()))?;
         }
-        // Publish all three at once: a half-filled bin/ must never look complete.
+        run(&Spec::new("gcc", "gcc")
+            .args(["-Os", "-static", "-o"])
+            .arg(staging.join(PAUSE).display().to_string())
+            .arg(tree.join("build/pause/linux/pause.c").display().to_string()))?;
+        // Publish them all at once: a half-filled bin/ must never look complete (a cache of an
+        // earlier version, without the node's programs, is replaced whole).
+        let _ = fs::remove_dir_all(bin);
         fs::rename(&staging, bin).context(|| format!("publishing {}", bin.display()))?;
         Ok(())
     })();
-    // The tree, Go's caches and objects take gigabytes; only the three binaries are kept.
+    // The tree, Go's caches and objects take gigabytes; only the binaries are kept.
     let _ = run(&Spec::new("chmod", "chmod").arg("-R").arg("u+w").arg(build_root.display().to_string()));
     let _ = fs::remove_dir_all(&build_root);
     result

@@ -1,7 +1,7 @@
 //! Tenantry's local test environment: a real Kubernetes control plane (etcd, kube-apiserver,
-//! kube-controller-manager, kube-scheduler v1.20.2) with a simulated kubelet, a private
-//! PostgreSQL, Redis and S3-protocol server, and real Tryton ERP servers — every piece a real process on loopback,
-//! owned by this process and gone when it ends.
+//! kube-controller-manager, kube-scheduler v1.20.2) with one real node (kubelet, containerd)
+//! and simulated ones, a private PostgreSQL, Redis and S3-protocol server, and real Tryton ERP
+//! servers — every piece a real process, owned by this process and gone when it ends.
 
 pub mod browser;
 pub mod error;
@@ -19,6 +19,7 @@ mod venv;
 pub mod cluster;
 pub mod env;
 pub mod kubelet;
+pub mod node;
 pub mod wait;
 
 pub use env::{EnvInfo, Environment, TestEnv};

@@ -105,6 +105,8 @@ while [ $i -lt 100 ]; do
   sleep 0.1; i=$((i+1))
 done
 for p in $pids; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
+# What outlives the processes (the real node's cgroups) is removed by the script they left.
+[ -f "$1/.cleanup" ] && sh "$1/.cleanup"
 [ "$2" = keep ] || rm -rf "$1"
 "#;
     let mut child = Command::new("sh")

@@ -24,7 +24,9 @@ mod binaries;
 mod demo;
 
 #[derive(Parser)]
-#[command(about = "Tenantry's local test environment: Kubernetes v1.20.2 with a simulated kubelet, PostgreSQL, Redis")]
+#[command(
+    about = "Tenantry's local test environment: Kubernetes v1.20.2 with one real node and simulated ones, PostgreSQL, Redis"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,0 +1,97 @@
+//! The real node runs what the cluster asks of it: containers under a real kubelet, containerd
+//! and runc, on the bridge network, with Services through kube-proxy. Each test has a namespace
+//! of its own.
+
+use std::net::Ipv4Addr;
+
+use e2e::TestEnv;
+use e2e::node::image::BUSYBOX_IMAGE;
+use e2e::node::place_on_real_node;
+use e2e::wait::{DEFAULT_TIMEOUT, until};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, LogParams, PostParams};
+use serde_json::json;
+
+fn pod(name: &str, labels: serde_json::Value, restart: &str, script: &str) -> Pod {
+    let mut pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "restartPolicy": restart,
+            "containers": [{
+                "name": "main",
+                "image": BUSYBOX_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["/bin/sh", "-c", script],
+            }],
+        },
+    }))
+    .unwrap();
+    place_on_real_node(pod.spec.as_mut().unwrap());
+    pod
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+/// Waits until the pod has ended, and returns its log as the apiserver serves it (from the
+/// kubelet's log endpoint).
+async fn finished_log(pods: &Api<Pod>, name: &str) -> (Pod, String) {
+    let finished = |pod: Option<&Pod>| pod.is_some_and(|p| matches!(phase(p), "Succeeded" | "Failed"));
+    let pod = until(pods, name, "ended", DEFAULT_TIMEOUT, finished).await;
+    let log = pods.logs(name, &LogParams::default()).await.unwrap();
+    (pod, log)
+}
+
+#[tokio::test]
+async fn real_node_runs_a_pod() {
+    let env = TestEnv::shared().await;
+    let client = env.client().await;
+    let namespace = env.namespace(&client, "real-pod").await;
+    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    let token = format!("ran-{}", rand::random::<u32>());
+    let script = format!("echo {token}; echo \"address $(hostname -i)\"");
+    pods.create(&PostParams::default(), &pod("hello", json!({}), "Never", &script)).await.unwrap();
+
+    let (pod, log) = finished_log(&pods, "hello").await;
+    assert_eq!(phase(&pod), "Succeeded", "{log}\n{pod:#?}");
+    let spec = pod.spec.as_ref().unwrap();
+    let node = env.real_node().await;
+    assert_eq!(spec.node_name.as_deref(), Some(node.name.as_str()));
+    // The container printed it: the command really ran, on the node's pod network.
+    assert!(log.contains(&token), "{log}");
+    let address: Ipv4Addr = pod.status.as_ref().unwrap().pod_ip.as_deref().unwrap().parse().unwrap();
+    let network: Ipv4Addr = node.pod_cidr.trim_end_matches("/24").parse().unwrap();
+    assert_eq!(address.octets()[..3], network.octets()[..3], "pod address {address} outside {}", node.pod_cidr);
+    assert!(log.contains(&format!("address {address}")), "{log}");
+}
+
+#[tokio::test]
+async fn pods_reach_services_through_kube_proxy() {
+    let env = TestEnv::shared().await;
+    let client = env.client().await;
+    let namespace = env.namespace(&client, "real-svc").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let services: Api<Service> = Api::namespaced(client, &namespace);
+    let token = format!("served-{}", rand::random::<u32>());
+    let serve = format!("mkdir -p /www && echo {token} > /www/index.html && exec httpd -f -p 8080 -h /www");
+    pods.create(&PostParams::default(), &pod("web", json!({"app": "web"}), "Always", &serve)).await.unwrap();
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }))
+    .unwrap();
+    let service = services.create(&PostParams::default(), &service).await.unwrap();
+    let cluster_ip = service.spec.unwrap().cluster_ip.unwrap();
+    let running = |pod: Option<&Pod>| pod.is_some_and(|p| phase(p) == "Running");
+    until(&pods, "web", "running", DEFAULT_TIMEOUT, running).await;
+
+    // The Service's address exists only in kube-proxy's rules on the node; the client retries
+    // while those rules and the server's socket come up. (Busybox's `wget -T` crashes in its
+    // static build: the pod's own timeout bounds the wait instead.)
+    let fetch = format!("for i in $(seq 60); do wget -q -O - http://{cluster_ip}/ && exit 0; sleep 0.5; done; exit 1");
+    pods.create(&PostParams::default(), &pod("client", json!({}), "Never", &fetch)).await.unwrap();
+    let (pod, log) = finished_log(&pods, "client").await;
+    assert_eq!(phase(&pod), "Succeeded", "{log}");
+    assert!(log.contains(&token), "{log}");
+}
