@@ -47,6 +47,8 @@ pub const NODE_PACKAGES: &[&str] = &[
     "iproute2",
     "iptables",
     "conntrack",
+    // The cluster DNS (`crate::node::dns`): the program alone, without Debian's service.
+    "dnsmasq-base",
     // The one program of the node's test image (`crate::node::image`).
     "busybox-static",
 ];

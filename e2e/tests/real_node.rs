@@ -95,3 +95,31 @@ async fn pods_reach_services_through_kube_proxy() {
     assert_eq!(phase(&pod), "Succeeded", "{log}");
     assert!(log.contains(&token), "{log}");
 }
+
+#[tokio::test]
+async fn pods_reach_services_by_name() {
+    let env = TestEnv::shared().await;
+    let client = env.client().await;
+    let namespace = env.namespace(&client, "real-dns").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let services: Api<Service> = Api::namespaced(client, &namespace);
+    let token = format!("named-{}", rand::random::<u32>());
+    let serve = format!("mkdir -p /www && echo {token} > /www/index.html && exec httpd -f -p 8080 -h /www");
+    pods.create(&PostParams::default(), &pod("web", json!({"app": "web"}), "Always", &serve)).await.unwrap();
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &service).await.unwrap();
+    let running = |pod: Option<&Pod>| pod.is_some_and(|p| phase(p) == "Running");
+    until(&pods, "web", "running", DEFAULT_TIMEOUT, running).await;
+
+    // By the bare name (the pod's search path adds `<namespace>.svc.cluster.local`), retried
+    // while the name, kube-proxy's rules and the server come up.
+    let fetch = "for i in $(seq 60); do wget -q -O - http://web/ && exit 0; sleep 0.5; done; exit 1";
+    pods.create(&PostParams::default(), &pod("client", json!({}), "Never", fetch)).await.unwrap();
+    let (pod, log) = finished_log(&pods, "client").await;
+    assert_eq!(phase(&pod), "Succeeded", "{log}");
+    assert!(log.contains(&token), "{log}");
+}

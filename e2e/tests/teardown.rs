@@ -34,8 +34,8 @@ fn start_testenv() -> (Child, PathBuf, Vec<u32>) {
     let pids: Vec<u32> =
         std::fs::read_to_string(workdir.join(".pids")).unwrap().lines().map(|l| l.parse().unwrap()).collect();
     // etcd, apiserver, controller-manager, scheduler, the real node's namespaces, containerd,
-    // kubelet and kube-proxy, PostgreSQL, Redis, the S3 server.
-    assert_eq!(pids.len(), 11, "{pids:?}");
+    // kubelet, kube-proxy and cluster DNS, PostgreSQL, Redis, the S3 server.
+    assert_eq!(pids.len(), 12, "{pids:?}");
     for pid in &pids {
         assert!(running(*pid), "child {pid} is not running");
     }

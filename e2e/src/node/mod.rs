@@ -11,6 +11,7 @@
 //! ([`image`]). The kubelet never pulls (a pod's image must be imported) and never removes an
 //! image (its garbage collection is off), since nothing could pull it back.
 
+mod dns;
 pub mod image;
 mod sandbox;
 
@@ -22,6 +23,7 @@ use k8s_openapi::api::core::v1::{Node, PodSpec, Toleration};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
 
+use dns::ClusterDns;
 pub use sandbox::{Link, Sandbox};
 
 use crate::cluster::{Cluster, REAL_NODE_NAME, kubeconfig_yaml};
@@ -40,7 +42,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The running node. Dropping it stops everything in it.
 pub struct RealNode {
+    dns_feed: tokio::task::JoinHandle<()>,
     // Field order is stop order; the sandbox last takes every process of the node with it.
+    dns: Arc<ClusterDns>,
     kube_proxy: Supervised,
     kubelet: Supervised,
     containerd: Supervised,
@@ -54,8 +58,8 @@ impl RealNode {
         Sandbox::create(workdir)
     }
 
-    /// Starts containerd, imports the images, starts the kubelet and kube-proxy, and waits until
-    /// the node is Ready.
+    /// Starts containerd, imports the images, starts the kubelet, waits until the node is Ready,
+    /// then starts kube-proxy and the cluster DNS ([`dns`]).
     pub async fn start(
         workdir: &Arc<WorkDir>,
         sandbox: Sandbox,
@@ -153,7 +157,16 @@ impl RealNode {
                 "--metrics-bind-address=127.0.0.1:10249".into(),
             ]),
         )?;
-        Ok(Self { kube_proxy, kubelet, containerd, sandbox })
+        let dns = Arc::new(ClusterDns::start(workdir, &sandbox.link)?);
+        let dns_feed = tokio::spawn({
+            let (dns, client) = (dns.clone(), client.clone());
+            async move {
+                if let Err(e) = dns.run(client).await {
+                    tracing::error!(error = %e, "the cluster DNS stopped following the Services");
+                }
+            }
+        });
+        Ok(Self { dns_feed, dns, kube_proxy, kubelet, containerd, sandbox })
     }
 
     pub fn link(&self) -> &Link {
@@ -162,7 +175,14 @@ impl RealNode {
 
     /// Fails with the log tail of the first of the node's programs that has died.
     pub fn check_alive(&self) -> Result<()> {
-        check_alive(&self.sandbox, &[&self.containerd, &self.kubelet, &self.kube_proxy])
+        check_alive(&self.sandbox, &[&self.containerd, &self.kubelet, &self.kube_proxy])?;
+        self.dns.check_alive()
+    }
+}
+
+impl Drop for RealNode {
+    fn drop(&mut self) {
+        self.dns_feed.abort();
     }
 }
 
