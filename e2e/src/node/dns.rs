@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
@@ -36,7 +37,9 @@ pub struct ClusterDns {
 }
 
 impl ClusterDns {
-    pub fn start(workdir: &Arc<WorkDir>, link: &Link) -> Result<Self> {
+    /// Starts dnsmasq and waits until it answers: before then a `SIGHUP` would end it (its
+    /// handler is not installed yet), and the first change comes at once.
+    pub async fn start(workdir: &Arc<WorkDir>, link: &Link) -> Result<Self> {
         let hosts = workdir.join("node/cluster-dns.hosts");
         fs::write(&hosts, "").context(|| format!("writing {}", hosts.display()))?;
         let process = Supervised::spawn(
@@ -60,6 +63,8 @@ impl ClusterDns {
                 "--local-ttl=0".into(),
             ]),
         )?;
+        let server = std::net::SocketAddr::from((link.host, 53));
+        process.wait_ready("cluster DNS", Duration::from_secs(30), || answers(server)).await?;
         Ok(Self { hosts, process })
     }
 
@@ -97,6 +102,29 @@ impl ClusterDns {
         }
         Ok(())
     }
+}
+
+/// Whether the DNS server at `server` answers a query (any answer: an unknown name under the
+/// cluster's domain gets NXDOMAIN).
+async fn answers(server: std::net::SocketAddr) -> std::result::Result<(), String> {
+    let socket = tokio::net::UdpSocket::bind(("0.0.0.0", 0)).await.map_err(|e| e.to_string())?;
+    let id: u16 = rand::random();
+    let mut query = id.to_be_bytes().to_vec();
+    // Recursion desired, one question; no answer, authority or additional records.
+    query.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in ["readiness-probe", "cluster", "local"] {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    // The root, then type A, class IN.
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    socket.send_to(&query, server).await.map_err(|e| e.to_string())?;
+    let mut reply = [0u8; 512];
+    let received = tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut reply))
+        .await
+        .map_err(|_| "no answer yet".to_string())?
+        .map_err(|e| e.to_string())?;
+    if received >= 2 && reply[..2] == id.to_be_bytes() { Ok(()) } else { Err("a stray reply".into()) }
 }
 
 /// The hosts file of the cluster's names: one `<address> <name>` line each, sorted.

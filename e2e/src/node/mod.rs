@@ -157,7 +157,7 @@ impl RealNode {
                 "--metrics-bind-address=127.0.0.1:10249".into(),
             ]),
         )?;
-        let dns = Arc::new(ClusterDns::start(workdir, &sandbox.link)?);
+        let dns = Arc::new(ClusterDns::start(workdir, &sandbox.link).await?);
         let dns_feed = tokio::spawn({
             let (dns, client) = (dns.clone(), client.clone());
             async move {

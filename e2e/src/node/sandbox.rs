@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+
 use crate::error::{Error, IoContext, Result};
 use crate::install::CacheLock;
 use crate::process::{Spec, Supervised, WorkDir, run};
@@ -71,7 +73,9 @@ impl Sandbox {
             Spec::new("node-namespaces", "unshare")
                 .args(["--pid", "--fork", "--mount", "--net", "--kill-child", "--mount-proc"])
                 .args(["--propagation", "private", "tini", "-s", "--", "sh"])
-                .arg(init.display().to_string()),
+                .arg(init.display().to_string())
+                // `unshare` waits out a polite signal; ending it is meant to end everything.
+                .stop_signal(Signal::SIGKILL),
         )?;
         let deadline = Instant::now() + SETUP_TIMEOUT;
         while !ready.exists() {
