@@ -66,13 +66,9 @@ async fn real_node_runs_a_pod() {
     assert!(log.contains(&format!("address {address}")), "{log}");
 }
 
-#[tokio::test]
-async fn pods_reach_services_through_kube_proxy() {
-    let env = TestEnv::shared().await;
-    let client = env.client().await;
-    let namespace = env.namespace(&client, "real-svc").await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let services: Api<Service> = Api::namespaced(client, &namespace);
+/// A web server pod serving a page with a token of its own, behind Service `web`; returns the
+/// token and the Service's cluster address once the server runs.
+async fn serve_page(pods: &Api<Pod>, services: &Api<Service>) -> (String, String) {
     let token = format!("served-{}", rand::random::<u32>());
     let serve = format!("mkdir -p /www && echo {token} > /www/index.html && exec httpd -f -p 8080 -h /www");
     pods.create(&PostParams::default(), &pod("web", json!({"app": "web"}), "Always", &serve)).await.unwrap();
@@ -82,44 +78,41 @@ async fn pods_reach_services_through_kube_proxy() {
     }))
     .unwrap();
     let service = services.create(&PostParams::default(), &service).await.unwrap();
-    let cluster_ip = service.spec.unwrap().cluster_ip.unwrap();
     let running = |pod: Option<&Pod>| pod.is_some_and(|p| phase(p) == "Running");
-    until(&pods, "web", "running", DEFAULT_TIMEOUT, running).await;
+    until(pods, "web", "running", DEFAULT_TIMEOUT, running).await;
+    (token, service.spec.unwrap().cluster_ip.unwrap())
+}
 
-    // The Service's address exists only in kube-proxy's rules on the node; the client retries
-    // while those rules and the server's socket come up. (Busybox's `wget -T` crashes in its
-    // static build: the pod's own timeout bounds the wait instead.)
-    let fetch = format!("for i in $(seq 60); do wget -q -O - http://{cluster_ip}/ && exit 0; sleep 0.5; done; exit 1");
+/// A client pod fetching `url`, retried while the Service's rules, its name and the server come
+/// up (busybox's `wget -T` crashes in its static build: the pod's own timeout bounds the wait);
+/// asserts it got the page with `token`.
+async fn fetch_page(pods: &Api<Pod>, url: &str, token: &str) {
+    let fetch = format!("for i in $(seq 60); do wget -q -O - {url} && exit 0; sleep 0.5; done; exit 1");
     pods.create(&PostParams::default(), &pod("client", json!({}), "Never", &fetch)).await.unwrap();
-    let (pod, log) = finished_log(&pods, "client").await;
+    let (pod, log) = finished_log(pods, "client").await;
     assert_eq!(phase(&pod), "Succeeded", "{log}");
-    assert!(log.contains(&token), "{log}");
+    assert!(log.contains(token), "{log}");
+}
+
+async fn web_namespace(prefix: &str) -> (Api<Pod>, Api<Service>) {
+    let env = TestEnv::shared().await;
+    let client = env.client().await;
+    let namespace = env.namespace(&client, prefix).await;
+    (Api::namespaced(client.clone(), &namespace), Api::namespaced(client, &namespace))
+}
+
+#[tokio::test]
+async fn pods_reach_services_through_kube_proxy() {
+    let (pods, services) = web_namespace("real-svc").await;
+    let (token, cluster_ip) = serve_page(&pods, &services).await;
+    // The Service's address exists only in kube-proxy's rules on the node.
+    fetch_page(&pods, &format!("http://{cluster_ip}/"), &token).await;
 }
 
 #[tokio::test]
 async fn pods_reach_services_by_name() {
-    let env = TestEnv::shared().await;
-    let client = env.client().await;
-    let namespace = env.namespace(&client, "real-dns").await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let services: Api<Service> = Api::namespaced(client, &namespace);
-    let token = format!("named-{}", rand::random::<u32>());
-    let serve = format!("mkdir -p /www && echo {token} > /www/index.html && exec httpd -f -p 8080 -h /www");
-    pods.create(&PostParams::default(), &pod("web", json!({"app": "web"}), "Always", &serve)).await.unwrap();
-    let service: Service = serde_json::from_value(json!({
-        "metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
-    }))
-    .unwrap();
-    services.create(&PostParams::default(), &service).await.unwrap();
-    let running = |pod: Option<&Pod>| pod.is_some_and(|p| phase(p) == "Running");
-    until(&pods, "web", "running", DEFAULT_TIMEOUT, running).await;
-
-    // By the bare name (the pod's search path adds `<namespace>.svc.cluster.local`), retried
-    // while the name, kube-proxy's rules and the server come up.
-    let fetch = "for i in $(seq 60); do wget -q -O - http://web/ && exit 0; sleep 0.5; done; exit 1";
-    pods.create(&PostParams::default(), &pod("client", json!({}), "Never", fetch)).await.unwrap();
-    let (pod, log) = finished_log(&pods, "client").await;
-    assert_eq!(phase(&pod), "Succeeded", "{log}");
-    assert!(log.contains(&token), "{log}");
+    let (pods, services) = web_namespace("real-dns").await;
+    let (token, _) = serve_page(&pods, &services).await;
+    // The bare name: the pod's search path adds `<namespace>.svc.cluster.local`.
+    fetch_page(&pods, "http://web/", &token).await;
 }

@@ -167,11 +167,8 @@ impl FileStore {
         blocking(move || {
             let (mut files, mut bytes) = (0, 0);
             if folder.is_dir() {
-                for entry in walkdir::WalkDir::new(&folder).min_depth(1) {
-                    let entry = entry.map_err(|e| {
-                        let path = e.path().unwrap_or(&folder).to_path_buf();
-                        Error::io("walking a file-store folder", path)(e.into())
-                    })?;
+                for entry in walk(&folder) {
+                    let entry = entry?;
                     if entry.file_type().is_file() {
                         let metadata =
                             entry.metadata().map_err(|e| Error::io("reading a file's size", entry.path())(e.into()))?;
@@ -233,6 +230,16 @@ fn check_file(folder: &Path, file_id: &str) -> Result<Option<FileProblem>> {
     Ok((actual != expected).then_some(FileProblem::ContentMismatch))
 }
 
+/// Everything under `folder` (not itself), in path order.
+fn walk(folder: &Path) -> impl Iterator<Item = Result<walkdir::DirEntry>> + '_ {
+    walkdir::WalkDir::new(folder).min_depth(1).sort_by_file_name().into_iter().map(move |entry| {
+        entry.map_err(|e| {
+            let path = e.path().unwrap_or(folder).to_path_buf();
+            Error::io("walking a file-store folder", path)(e.into())
+        })
+    })
+}
+
 fn hash_reader(reader: &mut impl Read, path: &Path, mut update: impl FnMut(&[u8])) -> Result<u64> {
     let mut buffer = vec![0; 256 * 1024];
     let mut total = 0;
@@ -247,11 +254,8 @@ fn hash_reader(reader: &mut impl Read, path: &Path, mut update: impl FnMut(&[u8]
 }
 
 fn link_tree(source: &Path, target: &Path, outcome: &mut CopyOutcome) -> Result<()> {
-    for entry in walkdir::WalkDir::new(source).min_depth(1).sort_by_file_name() {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(source).to_path_buf();
-            Error::io("walking a file-store folder", path)(e.into())
-        })?;
+    for entry in walk(source) {
+        let entry = entry?;
         let relative = entry.path().strip_prefix(source).expect("walkdir stays under its root");
         let destination = target.join(relative);
         if entry.file_type().is_dir() {
@@ -276,11 +280,8 @@ fn inventory(folder: &Path) -> Result<Inventory> {
     let mut summary = Sha256::new();
     let mut inventory = Inventory::default();
     if folder.is_dir() {
-        for entry in walkdir::WalkDir::new(folder).min_depth(1).sort_by_file_name() {
-            let entry = entry.map_err(|e| {
-                let path = e.path().unwrap_or(folder).to_path_buf();
-                Error::io("walking a file-store folder", path)(e.into())
-            })?;
+        for entry in walk(folder) {
+            let entry = entry?;
             if !entry.file_type().is_file() {
                 continue;
             }

@@ -57,21 +57,10 @@ pub async fn read(connection: &mut PgConnection) -> Result<Fingerprint> {
 /// Reads the fingerprint inside a transaction the caller opened as a snapshot (`REPEATABLE
 /// READ`), e.g. the one whose snapshot a backup's dump uses.
 pub async fn read_in(transaction: &mut PgConnection) -> Result<Fingerprint> {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1",
-    )
-    .fetch_all(&mut *transaction)
-    .await
-    .map_err(Error::database("listing the tables of the public schema"))?;
     let mut tables = BTreeMap::new();
-    for name in names {
-        let sql = format!("SELECT count(*) FROM public.{}", quote_identifier(&name));
-        let count: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(Error::database(format!("counting the rows of `{name}`")))?;
-        tables.insert(name, count as u64);
+    for name in tables_of_public_schema(&mut *transaction, "1").await? {
+        let count = count_rows(&mut *transaction, &name).await?;
+        tables.insert(name, count);
     }
     let modules = if tables.contains_key("ir_module") {
         sqlx::query_scalar("SELECT name::text FROM ir_module WHERE state = 'activated'")
@@ -96,13 +85,7 @@ pub async fn count_rows_of_quiet_database(connections: Vec<PgConnection>) -> Res
     let Some(mut first) = connections.next() else {
         return Err(Error::Invalid("counting rows needs at least one connection".into()));
     };
-    let largest_first: Vec<String> = sqlx::query_scalar(
-        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY pg_total_relation_size(c.oid) DESC, 1",
-    )
-    .fetch_all(&mut first)
-    .await
-    .map_err(Error::database("listing the tables of the public schema"))?;
+    let largest_first = tables_of_public_schema(&mut first, "pg_total_relation_size(c.oid) DESC, 1").await?;
     let queue = std::sync::Mutex::new(largest_first.into_iter());
     let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).next();
     let workers = std::iter::once(first).chain(connections).map(|mut connection| {
@@ -110,18 +93,37 @@ pub async fn count_rows_of_quiet_database(connections: Vec<PgConnection>) -> Res
         async move {
             let mut counted = Vec::new();
             while let Some(name) = next() {
-                let sql = format!("SELECT count(*) FROM public.{}", quote_identifier(&name));
-                let count: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-                    .fetch_one(&mut connection)
-                    .await
-                    .map_err(Error::database(format!("counting the rows of `{name}`")))?;
-                counted.push((name, count as u64));
+                let count = count_rows(&mut connection, &name).await?;
+                counted.push((name, count));
             }
             Ok::<_, Error>(counted)
         }
     });
     let counted = futures::future::try_join_all(workers).await?;
     Ok(counted.into_iter().flatten().collect())
+}
+
+/// The ordinary and partitioned tables of the `public` schema, in the order `order_by` (SQL over
+/// `c`, their `pg_class` row) gives.
+async fn tables_of_public_schema(connection: &mut PgConnection, order_by: &'static str) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY {order_by}"
+    );
+    sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_all(connection)
+        .await
+        .map_err(Error::database("listing the tables of the public schema"))
+}
+
+/// The exact number of rows of table `name` of the `public` schema.
+async fn count_rows(connection: &mut PgConnection, name: &str) -> Result<u64> {
+    let sql = format!("SELECT count(*) FROM public.{}", quote_identifier(name));
+    let count: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_one(connection)
+        .await
+        .map_err(Error::database(format!("counting the rows of `{name}`")))?;
+    Ok(count as u64)
 }
 
 /// What changed from one fingerprint to another.

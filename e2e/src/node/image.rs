@@ -33,7 +33,7 @@ pub fn write_archive(
     archive: &Path,
     name: &str,
     files: &[ImageFile<'_>],
-    links: &[(&str, &str)],
+    links: &[(String, &str)],
     entrypoint: &[&str],
 ) -> Result<()> {
     let layer = layer(files, links).context(|| format!("building the layer of {name}"))?;
@@ -85,7 +85,7 @@ pub fn write_archive(
     fs::rename(&partial, archive).context(|| format!("publishing {}", archive.display()))
 }
 
-fn layer(files: &[ImageFile<'_>], links: &[(&str, &str)]) -> std::io::Result<Vec<u8>> {
+fn layer(files: &[ImageFile<'_>], links: &[(String, &str)]) -> std::io::Result<Vec<u8>> {
     let mut layer = tar::Builder::new(Vec::new());
     for directory in ["bin", "dev", "etc", "proc", "sys", "tmp"] {
         let mut header = tar::Header::new_ustar();

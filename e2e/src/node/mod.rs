@@ -8,8 +8,8 @@
 //! toleration and (to land nowhere else) the node selector, which [`place_on_real_node`] adds.
 //!
 //! There is no registry: images are imported into the node's containerd from archives
-//! ([`image`]). The kubelet never pulls (a pod's image must be imported) and never removes an
-//! image (its garbage collection is off), since nothing could pull it back.
+//! ([`image`]). A pod's image must have been imported (a pull can only fail), and the kubelet
+//! never removes an image (its garbage collection is off), since nothing could pull it back.
 
 mod dns;
 pub mod image;
@@ -241,13 +241,11 @@ async fn import_images(dir: &std::path::Path, socket: &std::path::Path, binaries
             dir.join("busybox.tar"),
             BUSYBOX_IMAGE,
             vec![ImageFile { path: "bin/busybox", source: busybox, mode: 0o755 }],
-            BUSYBOX_COMMANDS.iter().map(|c| (*c, "busybox")).collect(),
+            BUSYBOX_COMMANDS.iter().map(|c| (format!("bin/{c}"), "busybox")).collect(),
             vec!["/bin/sh"],
         ),
     ];
     for (archive, name, files, links, entrypoint) in archives {
-        let links: Vec<(String, &str)> = links.iter().map(|(c, t): &(&str, &str)| (format!("bin/{c}"), *t)).collect();
-        let links: Vec<(&str, &str)> = links.iter().map(|(c, t)| (c.as_str(), *t)).collect();
         image::write_archive(&archive, name, &files, &links, &entrypoint)?;
         run_async(
             Spec::new("ctr", "ctr")
