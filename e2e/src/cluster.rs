@@ -268,61 +268,42 @@ async fn kubelet_client_certificate(pki: &Path) -> Result<KubeletClient> {
         pki.join("apiserver-kubelet-client.csr"),
         pki.join("apiserver-kubelet-client.crt"),
     );
-    let openssl = |args: Vec<String>| run_async(Spec::new("openssl", "openssl").args(args));
-    openssl(vec!["genrsa".into(), "-out".into(), path_str(&ca_key), "2048".into()]).await?;
-    openssl(
-        [
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            &path_str(&ca_key),
-            "-subj",
-            "/CN=tenantry-kubelet-client-ca",
-            "-days",
-            "2",
-            "-out",
-            &path_str(&ca),
-        ]
-        .map(String::from)
-        .to_vec(),
-    )
+    let openssl = |args: &[&str]| run_async(Spec::new("openssl", "openssl").args(args.iter().copied()));
+    let (ca_key, ca_path, key_path, request_path, certificate_path) =
+        (path_str(&ca_key), path_str(&ca), path_str(&key), path_str(&request), path_str(&certificate));
+    openssl(&["genrsa", "-out", &ca_key, "2048"]).await?;
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &ca_key,
+        "-subj",
+        "/CN=tenantry-kubelet-client-ca",
+        "-days",
+        "2",
+        "-out",
+        &ca_path,
+    ])
     .await?;
-    openssl(vec!["genrsa".into(), "-out".into(), path_str(&key), "2048".into()]).await?;
-    openssl(
-        [
-            "req",
-            "-new",
-            "-key",
-            &path_str(&key),
-            "-subj",
-            "/O=system:masters/CN=kube-apiserver",
-            "-out",
-            &path_str(&request),
-        ]
-        .map(String::from)
-        .to_vec(),
-    )
-    .await?;
-    openssl(
-        [
-            "x509",
-            "-req",
-            "-in",
-            &path_str(&request),
-            "-CA",
-            &path_str(&ca),
-            "-CAkey",
-            &path_str(&ca_key),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &path_str(&certificate),
-        ]
-        .map(String::from)
-        .to_vec(),
-    )
+    openssl(&["genrsa", "-out", &key_path, "2048"]).await?;
+    openssl(&["req", "-new", "-key", &key_path, "-subj", "/O=system:masters/CN=kube-apiserver", "-out", &request_path])
+        .await?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &request_path,
+        "-CA",
+        &ca_path,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        &certificate_path,
+    ])
     .await?;
     Ok(KubeletClient { ca, certificate, key })
 }
