@@ -16,7 +16,6 @@ use crate::process::{Spec, Supervised, WorkDir, free_port, run_async};
 /// The admin identity in the token file: a member of `system:masters`.
 const ADMIN_USER: &str = "admin";
 // Two Services per environment per tenant: a /24 fills up at about 55 tenants.
-const SERVICE_CIDR: &str = "10.0.0.0/16";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The real node's name ([`crate::node`]): its kubelet's identity is `system:node:<name>`.
@@ -48,7 +47,12 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the control plane; the apiserver listens on `address` only (the host's end of the
     /// real node's link, so that the node, its pods and this host all reach it there).
-    pub async fn start(workdir: &Arc<WorkDir>, binaries: &KubeBinaries, address: Ipv4Addr) -> Result<Self> {
+    pub async fn start(
+        workdir: &Arc<WorkDir>,
+        binaries: &KubeBinaries,
+        address: Ipv4Addr,
+        service_cidr: &str,
+    ) -> Result<Self> {
         ensure_debian_packages(&["openssl"])?;
         let etcd = start_etcd(workdir, binaries).await?;
 
@@ -103,7 +107,7 @@ impl Cluster {
                 "--service-account-issuer=https://kubernetes.default.svc".into(),
                 format!("--service-account-key-file={}", path_str(&sa_pub)),
                 format!("--service-account-signing-key-file={}", path_str(&sa_key)),
-                format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+                format!("--service-cluster-ip-range={service_cidr}"),
                 "--allow-privileged=true".into(),
                 "--disable-admission-plugins=ServiceAccount".into(),
                 "--profiling=false".into(),

@@ -77,6 +77,8 @@ pub struct RealNodeInfo {
     pub host_address: std::net::Ipv4Addr,
     /// The pods' network.
     pub pod_cidr: String,
+    /// The Services' addresses, reachable from this host (routed through the node).
+    pub service_cidr: String,
 }
 
 impl RealNodeInfo {
@@ -87,6 +89,7 @@ impl RealNodeInfo {
             address: link.node,
             host_address: link.host,
             pod_cidr: link.pod_cidr(),
+            service_cidr: link.service_cidr(),
         }
     }
 }
@@ -180,7 +183,7 @@ async fn start_cluster(workdir: &Arc<WorkDir>) -> Result<(Cluster, RealNode, Sim
         let workdir = workdir.clone();
         tokio::task::spawn_blocking(move || RealNode::prepare(&workdir)).await.expect("node set-up panicked")?
     };
-    let cluster = Cluster::start(workdir, &binaries, sandbox.link.host).await?;
+    let cluster = Cluster::start(workdir, &binaries, sandbox.link.host, &sandbox.link.service_cidr()).await?;
     let client = Client::try_from(kube_config(cluster.kubeconfig()).await?)?;
     let node = RealNode::start(workdir, sandbox, &binaries, &cluster, &client).await?;
     let kubelet = SimulatedKubelet::new(client, NODES, NodeCapacity::default(), workdir.join("volumes"));

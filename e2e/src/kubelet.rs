@@ -25,7 +25,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::error::Result;
+use crate::error::{IoContext, Result};
 
 /// Set to `"true"` on a pod to make the simulated kubelet fail it.
 pub const FAIL_ANNOTATION: &str = "kubelet.tenantry.dev/fail";
@@ -246,7 +246,11 @@ impl SimulatedKubelet {
         Ok(())
     }
 
-    /// Plays the dynamic provisioner: one hostPath volume pre-bound to each unbound claim.
+    /// Plays a local-path provisioner: one hostPath volume pre-bound to each unbound claim, a
+    /// directory of the work directory made here, world-writable (as local-path provisioners
+    /// make theirs) so that a pod's own user can write there. Every node of the environment is
+    /// on this machine, so the directory is the same wherever the pod lands; on the real node it
+    /// is what the container writes to, and a database in it outlives its pod.
     async fn provide_volume(&self, volumes: &Api<PersistentVolume>, claim: &PersistentVolumeClaim) -> Result<()> {
         let Some(spec) = &claim.spec else { return Ok(()) };
         let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -262,6 +266,10 @@ impl SimulatedKubelet {
             .map(|q| q.0.clone())
             .unwrap_or_else(|| "1Gi".into());
         let name = format!("pvc-{uid}");
+        let path = self.volumes_dir.join(&name);
+        std::fs::create_dir_all(&path)
+            .and_then(|()| std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777)))
+            .context(|| format!("making the volume {}", path.display()))?;
         let volume: PersistentVolume = serde_json::from_value(json!({
             "metadata": {"name": name, "labels": {NODE_LABEL: "true"}},
             "spec": {
@@ -270,7 +278,7 @@ impl SimulatedKubelet {
                 "persistentVolumeReclaimPolicy": "Retain",
                 "storageClassName": spec.storage_class_name.clone().unwrap_or_default(),
                 "volumeMode": spec.volume_mode.clone().unwrap_or_else(|| "Filesystem".into()),
-                "hostPath": {"path": self.volumes_dir.join(&name).display().to_string(), "type": "DirectoryOrCreate"},
+                "hostPath": {"path": path.display().to_string(), "type": "Directory"},
                 "claimRef": {
                     "apiVersion": "v1", "kind": "PersistentVolumeClaim",
                     "namespace": claim.namespace(), "name": claim.name_any(), "uid": uid,

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod error;
 pub mod helm;
+pub mod images;
 pub mod install;
 pub mod paths;
 pub mod postgres;

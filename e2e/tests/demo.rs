@@ -142,9 +142,10 @@ async fn demo_signs_up_a_tenant_to_ready_and_stops_cleanly() {
     assert_eq!(banner.signup_url, format!("{base}/signup"));
     assert_eq!(banner.workdirs.len(), 2, "the demo's and the environment's: {:?}", banner.workdirs);
     let pids = recorded_pids(&banner.workdirs);
-    // etcd, the three kube-*, the real node (its namespaces, containerd, kubelet, kube-proxy,
-    // cluster DNS) and PostgreSQL, Redis, the S3 server; the operator and the control plane.
-    assert_eq!(pids.len(), 14, "{pids:?}");
+    // etcd, the three kube-*, the real node (its namespaces, image registry, containerd,
+    // kubelet, kube-proxy, cluster DNS) and PostgreSQL, Redis, the S3 server; the operator and
+    // the control plane.
+    assert_eq!(pids.len(), 15, "{pids:?}");
 
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let page = signup_page_with_notice(&http, &banner.signup_url).await;

@@ -5,6 +5,7 @@
 use std::net::Ipv4Addr;
 
 use e2e::TestEnv;
+use e2e::images::RECIPES;
 use e2e::node::image::BUSYBOX_IMAGE;
 use e2e::node::place_on_real_node;
 use e2e::wait::{DEFAULT_TIMEOUT, until};
@@ -115,4 +116,32 @@ async fn pods_reach_services_by_name() {
     let (token, _) = serve_page(&pods, &services).await;
     // The bare name: the pod's search path adds `<namespace>.svc.cluster.local`.
     fetch_page(&pods, "http://web/", &token).await;
+}
+
+/// Every image built here from the repository's Dockerfiles, pulled from the environment's
+/// registry under the name pods use (with `Always`, as the operator renders the ERP's), runs.
+#[tokio::test]
+async fn images_built_here_run_on_the_real_node() {
+    let env = TestEnv::shared().await;
+    let client = env.client().await;
+    let namespace = env.namespace(&client, "real-images").await;
+    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    for (index, recipe) in RECIPES.iter().enumerate() {
+        let (command, _) = recipe.check;
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("image-{index}")},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": recipe.name, "imagePullPolicy": "Always", "command": command}],
+            },
+        }))
+        .unwrap();
+        place_on_real_node(pod.spec.as_mut().unwrap());
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    for (index, recipe) in RECIPES.iter().enumerate() {
+        let (pod, log) = finished_log(&pods, &format!("image-{index}")).await;
+        assert_eq!(phase(&pod), "Succeeded", "{}: {log}\n{:#?}", recipe.name, pod.status);
+        assert!(log.contains(recipe.check.1), "{}: {log}", recipe.name);
+    }
 }

@@ -33,9 +33,9 @@ fn start_testenv() -> (Child, PathBuf, Vec<u32>) {
     let workdir = workdir.expect("testenv printed its exports (see its stderr above)");
     let pids: Vec<u32> =
         std::fs::read_to_string(workdir.join(".pids")).unwrap().lines().map(|l| l.parse().unwrap()).collect();
-    // etcd, apiserver, controller-manager, scheduler, the real node's namespaces, containerd,
-    // kubelet, kube-proxy and cluster DNS, PostgreSQL, Redis, the S3 server.
-    assert_eq!(pids.len(), 12, "{pids:?}");
+    // etcd, apiserver, controller-manager, scheduler, the real node's namespaces, image registry,
+    // containerd, kubelet, kube-proxy and cluster DNS, PostgreSQL, Redis, the S3 server.
+    assert_eq!(pids.len(), 13, "{pids:?}");
     for pid in &pids {
         assert!(running(*pid), "child {pid} is not running");
     }

@@ -803,6 +803,7 @@ fn tenant_children(name: &str, spec: &TenantSpec, owner: OwnerReference, secrets
         owner,
         images: &images,
         ingress_controller_namespace: &config.ingress_controller_namespace,
+        placement: &config.placement,
     };
     let desired = build::desired(&ctx);
     let (namespace, rest): (Vec<Child>, Vec<Child>) = desired.into_iter().partition(|c| c.namespace.is_none());

@@ -28,6 +28,7 @@ use crate::children::{self, ChildCache, Details};
 use crate::events::EventPublisher;
 use crate::http::Readiness;
 use crate::metrics::Metrics;
+use crate::placement::Placement;
 use crate::profile::ImageDefaults;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::retry::{FailureBackoff, RetryDelays};
@@ -50,6 +51,8 @@ pub struct OperatorConfig {
     pub instance: String,
     /// How long a failing Tenant waits before it is tried again.
     pub retry_delays: RetryDelays,
+    /// Node selector and tolerations of every tenant pod.
+    pub placement: Placement,
 }
 
 impl Default for OperatorConfig {
@@ -66,6 +69,7 @@ impl Default for OperatorConfig {
             reporter: "tenantry-operator".into(),
             instance: std::env::var("POD_NAME").unwrap_or_else(|_| "tenantry-operator".into()),
             retry_delays: RetryDelays::default(),
+            placement: Placement::default(),
         }
     }
 }
@@ -143,6 +147,7 @@ pub async fn run(
         events,
         images: config.images.clone(),
         ingress_controller_namespace: config.ingress_controller_namespace.clone(),
+        placement: config.placement.clone(),
         children: cache,
         tenants: tenant_store,
         retries: FailureBackoff::new(config.retry_delays),

@@ -77,6 +77,8 @@ pub fn check(model: &TenantModel, images: &ImageDefaults) -> Result<Footprint, V
     // A suspended tenant runs nothing, but must fit again when it resumes.
     let running = TenantModel { suspended: false, ..model.clone() };
     let no_ingress_controller = Default::default();
+    // Where pods run changes no figure.
+    let anywhere = Default::default();
     let ctx = BuildContext {
         model: &running,
         // The owner does not change any figure.
@@ -88,6 +90,7 @@ pub fn check(model: &TenantModel, images: &ImageDefaults) -> Result<Footprint, V
         },
         images,
         ingress_controller_namespace: &no_ingress_controller,
+        placement: &anywhere,
     };
     let footprint = footprint(&build::desired(&ctx))?;
     let quota = &model.resources.quota;

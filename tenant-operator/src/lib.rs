@@ -18,6 +18,7 @@ pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod pacing;
+pub mod placement;
 pub mod profile;
 pub mod quantity;
 pub mod reconcile;

@@ -9,6 +9,7 @@ use tenant_operator::controller::{self, OperatorConfig, crd_yaml};
 use tenant_operator::http::{self, HttpState, Readiness};
 use tenant_operator::leader::{LeaderElection, default_identity};
 use tenant_operator::metrics::Metrics;
+use tenant_operator::placement::{Placement, parse_node_selector, parse_tolerations};
 use tenant_operator::profile::ImageDefaults;
 use tenant_operator::telemetry;
 use tokio::signal::unix::{SignalKind, signal};
@@ -65,6 +66,13 @@ struct RunArgs {
     web_proxy_image: String,
     #[arg(long, env = "TENANTRY_POSTGRES_IMAGE", default_value = "postgres:15")]
     postgres_image: String,
+    /// Node selector of every tenant pod (`key=value,…`): the nodes tenants run on.
+    #[arg(long, env = "TENANTRY_NODE_SELECTOR", default_value = "")]
+    node_selector: String,
+    /// Tolerations of every tenant pod, written as taints are (`key=value:Effect`, `key:Effect`
+    /// or `key`, comma-separated): the taints of nodes reserved for tenants.
+    #[arg(long, env = "TENANTRY_TOLERATIONS", default_value = "")]
+    tolerations: String,
     /// Labels of the ingress controller's namespace (`key=value,…`), allowed to reach web clients.
     #[arg(long, env = "TENANTRY_INGRESS_NAMESPACE_LABELS", default_value = "app.kubernetes.io/name=ingress-nginx")]
     ingress_namespace_labels: String,
@@ -101,6 +109,10 @@ async fn main() -> ExitCode {
 
 async fn run(args: RunArgs) -> Result<(), String> {
     let ingress_controller_namespace = parse_labels(&args.ingress_namespace_labels)?;
+    let placement = Placement {
+        node_selector: parse_node_selector(&args.node_selector).map_err(|e| format!("--node-selector: {e}"))?,
+        tolerations: parse_tolerations(&args.tolerations).map_err(|e| format!("--tolerations: {e}"))?,
+    };
     let config = OperatorConfig {
         tenant_selector: args.tenant_selector,
         concurrency: args.concurrency,
@@ -112,6 +124,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             postgres: args.postgres_image,
         },
         ingress_controller_namespace,
+        placement,
         ..OperatorConfig::default()
     };
     let metrics = Metrics::new();

@@ -26,6 +26,7 @@ use crate::events::{EventPublisher, Severity};
 use crate::metrics::Metrics;
 use crate::model::TenantModel;
 use crate::pacing::{Decision, StatusPacer};
+use crate::placement::Placement;
 use crate::profile::ImageDefaults;
 use crate::retry::FailureBackoff;
 use crate::status::{self, Change, EnvironmentObserved, Observed, Readiness};
@@ -46,6 +47,7 @@ pub struct Context {
     pub events: EventPublisher,
     pub images: ImageDefaults,
     pub ingress_controller_namespace: BTreeMap<String, String>,
+    pub placement: Placement,
     /// The children as the watches report them, and what this process wrote.
     pub children: ChildCache,
     /// Every Tenant this operator serves, as its watch reports them (hosts are checked against
@@ -139,6 +141,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         owner,
         images: &ctx.images,
         ingress_controller_namespace: &ctx.ingress_controller_namespace,
+        placement: &ctx.placement,
     };
     let desired = build::desired(&build_ctx);
 

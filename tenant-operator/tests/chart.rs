@@ -238,6 +238,45 @@ async fn ha_off_runs_single_replicas_without_budgets_or_leases() {
     assert!(chart.notes.contains("No database is configured"), "{}", chart.notes);
 }
 
+/// The tenants' placement reaches the operator in the form its flags read, and means there
+/// what the values say.
+#[tokio::test]
+async fn tenant_pods_placement_reaches_the_operator() {
+    let values = json!({"operator": {"tenantPods": {
+        "nodeSelector": {"pool": "tenants", "zone": "a"},
+        "tolerations": [{"key": "dedicated", "value": "tenants", "effect": "NoSchedule"}, {"key": "spot"}],
+    }}});
+    let chart = rendered(values).await;
+    let env = env_of(chart.get("Deployment", "demo-tenantry-operator").unwrap(), "operator");
+    let selector = env["TENANTRY_NODE_SELECTOR"]["value"].as_str().unwrap();
+    let tolerations = env["TENANTRY_TOLERATIONS"]["value"].as_str().unwrap();
+    assert_eq!(
+        tenant_operator::placement::parse_node_selector(selector).unwrap(),
+        BTreeMap::from([("pool".to_string(), "tenants".to_string()), ("zone".to_string(), "a".to_string())])
+    );
+    let tolerations = tenant_operator::placement::parse_tolerations(tolerations).unwrap();
+    let read: Vec<_> = tolerations
+        .iter()
+        .map(|t| (t.key.as_deref(), t.operator.as_deref(), t.value.as_deref(), t.effect.as_deref()))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            (Some("dedicated"), Some("Equal"), Some("tenants"), Some("NoSchedule")),
+            (Some("spot"), Some("Exists"), None, None)
+        ]
+    );
+    // None set, none passed: the operator's defaults (anywhere) hold.
+    let plain = rendered(json!({})).await;
+    let env = env_of(plain.get("Deployment", "demo-tenantry-operator").unwrap(), "operator");
+    assert!(!env.contains_key("TENANTRY_NODE_SELECTOR") && !env.contains_key("TENANTRY_TOLERATIONS"));
+    assert!(
+        render(json!({"operator": {"tenantPods": {"tolerations": [{"key": "a", "effect": "Sometimes"}]}}}))
+            .await
+            .is_err()
+    );
+}
+
 #[tokio::test]
 async fn budget_and_autoscaler_follow_the_cluster_api_versions() {
     let values = json!({"controlPlane": {"autoscaling": {"enabled": true, "minReplicas": 3}}});

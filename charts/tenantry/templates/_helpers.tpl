@@ -165,6 +165,20 @@ under `helm template`), else the fresh value.
 {{- end -}}
 
 {{/* A map as `key=value,key=value`, in key order. */}}
+{{/*
+Tolerations as the operator's --tolerations reads them: key=value:Effect, comma-separated.
+*/}}
+{{- define "tenantry.taints" -}}
+{{- $items := list -}}
+{{- range . -}}
+{{- $item := .key -}}
+{{- with .value }}{{ $item = printf "%s=%s" $item . }}{{ end -}}
+{{- with .effect }}{{ $item = printf "%s:%s" $item . }}{{ end -}}
+{{- $items = append $items $item -}}
+{{- end -}}
+{{- join "," $items -}}
+{{- end -}}
+
 {{- define "tenantry.keyValues" -}}
 {{- $pairs := list -}}
 {{- range $key, $value := . -}}

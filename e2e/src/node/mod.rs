@@ -7,15 +7,18 @@
 //! it: it is tainted [`REAL_NODE_TAINT`] and labelled [`REAL_NODE_LABEL`], so a pod needs the
 //! toleration and (to land nowhere else) the node selector, which [`place_on_real_node`] adds.
 //!
-//! There is no registry: images are imported into the node's containerd from archives
-//! ([`image`]). A pod's image must have been imported (a pull can only fail), and the kubelet
-//! never removes an image (its garbage collection is off), since nothing could pull it back.
+//! Images come from the environment's own registry ([`crate::images`]), which containerd uses
+//! in place of Docker Hub: the product's images, built from the repository's Dockerfiles, under
+//! the names the operator renders. The sandbox and busybox images are made here and imported
+//! from archives ([`image`]); the kubelet never removes an image (its garbage collection is
+//! off), since nothing could pull those back.
 
 mod dns;
 pub mod image;
 mod sandbox;
 
 use std::fs;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +31,7 @@ pub use sandbox::{Link, Sandbox};
 
 use crate::cluster::{Cluster, REAL_NODE_NAME, kubeconfig_yaml};
 use crate::error::{Error, IoContext, Result};
+use crate::images::{Registry, images_dir};
 use crate::install::KubeBinaries;
 use crate::process::{Spec, Supervised, WorkDir, run_async};
 use image::{BUSYBOX_IMAGE, ImageFile, PAUSE_IMAGE};
@@ -48,6 +52,7 @@ pub struct RealNode {
     kube_proxy: Supervised,
     kubelet: Supervised,
     containerd: Supervised,
+    registry: Registry,
     sandbox: Sandbox,
 }
 
@@ -58,8 +63,9 @@ impl RealNode {
         Sandbox::create(workdir)
     }
 
-    /// Starts containerd, imports the images, starts the kubelet, waits until the node is Ready,
-    /// then starts kube-proxy and the cluster DNS ([`dns`]).
+    /// Starts the image registry and containerd, imports the images made here, starts the
+    /// kubelet, waits until the node is Ready, then starts kube-proxy and the cluster DNS
+    /// ([`dns`]).
     pub async fn start(
         workdir: &Arc<WorkDir>,
         sandbox: Sandbox,
@@ -70,7 +76,13 @@ impl RealNode {
         let dir = sandbox.dir.clone();
         let path = |name: &str| dir.join(name).display().to_string();
         let socket = dir.join("containerd.sock");
-        fs::write(dir.join("containerd.toml"), containerd_config(&dir, &socket))
+        let registry = tokio::task::spawn_blocking({
+            let (workdir, host) = (workdir.clone(), sandbox.link.host);
+            move || Registry::start(&workdir, &images_dir(), host)
+        })
+        .await
+        .expect("the registry's start panicked")?;
+        fs::write(dir.join("containerd.toml"), containerd_config(&dir, &socket, registry.address()))
             .context(|| "writing containerd's configuration".into())?;
         fs::create_dir_all(dir.join("cni")).context(|| "creating the CNI configuration's folder".into())?;
         fs::write(dir.join("cni/10-tenantry.conflist"), cni_config(&sandbox.link, &dir))
@@ -166,7 +178,7 @@ impl RealNode {
                 }
             }
         });
-        Ok(Self { dns_feed, dns, kube_proxy, kubelet, containerd, sandbox })
+        Ok(Self { dns_feed, dns, kube_proxy, kubelet, containerd, registry, sandbox })
     }
 
     pub fn link(&self) -> &Link {
@@ -176,6 +188,7 @@ impl RealNode {
     /// Fails with the log tail of the first of the node's programs that has died.
     pub fn check_alive(&self) -> Result<()> {
         check_alive(&self.sandbox, &[&self.containerd, &self.kubelet, &self.kube_proxy])?;
+        self.registry.check_alive()?;
         self.dns.check_alive()
     }
 }
@@ -263,7 +276,7 @@ async fn import_images(dir: &std::path::Path, socket: &std::path::Path, binaries
 const BUSYBOX_COMMANDS: &[&str] =
     &["sh", "cat", "echo", "env", "hostname", "httpd", "ip", "ls", "nc", "nslookup", "sleep", "wget"];
 
-fn containerd_config(dir: &std::path::Path, socket: &std::path::Path) -> String {
+fn containerd_config(dir: &std::path::Path, socket: &std::path::Path, registry: SocketAddr) -> String {
     format!(
         r#"version = 2
 root = "{root}"
@@ -282,6 +295,9 @@ state = "{state}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni}"
+  # Docker Hub's names come from the environment's registry: this network reaches no other.
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]
+    endpoint = ["http://{registry}"]
 "#,
         root = dir.join("containerd/root").display(),
         state = dir.join("containerd/state").display(),

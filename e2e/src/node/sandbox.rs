@@ -10,7 +10,9 @@
 //! work directory's reaper (`.cleanup`).
 //!
 //! The link is a veth pair, `10.231.<n>.1` on this host and `10.231.<n>.2` in the node, and the
-//! node's pods get `10.232.<n>.0/24`, routed to the node: `<n>` is the first number no address
+//! node's pods get `10.232.<n>.0/24` and the cluster's Services `10.<240 + n/16>.<n%16 × 16>.0/20`,
+//! both routed to the node (where kube-proxy's rules turn a Service's address into a pod's), so
+//! this host reaches pods and Services as a node would. `<n>` is the first number no address
 //! of this host uses yet, taken under a lock so that two environments never share one.
 
 use std::fs;
@@ -45,6 +47,11 @@ pub struct Link {
 impl Link {
     pub fn pod_cidr(&self) -> String {
         format!("{}/24", self.pods)
+    }
+
+    /// The cluster's Service addresses: 4094 of them, one /20 of `10.240.0.0/12` per link.
+    pub fn service_cidr(&self) -> String {
+        format!("10.{}.{}.0/20", 240 + self.index / 16, (self.index % 16) * 16)
     }
 }
 
@@ -184,8 +191,14 @@ fn connect(pid1: u32) -> Result<Link> {
     node_ip(&["addr", "add", &format!("{}/30", link.node), "dev", &inside])?;
     node_ip(&["link", "set", &inside, "up"])?;
     node_ip(&["route", "add", "default", "via", &link.host.to_string()])?;
+    // A Service address kube-proxy has no rule for (yet) is refused at once, as in a cluster:
+    // without this, the node would send it to this host, which routes it back to the node,
+    // and the connection's first packet, remembered by conntrack without a translation, would
+    // keep looping after the rule came (a client then waits out its whole connect timeout).
+    node_ip(&["route", "add", "unreachable", &link.service_cidr()])?;
     // Gone with the veth when the node's namespace goes.
     ip(&["route", "add", &link.pod_cidr(), "via", &link.node.to_string()])?;
+    ip(&["route", "add", &link.service_cidr(), "via", &link.node.to_string()])?;
     Ok(link)
 }
 

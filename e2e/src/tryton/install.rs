@@ -40,41 +40,23 @@ pub const MODULES: &[&str] = &["party", "company", "product", "sale"];
 /// quick and adds its own tables).
 pub const INSTALLED_NOT_ACTIVATED: &[&str] = &["party_relationship"];
 
-/// Extra pins a series needs to work at all, beyond its own packages.
-fn series_pins(series: &str) -> &'static [&'static str] {
-    match series {
-        // python-sql 1.8 makes 7.2's `trytond-admin --all` fail with an SQL syntax error, even
-        // on a fresh database (seen on these machines); 1.5.x is what 7.2 was released with.
-        "7.2" => &["python-sql==1.5.*"],
-        _ => &[],
-    }
-}
-
-/// The PostgreSQL driver of `series`: 8.x speaks psycopg 3 only; 7.x only psycopg2. The binary
-/// wheels need no compiler or libpq headers on the machine. (7.6's move from passlib to
-/// `pwdlib[argon2]` and 8.x's python-sql ≥ 1.8 are trytond's own requirements: pip follows
-/// them.)
-fn database_driver(series: &str) -> &'static str {
-    let major: u32 = series.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-    if major >= 8 { "psycopg[binary,pool]==3.*" } else { "psycopg2-binary==2.9.*" }
-}
-
 /// The pip requirements installed for `series` (`MAJOR.MINOR`): `trytond`, [`MODULES`],
 /// [`INSTALLED_NOT_ACTIVATED`] and `proteus` (the fixture's scripting library) of that series,
-/// its database driver and its pins. Only stable (even) series are published on PyPI; a
-/// development series fails at install time with pip's own message.
+/// its database driver and its pins — as the Tryton image's recipe lists them
+/// (`images/tryton/requirements.sh`), so the tests' servers and the image's are installed
+/// alike. Only stable (even) series are published on PyPI; a development series fails at
+/// install time with pip's own message.
 pub fn requirements(series: &str) -> Result<Vec<String>> {
     let valid = series.split_once('.').is_some_and(|(major, minor)| is_number(major) && is_number(minor));
     if !valid {
         return Err(Error::Prerequisite(format!("Tryton series `{series}` is not of the form MAJOR.MINOR (e.g. 7.0)")));
     }
-    let mut requirements = vec![format!("trytond=={series}.*")];
-    requirements
-        .extend(MODULES.iter().chain(INSTALLED_NOT_ACTIVATED).map(|module| format!("trytond-{module}=={series}.*")));
-    requirements.push(format!("proteus=={series}.*"));
-    requirements.push(database_driver(series).to_string());
-    requirements.extend(series_pins(series).iter().map(|pin| pin.to_string()));
-    Ok(requirements)
+    let script = crate::images::repository_root().join("images/tryton/requirements.sh");
+    let listed = run(&Spec::new("requirements.sh", "sh")
+        .arg(script.display().to_string())
+        .arg(series)
+        .args(MODULES.iter().chain(INSTALLED_NOT_ACTIVATED).copied()))?;
+    Ok(listed.lines().map(str::trim).filter(|line| !line.is_empty()).map(String::from).collect())
 }
 
 fn is_number(text: &str) -> bool {

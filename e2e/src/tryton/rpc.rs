@@ -15,12 +15,21 @@ use crate::error::{Error, Result};
 pub struct TrytonClient {
     http: reqwest::Client,
     url: String,
+    /// What follows the database in a call's path: nothing up to 7.x, `rpc/` from 8.0.
+    rpc_suffix: &'static str,
     next_id: Arc<AtomicU64>,
 }
 
 impl TrytonClient {
-    /// `url` is the server's root, e.g. `http://127.0.0.1:8000`.
+    /// A client of a 7.x server; `url` is the server's root, e.g. `http://127.0.0.1:8000`.
     pub fn new(url: impl Into<String>) -> Result<Self> {
+        Self::for_series(url, "7.0")
+    }
+
+    /// A client of a server of `series` (`MAJOR.MINOR`): from 8.0, calls go to `/<db>/rpc/`
+    /// (the old path answers 405).
+    pub fn for_series(url: impl Into<String>, series: &str) -> Result<Self> {
+        let major: u32 = series.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
         let http = reqwest::Client::builder()
             // Loopback: a proxy from the environment must not get in the way.
             .no_proxy()
@@ -28,7 +37,12 @@ impl TrytonClient {
             // Generous: creating many records or a first call loading the module pool is slow.
             .timeout(Duration::from_secs(300))
             .build()?;
-        Ok(Self { http, url: url.into().trim_end_matches('/').to_string(), next_id: Arc::new(AtomicU64::new(1)) })
+        Ok(Self {
+            http,
+            url: url.into().trim_end_matches('/').to_string(),
+            rpc_suffix: if major >= 8 { "rpc/" } else { "" },
+            next_id: Arc::new(AtomicU64::new(1)),
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -55,7 +69,8 @@ impl TrytonClient {
         let method = "common.db.login";
         let answer = self.post(Some(database), None, method, json!([login, {"password": password}, "en"])).await?;
         let (user_id, token) = match answer.as_array().map(Vec::as_slice) {
-            Some([user_id, token]) => (user_id.as_i64(), token.as_str()),
+            // 8.0 adds a third value after these two.
+            Some([user_id, token, ..]) => (user_id.as_i64(), token.as_str()),
             _ => (None, None),
         };
         let (Some(user_id), Some(token)) = (user_id, token) else {
@@ -84,8 +99,8 @@ impl TrytonClient {
     ) -> Result<Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let url = match database {
-            Some(database) => format!("{}/{database}/", self.url),
-            None => format!("{}/", self.url),
+            Some(database) => format!("{}/{database}/{}", self.url, self.rpc_suffix),
+            None => format!("{}/{}", self.url, self.rpc_suffix),
         };
         // Exactly these three keys: anything else and trytond drops the JSON-RPC envelope.
         let mut request = self.http.post(&url).json(&json!({"id": id, "method": method, "params": params}));

@@ -116,7 +116,7 @@ fn stateful_set(ctx: &BuildContext) -> StatefulSet {
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes: Some(vec![claim_volume("data", DATA_CLAIM)]),
-                    ..base_pod_spec(POSTGRES_UID)
+                    ..base_pod_spec(ctx, POSTGRES_UID)
                 }),
             },
             ..Default::default()
@@ -167,7 +167,7 @@ fn init_job(ctx: &BuildContext) -> Job {
             spec: Some(PodSpec {
                 containers: vec![container],
                 restart_policy: Some("OnFailure".into()),
-                ..base_pod_spec(POSTGRES_UID)
+                ..base_pod_spec(ctx, POSTGRES_UID)
             }),
         },
         ..Default::default()

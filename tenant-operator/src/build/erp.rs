@@ -46,14 +46,15 @@ const FILESTORE_LABEL: &str = "tenantry.dev/filestore";
 /// The file store, the update Job (unless suspended), the server and the web client.
 pub(crate) fn children(ctx: &BuildContext, environment: &Environment) -> Vec<Child> {
     let runtime = ServerRuntime::new(ctx, environment);
+    let update = UpdateWork::of(ctx, environment, &runtime);
     let mut children = vec![child(&filestore_claim(ctx, environment), false)];
     // A suspended tenant runs nothing, Jobs included; they come back with the tenant.
     if !ctx.model.suspended
-        && let Some(job) = update_job(ctx, environment, &runtime)
+        && let Some(update) = &update
     {
-        children.push(child(&job, true));
+        children.push(child(&update_job(ctx, environment, &runtime, update), true));
     }
-    children.push(child(&server_deployment(ctx, environment, &runtime), false));
+    children.push(child(&server_deployment(ctx, environment, &runtime, update.as_ref()), false));
     children.push(child(&service(ctx, environment, Component::Server), false));
     children.push(child(&web_deployment(ctx, environment), false));
     children.push(child(&service(ctx, environment, Component::Web), false));
@@ -114,6 +115,10 @@ impl ServerRuntime {
                         format!("postgresql://{DATABASE_USER}:$(DATABASE_PASSWORD)@{DATABASE_HOST}:{DATABASE_PORT}/"),
                     ),
                     secret_env("TRYTOND_SESSION__SUPER_PWD", MASTER_PASSWORD_SECRET, keys::PASSWORD_HASH),
+                    // From 7.8 trytond serves only the databases named at its start (a login to
+                    // any other fails); earlier series load them on demand and take it as a
+                    // preload. The command line's `-d` of a Job still wins.
+                    env("TRYTOND_DATABASE_NAMES", environment.database()),
                 ]);
             }
             Some(ConfigFormat::Odoo) => {
@@ -220,9 +225,21 @@ fn replicas(ctx: &BuildContext, wanted: i32) -> i32 {
     if ctx.model.suspended { 0 } else { wanted }
 }
 
-fn server_deployment(ctx: &BuildContext, environment: &Environment, runtime: &ServerRuntime) -> Deployment {
+fn server_deployment(
+    ctx: &BuildContext,
+    environment: &Environment,
+    runtime: &ServerRuntime,
+    update: Option<&UpdateWork>,
+) -> Deployment {
     let profile = &ctx.model.profile;
     let role = &profile.server;
+    let mut init_containers = runtime.init_containers.clone();
+    let mut annotations = runtime.annotations.clone();
+    if let Some(update) = update {
+        init_containers.push(wait_for_update(ctx, environment, update));
+        // Another update's work restarts the servers, which then wait for it.
+        annotations.insert(UPDATE_ANNOTATION.to_string(), update.hash.clone());
+    }
     let container = Container {
         command: non_empty(&role.command),
         args: non_empty(&role.args),
@@ -232,11 +249,11 @@ fn server_deployment(ctx: &BuildContext, environment: &Environment, runtime: &Se
         ..runtime.container("server", Vec::new(), ctx)
     };
     let pod = PodSpec {
-        init_containers: non_empty(&runtime.init_containers),
+        init_containers: non_empty(&init_containers),
         containers: vec![container],
         volumes: Some(runtime.volumes.clone()),
         affinity: Some(filestore_affinity(ctx, environment)),
-        ..base_pod_spec(profile.run_as_user)
+        ..base_pod_spec(ctx, profile.run_as_user)
     };
     deployment(
         ctx,
@@ -244,7 +261,7 @@ fn server_deployment(ctx: &BuildContext, environment: &Environment, runtime: &Se
         Component::Server,
         replicas(ctx, environment.server_replicas),
         server_pod_labels(ctx, environment, Component::Server),
-        runtime.annotations.clone(),
+        annotations,
         pod,
     )
 }
@@ -258,15 +275,12 @@ fn server_deployment(ctx: &BuildContext, environment: &Environment, runtime: &Se
 /// anything else (seats, resources) leaves the finished one alone. A failed Job stays failed
 /// until its work changes or someone deletes it, which makes it run again.
 ///
-/// `None` when the profile has no update command (a `custom` one may have none).
-fn update_job(ctx: &BuildContext, environment: &Environment, runtime: &ServerRuntime) -> Option<Job> {
+/// Its last container marks the database as updated by this work ([`UpdateWork::mark`]), which
+/// the servers wait for.
+fn update_job(ctx: &BuildContext, environment: &Environment, runtime: &ServerRuntime, update: &UpdateWork) -> Job {
     let model = ctx.model;
     let profile = &model.profile;
     let database = environment.database();
-    let update_all = profile.update_all_command(database);
-    if update_all.is_empty() {
-        return None;
-    }
     let mut init_containers = runtime.init_containers.clone();
     init_containers.push(wait_for_database(ctx, database));
     let mut runtime_env = runtime.env.clone();
@@ -284,16 +298,12 @@ fn update_job(ctx: &BuildContext, environment: &Environment, runtime: &ServerRun
         volume_mounts: Some(mounts.clone()),
         ..runtime.container(name, command, ctx)
     };
-    let update_modules = profile.update_modules_command(database, &model.modules);
-    let work = (environment.name(), environment.version.to_string(), &runtime.image, &update_all, &update_modules);
-    let name = format!("erp-init-{}-{}", environment.name(), short_hash(&work));
-    let main = match update_modules {
-        Some(update_modules) => {
-            init_containers.push(step("update-all", update_all));
-            step("update-modules", update_modules)
-        }
-        None => step("update-all", update_all),
-    };
+    init_containers.push(step("update-all", update.update_all.clone()));
+    if let Some(update_modules) = &update.update_modules {
+        init_containers.push(step("update-modules", update_modules.clone()));
+    }
+    let name = format!("erp-init-{}-{}", environment.name(), update.hash);
+    let main = mark_updated(ctx, environment, update);
     let labels = server_pod_labels(ctx, environment, Component::Job);
     let spec = JobSpec {
         backoff_limit: Some(JOB_BACKOFF_LIMIT),
@@ -309,16 +319,107 @@ fn update_job(ctx: &BuildContext, environment: &Environment, runtime: &ServerRun
                 volumes: Some(volumes),
                 restart_policy: Some("OnFailure".into()),
                 affinity: Some(filestore_affinity(ctx, environment)),
-                ..base_pod_spec(profile.run_as_user)
+                ..base_pod_spec(ctx, profile.run_as_user)
             }),
         },
         ..Default::default()
     };
-    Some(Job {
+    Job {
         metadata: metadata(ctx, name, labels_for(model, Some(Component::Job), Some(environment))),
         spec: Some(spec),
         ..Default::default()
-    })
+    }
+}
+
+/// What an environment's update Job does, and the mark it leaves once done. The servers load
+/// the database as the update left it — from 7.8, trytond loads the databases it serves once,
+/// at start, so one started before the database was initialised answers every login with
+/// `KeyError: 'res.user'` — so they start only after the mark is there.
+pub(crate) struct UpdateWork {
+    update_all: Vec<String>,
+    update_modules: Option<Vec<String>>,
+    /// A hash of the work: names the Job, and is in the mark.
+    hash: String,
+}
+
+impl UpdateWork {
+    /// `None` when the profile has no update command (a `custom` one may have none).
+    fn of(ctx: &BuildContext, environment: &Environment, runtime: &ServerRuntime) -> Option<Self> {
+        let profile = &ctx.model.profile;
+        let database = environment.database();
+        let update_all = profile.update_all_command(database);
+        if update_all.is_empty() {
+            return None;
+        }
+        let update_modules = profile.update_modules_command(database, &ctx.model.modules);
+        // `UPDATE_MARK` is part of the work: Jobs made before servers waited for the mark left
+        // none, so those environments run their update once more and leave it.
+        let work = (
+            UPDATE_MARK,
+            environment.name(),
+            environment.version.to_string(),
+            &runtime.image,
+            &update_all,
+            &update_modules,
+        );
+        let hash = short_hash(&work);
+        Some(Self { update_all, update_modules, hash })
+    }
+
+    /// The database's comment once the update is done (`COMMENT ON DATABASE`): metadata of
+    /// PostgreSQL's, outside the ERP's tables, that a restore of the ERP's data leaves alone.
+    fn mark(&self) -> String {
+        format!("{UPDATE_MARK} {}", self.hash)
+    }
+}
+
+/// The beginning of the mark an update leaves on its database.
+const UPDATE_MARK: &str = "tenantry update";
+/// Pod annotation of the servers: the hash of the update they wait for.
+const UPDATE_ANNOTATION: &str = "tenantry.dev/update";
+
+/// The update Job's last container: marks the database as updated by this work. The names are
+/// environment names and the hash is hexadecimal, so nothing needs quoting.
+fn mark_updated(ctx: &BuildContext, environment: &Environment, update: &UpdateWork) -> Container {
+    let database = environment.database();
+    let mut variables = libpq_env(database);
+    variables.push(env("UPDATE_MARK_SQL", format!("COMMENT ON DATABASE \"{database}\" IS '{}';", update.mark())));
+    Container {
+        name: "mark-updated".into(),
+        image: Some(ctx.images.postgres.clone()),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "printf '%s\\n' \"$UPDATE_MARK_SQL\" | psql -v ON_ERROR_STOP=1 -q -f -".into(),
+        ]),
+        env: Some(variables),
+        resources: Some(resources(&ctx.model.resources.server)),
+        security_context: Some(restricted_container()),
+        ..Default::default()
+    }
+}
+
+/// The servers' first init container: waits until the database carries the mark of the update
+/// it was started for. It waits as long as it takes: a failed update leaves the servers
+/// waiting (and the tenant not ready) rather than serving a database in an unknown state.
+fn wait_for_update(ctx: &BuildContext, environment: &Environment, update: &UpdateWork) -> Container {
+    let mut variables = libpq_env(environment.database());
+    variables.push(env("UPDATE_MARK", update.mark()));
+    Container {
+        name: "wait-for-update".into(),
+        image: Some(ctx.images.postgres.clone()),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "query=\"SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()\"\n\
+             until [ \"$(psql -qtA -c \"$query\" 2>/dev/null)\" = \"$UPDATE_MARK\" ]; do sleep 2; done"
+                .into(),
+        ]),
+        env: Some(variables),
+        resources: Some(resources(&ctx.model.resources.server)),
+        security_context: Some(restricted_container()),
+        ..Default::default()
+    }
 }
 
 /// Waits until the environment's database accepts connections, which it does only once the
@@ -360,7 +461,7 @@ fn web_deployment(ctx: &BuildContext, environment: &Environment) -> Deployment {
         security_context: Some(restricted_container()),
         ..Default::default()
     };
-    let mut pod = base_pod_spec(WEB_PROXY_UID);
+    let mut pod = base_pod_spec(ctx, WEB_PROXY_UID);
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     let mut annotations = BTreeMap::from([(VERSION_ANNOTATION.to_string(), environment.version.to_string())]);
@@ -373,7 +474,7 @@ fn web_deployment(ctx: &BuildContext, environment: &Environment) -> Deployment {
         None => {
             // A web role brought by the tenant: it runs as the profile's user and is told
             // where the server is.
-            pod = base_pod_spec(profile.run_as_user);
+            pod = base_pod_spec(ctx, profile.run_as_user);
             container.env = Some(vec![env("ERP_SERVER_URL", server_url(ctx, environment))]);
         }
     }

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use super::BuildContext;
 use crate::api::{CustomProfile, DeletionPolicy, RoleSpec};
 use crate::model::{Compute, Environment, EnvironmentKind, Ingress, Quota, Resources, TenantModel, Tls};
+use crate::placement::Placement;
 use crate::profile::{ImageDefaults, Profile};
 
 /// Tenant `acme` on Tryton: production on 7.0.59 with two server replicas, test on the
@@ -103,6 +104,7 @@ pub(crate) struct Fixture {
     pub model: TenantModel,
     pub images: ImageDefaults,
     pub ingress_controller_namespace: BTreeMap<String, String>,
+    pub placement: Placement,
 }
 
 impl Fixture {
@@ -110,6 +112,7 @@ impl Fixture {
         Self {
             model,
             images: ImageDefaults::default(),
+            placement: Default::default(),
             ingress_controller_namespace: BTreeMap::from([(
                 "kubernetes.io/metadata.name".to_string(),
                 "ingress-nginx".to_string(),
@@ -130,6 +133,7 @@ impl Fixture {
             },
             images: &self.images,
             ingress_controller_namespace: &self.ingress_controller_namespace,
+            placement: &self.placement,
         }
     }
 }

@@ -35,6 +35,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::core::ApiResource;
 
 use crate::model::TenantModel;
+use crate::placement::Placement;
 use crate::profile::ImageDefaults;
 
 pub use secrets::GeneratedSecrets;
@@ -67,6 +68,8 @@ pub struct BuildContext<'a> {
     /// namespaceSelector). Empty means "no ingress controller known": the web pods then accept
     /// no traffic at all rather than traffic from every namespace.
     pub ingress_controller_namespace: &'a BTreeMap<String, String>,
+    /// Node selector and tolerations of every pod.
+    pub placement: &'a Placement,
 }
 
 /// Name of the generated Secret holding the PostgreSQL user (`username`, `password`).

@@ -179,14 +179,16 @@ pub(crate) const JOB_BACKOFF_LIMIT: i32 = 10;
 /// context, and no service links (Kubernetes would otherwise put `POSTGRES_PORT=tcp://…` and
 /// the like into every container's environment, where images that read `POSTGRES_*` or
 /// `*_PORT` variables take them for configuration).
-pub(crate) fn base_pod_spec(user: i64) -> PodSpec {
-    PodSpec {
+pub(crate) fn base_pod_spec(ctx: &BuildContext, user: i64) -> PodSpec {
+    let mut pod = PodSpec {
         service_account_name: Some(SERVICE_ACCOUNT.into()),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         security_context: Some(restricted_pod(user)),
         ..Default::default()
-    }
+    };
+    ctx.placement.apply_to(&mut pod);
+    pod
 }
 
 /// Connection settings for `psql` and `pg_isready` (libpq's environment variables).

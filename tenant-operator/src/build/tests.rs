@@ -438,3 +438,28 @@ fn every_child_carries_the_hash_of_what_is_wanted() {
     assert_eq!(hash(&before, "LimitRange"), hash(&after, "LimitRange"));
     assert_eq!(everything(fixture()), before, "the hashes are deterministic");
 }
+
+#[test]
+fn every_pod_carries_the_installations_placement() {
+    for model in [fixture(), odoo_fixture(), custom_fixture()] {
+        let mut fx = Fixture::new(model);
+        fx.placement = crate::placement::Placement {
+            node_selector: BTreeMap::from([("pool".to_string(), "tenants".to_string())]),
+            tolerations: crate::placement::parse_tolerations("dedicated=tenants:NoSchedule").unwrap(),
+        };
+        let templates = pod_templates(&desired(&fx.ctx()));
+        assert!(templates.len() >= 4, "{templates:?}");
+        for (name, template) in templates {
+            let pod = template.spec.unwrap();
+            assert_eq!(pod.node_selector.unwrap()["pool"], "tenants", "{name}");
+            let tolerations = pod.tolerations.unwrap();
+            assert_eq!(tolerations.len(), 1, "{name}");
+            assert_eq!(tolerations[0].key.as_deref(), Some("dedicated"), "{name}");
+        }
+    }
+    // Without one, pods say nothing of where they run.
+    for (name, template) in pod_templates(&desired(&Fixture::new(fixture()).ctx())) {
+        let pod = template.spec.unwrap();
+        assert!(pod.node_selector.is_none() && pod.tolerations.is_none(), "{name}");
+    }
+}

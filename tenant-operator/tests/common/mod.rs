@@ -120,10 +120,19 @@ impl Operator {
     }
 
     pub async fn wait_phase(&self, name: &str, phase: Phase) -> Tenant {
+        self.wait_phase_within(name, phase, TIMEOUT).await
+    }
+
+    /// [`Operator::wait_phase`] with a timeout of its own (real workloads take minutes).
+    pub async fn wait_phase_within(&self, name: &str, phase: Phase, timeout: Duration) -> Tenant {
         let generation = self.tenants().get(name).await.unwrap().metadata.generation;
-        until(&self.tenants(), name, &format!("phase {phase}"), TIMEOUT, move |t: Option<&Tenant>| {
-            t.and_then(|t| t.status.as_ref())
-                .is_some_and(|s| s.phase == Some(phase) && s.observed_generation >= generation)
+        until(&self.tenants(), name, &format!("phase {phase}"), timeout, move |t: Option<&Tenant>| {
+            let status = t.and_then(|t| t.status.as_ref()).filter(|s| s.observed_generation >= generation);
+            // An invalid spec stays invalid: say why now rather than at the timeout.
+            if let Some(status) = status.filter(|s| s.phase == Some(Phase::Invalid) && phase != Phase::Invalid) {
+                panic!("the Tenant is invalid: {:?}", status.conditions);
+            }
+            status.is_some_and(|s| s.phase == Some(phase))
         })
         .await
     }

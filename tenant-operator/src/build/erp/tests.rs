@@ -27,12 +27,14 @@ fn mounts_of(container: &Container) -> BTreeMap<&str, &str> {
 
 fn job_of(ctx: &BuildContext, kind: EnvironmentKind) -> Option<Job> {
     let environment = environment(ctx.model, kind);
-    update_job(ctx, environment, &ServerRuntime::new(ctx, environment))
+    let runtime = ServerRuntime::new(ctx, environment);
+    UpdateWork::of(ctx, environment, &runtime).map(|update| update_job(ctx, environment, &runtime, &update))
 }
 
 fn server_of(ctx: &BuildContext, kind: EnvironmentKind) -> Deployment {
     let environment = environment(ctx.model, kind);
-    server_deployment(ctx, environment, &ServerRuntime::new(ctx, environment))
+    let runtime = ServerRuntime::new(ctx, environment);
+    server_deployment(ctx, environment, &runtime, UpdateWork::of(ctx, environment, &runtime).as_ref())
 }
 
 #[test]
@@ -58,6 +60,8 @@ fn tryton_server_gets_its_secrets_from_the_environment_and_its_files_mounted() {
         Some("postgresql://erp:$(DATABASE_PASSWORD)@postgres:5432/")
     );
     assert_eq!(secret_ref(env["TRYTOND_SESSION__SUPER_PWD"]), "erp-master-password/password-hash");
+    // Without it, a 7.8 or later server refuses every login to the environment's database.
+    assert_eq!(env["TRYTOND_DATABASE_NAMES"].value.as_deref(), Some("production"));
 
     let mounts = mounts_of(container);
     assert_eq!(mounts["config"], "/etc/erp");
@@ -259,7 +263,7 @@ fn update_job_waits_for_the_database_updates_everything_then_the_modules() {
     let pod = spec.template.spec.unwrap();
     assert_eq!(pod.restart_policy.as_deref(), Some("OnFailure"));
     let init: Vec<_> = pod.init_containers.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(init, ["wait-for-database", "update-all"]);
+    assert_eq!(init, ["wait-for-database", "update-all", "update-modules"]);
     let wait = &pod.init_containers.as_ref().unwrap()[0];
     assert_eq!(wait.image.as_deref(), Some("postgres:15"));
     assert_eq!(env_of(wait)["PGDATABASE"].value.as_deref(), Some("test"));
@@ -269,12 +273,20 @@ fn update_job_waits_for_the_database_updates_everything_then_the_modules() {
         update_all.command.clone().unwrap(),
         ["trytond-admin", "-c", "/etc/erp/trytond.conf", "-d", "test", "--all", "--email", "admin@localhost"]
     );
-    let main = &pod.containers[0];
-    assert_eq!(main.name, "update-modules");
+    let main = &pod.init_containers.as_ref().unwrap()[2];
     assert_eq!(
         main.command.clone().unwrap(),
         ["trytond-admin", "-c", "/etc/erp/trytond.conf", "-d", "test", "--activate-dependencies", "-u", "sale"]
     );
+    // Last, once both succeeded: the mark the servers wait for, on the environment's database.
+    let mark = &pod.containers[0];
+    assert_eq!(mark.name, "mark-updated");
+    let hash = name.trim_start_matches("erp-init-test-");
+    assert_eq!(
+        env_of(mark)["UPDATE_MARK_SQL"].value.as_deref(),
+        Some(format!("COMMENT ON DATABASE \"test\" IS 'tenantry update {hash}';").as_str())
+    );
+    assert_eq!(env_of(mark)["PGDATABASE"].value.as_deref(), Some("test"));
     // Same environment and files as the server, plus the admin password file.
     let env = env_of(main);
     assert!(env.contains_key("TRYTOND_DATABASE__URI"));
@@ -318,8 +330,8 @@ fn without_modules_the_update_of_everything_is_the_job() {
     let fx = Fixture::new(model);
     let pod = job_of(&fx.ctx(), EnvironmentKind::Production).unwrap().spec.unwrap().template.spec.unwrap();
     let init: Vec<_> = pod.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
-    assert_eq!(init, ["wait-for-database"]);
-    assert_eq!(pod.containers[0].name, "update-all");
+    assert_eq!(init, ["wait-for-database", "update-all"]);
+    assert_eq!(pod.containers[0].name, "mark-updated");
 }
 
 #[test]
@@ -327,9 +339,9 @@ fn odoo_job_builds_its_config_first() {
     let fx = Fixture::new(odoo_fixture());
     let pod = job_of(&fx.ctx(), EnvironmentKind::Production).unwrap().spec.unwrap().template.spec.unwrap();
     let init: Vec<_> = pod.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
-    assert_eq!(init, ["config", "wait-for-database", "update-all"]);
+    assert_eq!(init, ["config", "wait-for-database", "update-all", "update-modules"]);
     assert_eq!(
-        pod.containers[0].command.clone().unwrap(),
+        pod.init_containers.as_ref().unwrap()[3].command.clone().unwrap(),
         ["odoo", "-c", "/etc/erp/odoo.conf", "-d", "production", "-u", "sale,stock", "--stop-after-init"]
     );
 }
@@ -358,4 +370,25 @@ fn custom_web_runs_its_own_image_told_where_the_server_is() {
     assert!(pod.volumes.is_none() && web.volume_mounts.is_none());
     let port = &service(&fx.ctx(), production, Component::Web).spec.unwrap().ports.unwrap()[0];
     assert_eq!((port.port, port.target_port.clone()), (80, Some(IntOrString::Int(3000))));
+}
+
+#[test]
+fn servers_start_once_their_update_marked_the_database() {
+    let fx = Fixture::new(fixture());
+    let job = job_of(&fx.ctx(), EnvironmentKind::Production).unwrap();
+    let hash = job.metadata.name.unwrap().trim_start_matches("erp-init-production-").to_string();
+    let server = server_of(&fx.ctx(), EnvironmentKind::Production);
+    let template = server.spec.unwrap().template;
+    assert_eq!(template.metadata.unwrap().annotations.unwrap()["tenantry.dev/update"], hash);
+    let pod = template.spec.unwrap();
+    let wait = pod.init_containers.as_ref().unwrap().iter().find(|c| c.name == "wait-for-update").unwrap();
+    assert_eq!(env_of(wait)["UPDATE_MARK"].value.as_deref(), Some(format!("tenantry update {hash}").as_str()));
+    assert_eq!(env_of(wait)["PGDATABASE"].value.as_deref(), Some("production"));
+    // A profile without an update command has nothing to wait for.
+    let mut model = crate::build::fixture::custom_fixture();
+    model.profile.update_all.clear();
+    let custom = Fixture::new(model);
+    let server = server_of(&custom.ctx(), EnvironmentKind::Production);
+    let pod = server.spec.unwrap().template.spec.unwrap();
+    assert!(pod.init_containers.iter().flatten().all(|c| c.name != "wait-for-update"));
 }
