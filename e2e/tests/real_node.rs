@@ -14,16 +14,16 @@ use kube::api::{Api, LogParams, PostParams};
 use serde_json::json;
 
 fn pod(name: &str, labels: serde_json::Value, restart: &str, script: &str) -> Pod {
+    pod_running(name, labels, restart, BUSYBOX_IMAGE, "Never", &["/bin/sh", "-c", script])
+}
+
+/// A pod on the real node running `command` in `image`.
+fn pod_running(name: &str, labels: serde_json::Value, restart: &str, image: &str, pull: &str, command: &[&str]) -> Pod {
     let mut pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": labels},
         "spec": {
             "restartPolicy": restart,
-            "containers": [{
-                "name": "main",
-                "image": BUSYBOX_IMAGE,
-                "imagePullPolicy": "Never",
-                "command": ["/bin/sh", "-c", script],
-            }],
+            "containers": [{"name": "main", "image": image, "imagePullPolicy": pull, "command": command}],
         },
     }))
     .unwrap();
@@ -128,15 +128,7 @@ async fn images_built_here_run_on_the_real_node() {
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
     for (index, recipe) in RECIPES.iter().enumerate() {
         let (command, _) = recipe.check;
-        let mut pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": format!("image-{index}")},
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": "main", "image": recipe.name, "imagePullPolicy": "Always", "command": command}],
-            },
-        }))
-        .unwrap();
-        place_on_real_node(pod.spec.as_mut().unwrap());
+        let pod = pod_running(&format!("image-{index}"), json!({}), "Never", recipe.name, "Always", command);
         pods.create(&PostParams::default(), &pod).await.unwrap();
     }
     for (index, recipe) in RECIPES.iter().enumerate() {

@@ -154,7 +154,7 @@ async fn rolled_out(deployments: &Api<Deployment>, name: &str) {
 #[tokio::test]
 async fn tenant_serves_a_real_erp() {
     let operator = operator_on_the_real_node().await;
-    let (name, namespace) = ready_tenant(&operator, "real-erp", true).await;
+    let (_, namespace) = ready_tenant(&operator, "real-erp", true).await;
     let client = operator.client.clone();
     let node = TestEnv::shared().await.real_node().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
@@ -204,7 +204,6 @@ async fn tenant_serves_a_real_erp() {
             Err(e) => break assert!(!is_gateway(&e), "{e}"),
         }
     }
-    let _ = name;
 }
 
 #[tokio::test]
