@@ -12,7 +12,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 use crate::error::{Error, Result};
 
@@ -117,7 +116,7 @@ impl ErpCommand {
     /// Runs the admin command on `database` with `args` after its configuration and database.
     pub async fn run(&self, database: &str, args: &[String]) -> Result<Run> {
         let started = Instant::now();
-        let mut command = Command::new(&self.program);
+        let mut command = crate::child::command(&self.program);
         command.arg("-c").arg(&self.config).arg("-d").arg(database);
         if self.profile == Profile::Tryton {
             // The modules being loaded appear in the log only at level INFO: they name the one
@@ -130,8 +129,7 @@ impl ErpCommand {
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         let what = format!("{} {}", self.program.display(), args.join(" "));
         let mut child = command.spawn().map_err(|source| Error::Io {
             what: "starting the ERP's admin command",

@@ -11,6 +11,7 @@
 
 pub mod archive;
 pub mod catalogue;
+pub mod child;
 pub mod control;
 pub mod cutover;
 pub mod database;

@@ -72,14 +72,13 @@ impl PgTools {
 
     /// `program` aimed at `database` on `address`, arguments still to add.
     fn command(&self, address: &ServerAddress, program: &str, database: &DatabaseName) -> Command {
-        let mut command = Command::new(self.program(program));
+        let mut command = crate::child::command(self.program(program));
         // Only what we set: a PGPASSFILE or PGSERVICE of the agent's own environment must not
         // redirect the program to another server.
         for variable in LIBPQ_VARIABLES {
             command.env_remove(variable);
         }
         command.envs(address.libpq_environment(database.as_str()));
-        command.kill_on_drop(true);
         command
     }
 

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 /// Lines of a script's output kept for a report or an error.
 const OUTPUT_TAIL_LINES: usize = 40;
@@ -61,7 +60,7 @@ impl ErpConsole {
     ) -> Result<Option<String>, String> {
         let marker = end_marker();
         let wrapped = wrap(step_id, script, &marker);
-        let mut command = Command::new(&self.program);
+        let mut command = crate::child::command(&self.program);
         command
             .arg("-c")
             .arg(&self.config)
@@ -71,8 +70,7 @@ impl ErpConsole {
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         let mut child =
             command.spawn().map_err(|e| format!("starting the ERP's console {}: {e}", self.program.display()))?;
         let mut stdin = child.stdin.take().expect("piped");
