@@ -307,11 +307,15 @@ mod tests {
                 tenants.push(tenant(&format!("t{i}"), i as i64, Some(&host), *test));
                 valid.push(false);
             }
+            // A spec never changes here, so neither does its validation: done once per Tenant.
+            let models: Vec<_> = tenants
+                .iter()
+                .map(|t| crate::validate::validate(t.metadata.name.as_deref().unwrap(), &t.spec, &images))
+                .collect();
             let reconcile = |i: usize, tenants: &mut Vec<Tenant>, valid: &mut Vec<bool>| {
                 let me = tenants[i].clone();
-                let model = crate::validate::validate(me.metadata.name.as_deref().unwrap(), &me.spec, &images);
                 let conflicts = host_conflicts(&me, tenants.iter());
-                valid[i] = model.is_ok() && conflicts.is_empty();
+                valid[i] = models[i].is_ok() && conflicts.is_empty();
                 if valid[i] {
                     tenants[i] = serving(me);
                 }
@@ -323,9 +327,8 @@ mod tests {
                 reconcile(i, &mut tenants, &mut valid);
             }
             let mut rendered: Vec<String> = Vec::new();
-            for (tenant, _) in tenants.iter().zip(&valid).filter(|(_, valid)| **valid) {
-                let model = crate::validate::validate(tenant.metadata.name.as_deref().unwrap(), &tenant.spec, &images).unwrap();
-                let fixture = crate::build::fixture::Fixture::new(model);
+            for (model, _) in models.iter().zip(&valid).filter(|(_, valid)| **valid) {
+                let fixture = crate::build::fixture::Fixture::new(model.clone().unwrap());
                 for child in crate::build::desired(&fixture.ctx()).into_iter().filter(|c| c.resource.kind == "Ingress") {
                     for rule in child.body["spec"]["rules"].as_array().unwrap() {
                         rendered.push(rule["host"].as_str().unwrap().to_string());
