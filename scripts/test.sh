@@ -23,8 +23,13 @@ step "build the environment tool"
 cargo build --locked -p e2e --bin testenv
 testenv="${CARGO_TARGET_DIR:-target}/debug/testenv"
 
-step "install what is missing (cached after the first run)"
-"$testenv" install
+# On a fresh machine the install waits on downloads (Debian packages, PyPI, npm) for much of its
+# half hour: the lints and the build use that time. Its log is shown when it is done.
+step "install what is missing, beside the lints and the build (cached after the first run)"
+install_log="$(mktemp "${TMPDIR:-/tmp}/tenantry-install-log.XXXXXX")"
+"$testenv" install >"$install_log" 2>&1 &
+install_pid=$!
+trap 'kill "$install_pid" 2>/dev/null || true; rm -f "$install_log"' EXIT
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -32,13 +37,23 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
+step "build every target"
+cargo build --locked --workspace --all-targets
+
+step "the install's end"
+install_status=0
+wait "$install_pid" || install_status=$?
+cat "$install_log" >&2
+trap - EXIT
+rm -f "$install_log"
+[ "$install_status" -eq 0 ] || { echo "testenv install failed ($install_status)" >&2; exit 1; }
+
 if cargo nextest --version >/dev/null 2>&1; then
   runner=(cargo nextest run --locked --workspace --profile ci)
 else
   runner=(cargo test --locked --workspace)
 fi
 step "tests: ${runner[*]} (inside one local environment)"
-cargo build --locked --workspace --all-targets
 "$testenv" exec -- "${runner[@]}"
 
 step "nothing left behind"

@@ -6,8 +6,9 @@
 //!   until Ctrl-C.
 //! - `testenv exec -- CMD…` starts it, runs CMD with those variables set, stops it, and exits
 //!   with CMD's status: how the test suite shares one cluster between test processes.
-//! - `testenv demo [--port 8080]` starts it with the operator and the control plane on it, prints
-//!   the signup URL and a provider-admin token, and keeps everything running until Ctrl-C.
+//! - `testenv demo [--port 8080] [--real]` starts it with the operator and the control plane on
+//!   it, prints the signup URL and a provider-admin token, and keeps everything running until
+//!   Ctrl-C; with `--real` the tenants' ERPs run on the real node and answer.
 
 use std::process::ExitCode;
 use std::time::Instant;

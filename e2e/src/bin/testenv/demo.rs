@@ -3,6 +3,12 @@
 //! `control-plane serve --provisioner cluster`, each a supervised child; then the signup URL and a
 //! provider-admin token, and everything runs until Ctrl-C or SIGTERM.
 //!
+//! With `--real` the tenants' pods run for real: the simulated nodes are cordoned and the
+//! operator places every tenant on the environment's real node (its node selector and the
+//! toleration of the node's taint), where the images built from the repository's Dockerfiles
+//! run. Each tenant's web client is announced once the tenant is ready, at its Service's
+//! address, which this machine reaches through the real node.
+//!
 //! Two work directories hold the logs and state: `tenantry-env-…` (cluster, PostgreSQL, Redis)
 //! and `tenantry-demo-…` (control plane, its data directory with its keys, operator). Both are
 //! removed at exit, by their owners or, if this process is killed, by their reapers.
@@ -15,10 +21,15 @@ use std::time::{Duration, Instant};
 
 use e2e::Environment;
 use e2e::cluster::kube_config;
+use e2e::node::{REAL_NODE_LABEL, REAL_NODE_TAINT};
 use e2e::process::{Spec, Supervised, WorkDir, free_port, run_async};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::binaries::{self, Binaries};
@@ -34,6 +45,8 @@ const TOKEN_TTL: &str = "12h";
 /// Where the operator keeps its leader Lease: a namespace every cluster has.
 const LEASE_NAMESPACE: &str = "default";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// The Service in front of a tenant's production web client, as the operator names it.
+const WEB_SERVICE: &str = "erp-web-production";
 /// How often the children are checked while the demo runs.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 
@@ -45,6 +58,10 @@ pub struct DemoArgs {
     /// Tenants get `<slug>.<domain>` as their ERP address.
     #[arg(long, default_value = "erp.example.com")]
     tenant_domain: String,
+    /// Run the tenants' ERPs for real, on the environment's real node (each takes a few minutes
+    /// to its first Ready: its images are pulled and its databases initialised).
+    #[arg(long)]
+    real: bool,
 }
 
 /// What runs for the demo. Fields drop in order: the control plane, the operator, their
@@ -56,6 +73,7 @@ struct Demo {
     env: Environment,
     url: String,
     operator_url: String,
+    real: bool,
 }
 
 impl Demo {
@@ -73,7 +91,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, String> {
     progress("building control-plane and tenant-operator (cargo build)");
     let binaries = tokio::task::spawn_blocking(binaries::build).await.expect("the build runner panicked")?;
     progress("starting the local cluster, PostgreSQL and Redis (installing what is missing)");
-    let demo = start(&binaries, listen, &args.tenant_domain).await?;
+    let demo = start(&binaries, listen, &args.tenant_domain, args.real).await?;
     let token = provider_admin_token(&binaries.control_plane, &demo.workdir).await?;
 
     // Before anything is printed: whoever reads it may stop us at once, and a signal that came
@@ -84,22 +102,27 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, String> {
     print!("{}", banner(&demo, &token));
 
     let mut check = tokio::time::interval(CHECK_EVERY);
-    let outcome = loop {
-        tokio::select! {
-            biased;
-            _ = interrupt.recv() => break Ok(()),
-            _ = terminate.recv() => break Ok(()),
-            _ = check.tick() => {
-                if let Err(died) = demo.check_alive() {
-                    // Ctrl-C in a terminal reaches the children too: one may be gone a moment
-                    // before our own signal is handled. That is a stop, not a crash.
-                    let stopping = tokio::time::timeout(Duration::from_millis(500), async {
-                        tokio::select! {
-                            _ = interrupt.recv() => {},
-                            _ = terminate.recv() => {},
-                        }
-                    });
-                    break if stopping.await.is_ok() { Ok(()) } else { Err(died) };
+    let outcome = {
+        let announcements = announce_ready_tenants(&demo);
+        tokio::pin!(announcements);
+        loop {
+            tokio::select! {
+                biased;
+                _ = interrupt.recv() => break Ok(()),
+                _ = terminate.recv() => break Ok(()),
+                ended = &mut announcements, if demo.real => break Err(ended),
+                _ = check.tick() => {
+                    if let Err(died) = demo.check_alive() {
+                        // Ctrl-C in a terminal reaches the children too: one may be gone a moment
+                        // before our own signal is handled. That is a stop, not a crash.
+                        let stopping = tokio::time::timeout(Duration::from_millis(500), async {
+                            tokio::select! {
+                                _ = interrupt.recv() => {},
+                                _ = terminate.recv() => {},
+                            }
+                        });
+                        break if stopping.await.is_ok() { Ok(()) } else { Err(died.to_string()) };
+                    }
                 }
             }
         }
@@ -125,13 +148,25 @@ fn control_plane_address(port: u16) -> Result<SocketAddr, String> {
     Ok(address)
 }
 
-async fn start(binaries: &Binaries, listen: SocketAddr, tenant_domain: &str) -> Result<Demo, String> {
+async fn start(binaries: &Binaries, listen: SocketAddr, tenant_domain: &str, real: bool) -> Result<Demo, String> {
     let env = Environment::start().await.map_err(|e| e.to_string())?;
     let info = env.info().clone();
     let kubeconfig = info.kubeconfig.display().to_string();
 
     progress("installing the Tenant CRD");
     install_crd(&info.kubeconfig, &binaries.operator).await?;
+    let placement = if real {
+        progress("cordoning the simulated nodes: tenants go to the real node");
+        cordon_simulated_nodes(&info.kubeconfig).await?;
+        vec![
+            "--node-selector".to_string(),
+            format!("{REAL_NODE_LABEL}=true"),
+            "--tolerations".to_string(),
+            format!("{REAL_NODE_TAINT}:NoSchedule"),
+        ]
+    } else {
+        Vec::new()
+    };
 
     let workdir = WorkDir::create("demo").map_err(|e| e.to_string())?;
     progress("starting tenant-operator");
@@ -142,6 +177,7 @@ async fn start(binaries: &Binaries, listen: SocketAddr, tenant_domain: &str) -> 
         Spec::new("tenant-operator", &binaries.operator)
             .args(["run", "--leader-election=true", "--lease-namespace", LEASE_NAMESPACE, "--log-format", "text"])
             .args(["--listen".to_string(), operator_address.to_string()])
+            .args(placement)
             .env("KUBECONFIG", &kubeconfig),
     )
     .map_err(|e| e.to_string())?;
@@ -169,7 +205,65 @@ async fn start(binaries: &Binaries, listen: SocketAddr, tenant_domain: &str) -> 
     .map_err(|e| e.to_string())?;
     let url = format!("http://{listen}");
     wait_for(&control_plane, &format!("{url}/readyz"), "control-plane /readyz", |_| true).await?;
-    Ok(Demo { control_plane, operator, workdir, env, url, operator_url })
+    Ok(Demo { control_plane, operator, workdir, env, url, operator_url, real })
+}
+
+/// A client of the environment's cluster with its admin's kubeconfig.
+async fn cluster_client(kubeconfig: &Path) -> Result<kube::Client, String> {
+    let config = kube_config(kubeconfig).await.map_err(|e| e.to_string())?;
+    kube::Client::try_from(config).map_err(|e| format!("a client of the local cluster: {e}"))
+}
+
+/// Marks every simulated node unschedulable (`kubectl cordon`): new pods go elsewhere, and the
+/// control plane, which looks for simulated nodes that accept pods, shows no notice.
+async fn cordon_simulated_nodes(kubeconfig: &Path) -> Result<(), String> {
+    let nodes: Api<Node> = Api::all(cluster_client(kubeconfig).await?);
+    let simulated = nodes
+        .list_metadata(&ListParams::default().labels(&format!("{}=true", e2e::kubelet::NODE_LABEL)))
+        .await
+        .map_err(|e| format!("listing the simulated nodes: {e}"))?;
+    let cordon = Patch::Merge(serde_json::json!({"spec": {"unschedulable": true}}));
+    for node in simulated.items {
+        let name = node.metadata.name.unwrap_or_default();
+        nodes.patch(&name, &PatchParams::default(), &cordon).await.map_err(|e| format!("cordoning {name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Prints, once per tenant, where its production web client answers from this machine: the
+/// address of its Service, which the host reaches through the real node. Runs until the watch
+/// fails (then says why).
+async fn announce_ready_tenants(demo: &Demo) -> String {
+    let client = match cluster_client(&demo.env.info().kubeconfig).await {
+        Ok(client) => client,
+        Err(error) => return error,
+    };
+    // The Tenant kind through the dynamic API: this crate does not depend on the operator's.
+    let kind = ApiResource::from_gvk(&GroupVersionKind::gvk("tenantry.dev", "v1alpha1", "Tenant"));
+    let tenants: Api<DynamicObject> = Api::all_with(client.clone(), &kind);
+    let mut announced = std::collections::BTreeSet::new();
+    let mut events = watcher(tenants, watcher::Config::default()).default_backoff().applied_objects().boxed();
+    loop {
+        let tenant = match events.next().await {
+            Some(Ok(tenant)) => tenant,
+            Some(Err(error)) => return format!("watching Tenants: {error}"),
+            None => return "the Tenant watch ended".into(),
+        };
+        let name = tenant.name_any();
+        let ready = tenant.data["status"]["phase"] == "Ready";
+        if !ready || announced.contains(&name) {
+            continue;
+        }
+        let services: Api<Service> = Api::namespaced(client.clone(), &format!("tenant-{name}"));
+        let address = services.get_opt(WEB_SERVICE).await.ok().flatten().and_then(|service| {
+            let spec = service.spec?;
+            Some((spec.cluster_ip?, spec.ports?.first()?.port))
+        });
+        if let Some((ip, port)) = address {
+            println!("  tenant {name:<16} ready: web client at http://{ip}:{port}/");
+            announced.insert(name);
+        }
+    }
 }
 
 /// The control plane's data directory (its generated JWT and sealing keys), inside the demo's
@@ -182,8 +276,7 @@ fn data_dir(workdir: &WorkDir) -> String {
 /// is established. The apiserver reads the YAML itself, so no YAML parser is needed here.
 async fn install_crd(kubeconfig: &Path, operator: &Path) -> Result<(), String> {
     let yaml = run_async(Spec::new("tenant-operator crd", operator).arg("crd")).await.map_err(|e| e.to_string())?;
-    let config = kube_config(kubeconfig).await.map_err(|e| e.to_string())?;
-    let client = kube::Client::try_from(config).map_err(|e| format!("a client of the local cluster: {e}"))?;
+    let client = cluster_client(kubeconfig).await?;
     let mut request = kube::core::Request::new("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
         .create(&PostParams::default(), yaml.into_bytes())
         .map_err(|e| format!("building the CRD request: {e}"))?;
@@ -250,11 +343,18 @@ async fn provider_admin_token(control_plane: &Path, workdir: &WorkDir) -> Result
 fn banner(demo: &Demo, token: &str) -> String {
     let url = &demo.url;
     let info = demo.env.info();
+    let workloads = if demo.real {
+        "Tenants run for real on the cluster's real node. Each one's web client is announced
+below when it is ready (a few minutes after signing up); log in as `admin` with the
+password its admin reads on the tenant's page."
+    } else {
+        "The cluster's nodes are simulated: tenants reach Ready, but no ERP runs and their addresses
+do not answer. `testenv demo --real` runs them for real."
+    };
     format!(
         "
 Tenantry is running: control plane, tenant operator and a local Kubernetes cluster.
-The cluster's nodes are simulated: tenants reach Ready, but no ERP runs and their addresses
-do not answer.
+{workloads}
 
   sign up            {url}/signup
   provider admin     open {url}/login and paste this token (valid {TOKEN_TTL}):
