@@ -236,6 +236,17 @@ impl TestEnv {
         }
     }
 
+    /// A folder every test process using this environment shares, removed with the environment:
+    /// its work directory under `testenv exec`, this process's own otherwise.
+    pub fn shared_dir(&self) -> PathBuf {
+        match &self.attached {
+            Some(info) => {
+                info.kubeconfig.parent().expect("the kubeconfig is in the environment's directory").to_path_buf()
+            }
+            None => workdir().unwrap_or_else(|e| panic!("no work directory: {e}")).path().to_path_buf(),
+        }
+    }
+
     pub async fn kubeconfig_path(&self) -> PathBuf {
         match &self.attached {
             Some(info) => info.kubeconfig.clone(),

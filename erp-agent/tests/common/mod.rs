@@ -48,7 +48,8 @@ pub async fn tryton(series: &str) -> &'static Tryton {
 async fn prepare(series: &str) -> Tryton {
     let started = Instant::now();
     let workdir = WorkDir::create("erp-agent").expect("work directory");
-    let postgres = TestEnv::shared().await.postgres().await;
+    let env = TestEnv::shared().await;
+    let postgres = env.postgres().await;
     let install = TrytonInstall::ensure_async(series).await.expect("Tryton install");
     let config = TrytonConfig::write(&workdir.join(format!("tryton-{series}")), postgres).expect("trytond.conf");
     let server = DatabaseServer::new(
@@ -58,8 +59,9 @@ async fn prepare(series: &str) -> Tryton {
     // One template per PostgreSQL server, series and fixture: under `testenv exec` every test
     // process shares the server, and preparing a sale database takes a minute or more. Its
     // attachments live in a file store shared the same way (this configuration's `data` folder
-    // is a link to it), so copies of the template find them.
-    let shared = std::env::temp_dir().join(format!("tenantry-erp-agent-{}", postgres.port()));
+    // is a link to it), so copies of the template find them. It goes with the environment, as the
+    // template databases do.
+    let shared = env.shared_dir().join(format!("erp-agent-{}", postgres.port()));
     let data = shared.join("data");
     std::fs::create_dir_all(&data).expect("shared file store");
     let own_data = config.dir().join("data");
