@@ -206,14 +206,21 @@ async fn tenant_serves_a_real_erp() {
     }
 }
 
+/// A ready production-only tenant with a party created through its ERP: its name, namespace and
+/// the party's name.
+async fn tenant_with_a_party(operator: &Operator, prefix: &str) -> (String, String, String) {
+    let (name, namespace) = ready_tenant(operator, prefix, false).await;
+    let session = login(&operator.client, &namespace, "production").await;
+    let token = format!("{prefix}-{}", rand::random::<u32>());
+    create_party(&session, &token).await;
+    (name, namespace, token)
+}
+
 #[tokio::test]
 async fn database_survives_its_pod() {
     let operator = operator_on_the_real_node().await;
-    let (_, namespace) = ready_tenant(&operator, "real-db", false).await;
+    let (_, namespace, token) = tenant_with_a_party(&operator, "real-db").await;
     let client = operator.client.clone();
-    let session = login(&client, &namespace, "production").await;
-    let token = format!("kept-{}", rand::random::<u32>());
-    create_party(&session, &token).await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let before = pods.get("postgres-0").await.unwrap().metadata.uid;
@@ -236,11 +243,8 @@ async fn database_survives_its_pod() {
 #[tokio::test]
 async fn suspend_and_resume_keep_real_data() {
     let operator = operator_on_the_real_node().await;
-    let (name, namespace) = ready_tenant(&operator, "real-suspend", false).await;
+    let (name, namespace, token) = tenant_with_a_party(&operator, "real-suspend").await;
     let client = operator.client.clone();
-    let session = login(&client, &namespace, "production").await;
-    let token = format!("suspended-{}", rand::random::<u32>());
-    create_party(&session, &token).await;
 
     operator.patch_spec(&name, json!({"suspended": true})).await;
     operator.wait_phase_within(&name, Phase::Suspended, READY_TIMEOUT).await;
