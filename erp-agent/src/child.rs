@@ -9,13 +9,16 @@
 //! it when the agent dies, however it dies (but for the microseconds between `setpriv` starting
 //! and its setting the signal).
 //!
+//! That millisecond is covered by [`crate::run_claim`]: each child carries its run's mark in its
+//! environment, and a rerun kills whatever carries it before it goes on.
+//!
 //! Where `setpriv` is missing the child is started plainly and the loss of that guarantee is
 //! logged once; where the program itself cannot be found it is started plainly too, so that the
 //! caller's error names the missing program rather than `setpriv`.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use tokio::process::Command;
 
@@ -30,8 +33,18 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
         }
         _ => Command::new(program),
     };
+    if let Some(mark) = RUN_MARK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref() {
+        command.env(crate::run_claim::RUN_MARK, mark);
+    }
     command.kill_on_drop(true);
     command
+}
+
+/// The mark of the run this process has claimed, which its children carry.
+static RUN_MARK: Mutex<Option<OsString>> = Mutex::new(None);
+
+pub(crate) fn set_run_mark(mark: Option<OsString>) {
+    *RUN_MARK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = mark;
 }
 
 fn setpriv() -> Option<&'static Path> {

@@ -19,6 +19,7 @@ use erp_agent::migrate::{ErpConsole, SeriesErp};
 use erp_agent::ops::{self, Environment, backup, export, restore, test_copy, update, upgrade};
 use erp_agent::report::{Outcome, Report};
 use erp_agent::retention::{BackupEntry, RetentionPolicy};
+use erp_agent::run_claim::{self, RunClaim};
 use erp_agent::store::{BackupStore, StoreOptions};
 use erp_agent::{Error, Result, fingerprint, neutralize};
 use serde::Serialize;
@@ -500,6 +501,13 @@ fn value(value: impl Serialize) -> Result<Done> {
     Ok(Done::Value(serde_json::to_value(value).expect("serializable")))
 }
 
+/// The operation's journal, claimed for this run: no other agent runs it meanwhile and nothing
+/// an earlier, killed run started is still running (see [`run_claim`]).
+fn claimed(path: PathBuf) -> Result<(FileJournal, RunClaim)> {
+    let claim = run_claim::claim(&path)?;
+    Ok((FileJournal::new(path), claim))
+}
+
 async fn dispatch(command: Command) -> Result<Done> {
     match command {
         Command::Backup { environment, store, recipient, key_file, kind, for_operation, journal } => {
@@ -513,7 +521,7 @@ async fn dispatch(command: Command) -> Result<Done> {
                 (Kind::BeforeOperation, Some(operation)) => BackupKind::BeforeOperation { operation },
                 _ => return Err(Error::Invalid("--for-operation goes with --kind before-operation only".into())),
             };
-            let journal = FileJournal::new(journal.journal);
+            let (journal, _claim) = claimed(journal.journal)?;
             journaled(&journal, backup::backup(&environment, &store, &recipient, key.as_ref(), kind, &journal).await)
         }
         Command::Restore { environment, store, key, backup, from_environment, operation, control } => {
@@ -523,7 +531,7 @@ async fn dispatch(command: Command) -> Result<Done> {
             let backup = BackupId::parse(&backup)?;
             let from = from_environment.unwrap_or_else(|| environment.name.clone());
             let control = control.open()?;
-            let journal = FileJournal::new(operation.journal.journal);
+            let (journal, _claim) = claimed(operation.journal.journal)?;
             let result =
                 restore::restore(&environment, &store, &key, &from, &backup, &operation.operation, &control, &journal)
                     .await;
@@ -539,7 +547,7 @@ async fn dispatch(command: Command) -> Result<Done> {
                 .zip(recipient.as_ref())
                 .map(|(store, recipient)| update::BeforeOperationBackup { store, recipient });
             let control = control.open()?;
-            let journal = FileJournal::new(operation.journal.journal);
+            let (journal, _claim) = claimed(operation.journal.journal)?;
             let result = update::update(
                 &environment,
                 &modules.update(),
@@ -578,7 +586,7 @@ async fn dispatch(command: Command) -> Result<Done> {
                 _ => test_copy::CopySource::Live,
             };
             let control = control.open()?;
-            let journal = FileJournal::new(operation.journal.journal);
+            let (journal, _claim) = claimed(operation.journal.journal)?;
             let result =
                 test_copy::test_copy(&production, &test, source, &operation.operation, &control, &journal).await;
             report(&journal, result)
@@ -646,7 +654,7 @@ async fn dispatch(command: Command) -> Result<Done> {
             };
             let backup = upgrade::BeforeOperationBackup { store: &store, recipient: &recipient };
             let old = control.open()?;
-            let journal = FileJournal::new(operation.journal.journal);
+            let (journal, _claim) = claimed(operation.journal.journal)?;
             if let Some(backup_id) = from_backup {
                 let key = BackupKey::load(key_file.as_deref().expect("clap requires --key-file"))?;
                 let from = from_environment.unwrap_or_else(|| environment.name.clone());

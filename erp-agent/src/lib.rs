@@ -27,6 +27,7 @@ pub mod neutralize;
 pub mod ops;
 pub mod report;
 pub mod retention;
+pub mod run_claim;
 pub mod store;
 
 pub use error::{Error, Result};
