@@ -124,6 +124,21 @@ fn version(install: &TrytonInstall) -> ErpVersion {
     install.version().unwrap().parse().unwrap()
 }
 
+/// The steps of an upgrade from 7.0 to 7.2, in order: the seven steps of the procedure with the
+/// agent's own (the work copy, its check, the cut-over).
+const ONE_HOP_STEPS: [&str; 10] = [
+    "backup",
+    "stop",
+    "copy",
+    "hop 7.0-7.2",
+    "7.0-7.2/pre/tryton-7.2-empty-foreign-keys-to-null",
+    "7.0-7.2/update-all",
+    "check",
+    "cut-over",
+    "start",
+    "test",
+];
+
 fn step_names(report: &Report) -> Vec<&str> {
     report.steps.iter().map(|s| s.step.as_str()).collect()
 }
@@ -220,21 +235,7 @@ async fn major_upgrade_follows_the_seven_steps_and_its_backup_restores_into_the_
     assert_eq!(report.outcome, Outcome::Succeeded, "{report}");
     // The seven steps, in order: 1 backup, 2 stop, 3 pre steps, 4–5 update-all (it stops by
     // itself), 6 post steps (none shipped for 7.2), 7 start and test.
-    assert_eq!(
-        step_names(&report),
-        [
-            "backup",
-            "stop",
-            "copy",
-            "hop 7.0-7.2",
-            "7.0-7.2/pre/tryton-7.2-empty-foreign-keys-to-null",
-            "7.0-7.2/update-all",
-            "check",
-            "cut-over",
-            "start",
-            "test",
-        ]
-    );
+    assert_eq!(step_names(&report), ONE_HOP_STEPS);
     assert!(report.steps.iter().all(|s| s.outcome == StepOutcome::Done), "{report}");
     assert_eq!(report.from_version.as_deref(), Some(tryton.install.version().unwrap().as_str()));
     assert_eq!(report.to_version, Some(new_install.version().unwrap()));
@@ -328,21 +329,7 @@ async fn major_upgrade_follows_the_seven_steps_and_its_backup_restores_into_the_
         .expect("restore of the older backup");
     eprintln!("{report}");
     assert_eq!(report.outcome, Outcome::Succeeded, "{report}");
-    assert_eq!(
-        step_names(&report),
-        [
-            "backup",
-            "stop",
-            "copy",
-            "hop 7.0-7.2",
-            "7.0-7.2/pre/tryton-7.2-empty-foreign-keys-to-null",
-            "7.0-7.2/update-all",
-            "check",
-            "cut-over",
-            "start",
-            "test",
-        ]
-    );
+    assert_eq!(step_names(&report), ONE_HOP_STEPS);
     assert_eq!(report.from_version.as_deref(), Some(tryton.install.version().unwrap().as_str()));
     let restored = fixture::read_back(&new_install, &new.config, database.as_str()).await.unwrap();
     assert_eq!(restored, before, "the backup's records and attachments, read by 7.2");
@@ -656,22 +643,7 @@ async fn an_upgrade_killed_during_a_hop_finishes_when_run_again() {
     .expect("upgrade, resumed");
     eprintln!("{report}");
     assert_eq!(report.outcome, Outcome::Succeeded, "{report}");
-    assert_eq!(
-        step_names(&report),
-        [
-            "backup",
-            "stop",
-            "copy",
-            "hop 7.0-7.2",
-            "7.0-7.2/pre/tryton-7.2-empty-foreign-keys-to-null",
-            "7.0-7.2/update-all",
-            "check",
-            "cut-over",
-            "start",
-            "test",
-        ],
-        "each step recorded once"
-    );
+    assert_eq!(step_names(&report), ONE_HOP_STEPS, "each step recorded once");
     let after = fixture::read_back(&new_install, &new.config, database.as_str()).await.unwrap();
     assert_eq!(after, before);
     assert_eq!(store.list(&env.tenant, "production").await.unwrap().len(), 1, "backed up once");
