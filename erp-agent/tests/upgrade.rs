@@ -498,19 +498,7 @@ async fn failed_upgrade_returns_to_the_backup() {
         }
         other => panic!("the upgrade did not roll back: {other:?}"),
     }
-    assert_eq!(
-        step_names(&report),
-        [
-            "backup",
-            "stop",
-            "copy",
-            "hop 7.0-7.2",
-            "7.0-7.2/pre/tryton-7.2-empty-foreign-keys-to-null",
-            "7.0-7.2/update-all",
-            "7.0-7.2/post/provider-mark-upgraded",
-            broken,
-        ]
-    );
+    assert_eq!(step_names(&report), [&ONE_HOP_STEPS[..6], &["7.0-7.2/post/provider-mark-upgraded", broken]].concat());
     let failed: Vec<&str> =
         report.steps.iter().filter(|s| s.outcome == StepOutcome::Failed).map(|s| s.step.as_str()).collect();
     assert_eq!(failed, ["hop 7.0-7.2", broken], "{report}");
