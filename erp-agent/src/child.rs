@@ -6,19 +6,17 @@
 //! work copy while the resumed run drops and re-makes it under the same name — the two then
 //! collide on the ERP's own tables. So every child that writes to a database is started under
 //! `setpriv --pdeathsig KILL` (util-linux, in every Debian-based ERP image): the kernel kills
-//! it when the agent dies, however it dies (but for the microseconds between `setpriv` starting
-//! and its setting the signal).
-//!
-//! That millisecond is covered by [`crate::run_claim`]: each child carries its run's mark in its
-//! environment, and a rerun kills whatever carries it before it goes on.
+//! it when the agent dies, however it dies — but for the moment between `setpriv` starting and
+//! its setting the signal. That moment is covered by [`crate::run_claim`]: each child carries its
+//! run's mark in its environment, and a rerun kills whatever carries it before it goes on.
 //!
 //! Where `setpriv` is missing the child is started plainly and the loss of that guarantee is
 //! logged once; where the program itself cannot be found it is started plainly too, so that the
 //! caller's error names the missing program rather than `setpriv`.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use tokio::process::Command;
 
@@ -33,18 +31,11 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
         }
         _ => Command::new(program),
     };
-    if let Some(mark) = RUN_MARK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref() {
+    if let Some(mark) = crate::run_claim::current_mark() {
         command.env(crate::run_claim::RUN_MARK, mark);
     }
     command.kill_on_drop(true);
     command
-}
-
-/// The mark of the run this process has claimed, which its children carry.
-static RUN_MARK: Mutex<Option<OsString>> = Mutex::new(None);
-
-pub(crate) fn set_run_mark(mark: Option<OsString>) {
-    *RUN_MARK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = mark;
 }
 
 fn setpriv() -> Option<&'static Path> {

@@ -21,6 +21,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -30,6 +31,18 @@ use crate::error::{Error, Result};
 
 /// The environment variable that marks a child with its run's journal.
 pub const RUN_MARK: &str = "TENANTRY_AGENT_RUN";
+
+/// The mark of the run this process has claimed, while it holds the claim.
+static CLAIMED: Mutex<Option<OsString>> = Mutex::new(None);
+
+/// The mark the children this process starts now must carry, if it has claimed a run.
+pub(crate) fn current_mark() -> Option<OsString> {
+    CLAIMED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+}
+
+fn set_mark(mark: Option<OsString>) {
+    *CLAIMED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = mark;
+}
 
 /// How long a lock may stay held after its holder let it go.
 const LOCK_GRACE: Duration = Duration::from_secs(2);
@@ -46,7 +59,7 @@ pub struct RunClaim {
 
 impl Drop for RunClaim {
     fn drop(&mut self) {
-        crate::child::set_run_mark(None);
+        set_mark(None);
     }
 }
 
@@ -82,7 +95,7 @@ pub fn claim(journal: &Path) -> Result<RunClaim> {
         }
     }
     end_earlier_runs(&mark)?;
-    crate::child::set_run_mark(Some(mark));
+    set_mark(Some(mark));
     Ok(RunClaim { _lock: lock })
 }
 
