@@ -16,11 +16,11 @@
 //!    Deployments, StatefulSets and Jobs of its namespace; every moment below is this process's
 //!    clock when a watch event or an HTTP answer arrived.
 
-#[path = "../../tenant-operator/tests/common/mod.rs"]
+#[path = "../../tenant-operator/tests/integration/common/mod.rs"]
 mod operator;
 
 #[allow(dead_code)]
-#[path = "../tests/api/harness.rs"]
+#[path = "../tests/integration/harness.rs"]
 mod harness;
 
 use std::collections::HashMap;

@@ -109,7 +109,11 @@ impl Cluster {
                 format!("--service-account-signing-key-file={}", path_str(&sa_key)),
                 format!("--service-cluster-ip-range={service_cidr}"),
                 "--allow-privileged=true".into(),
-                "--disable-admission-plugins=ServiceAccount".into(),
+                // Pods get their ServiceAccount's token as a projected volume (bound, expiring,
+                // refreshed by the kubelet through the TokenRequest API), as from v1.21 on by
+                // default: the real node's pods that talk to the apiserver (the chart's operator
+                // and control plane) use it; no token Secrets are made.
+                "--feature-gates=BoundServiceAccountTokenVolume=true".into(),
                 "--profiling=false".into(),
             ]),
         )?;

@@ -9,7 +9,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use rand::Rng;
@@ -275,6 +277,18 @@ impl TestEnv {
             .create(&PostParams::default(), &namespace)
             .await
             .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        // A pod is admitted only once its ServiceAccount exists; the controller makes
+        // `default` within moments, and a test's first pod should not race it.
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+        let made = |account: Option<&ServiceAccount>| account.is_some();
+        crate::wait::until(
+            &accounts,
+            "default",
+            "made by the ServiceAccount controller",
+            Duration::from_secs(60),
+            made,
+        )
+        .await;
         name
     }
 

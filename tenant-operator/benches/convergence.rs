@@ -22,7 +22,7 @@
 //! gives every run, the spread of the ratio, and beside it the figures that do not depend on
 //! the machine's load (API requests and operator CPU per Tenant).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/integration/common/mod.rs"]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -1064,7 +1064,7 @@ impl Scrape {
 // Set-up and clean-up
 
 /// Create or replace, not server-side apply: a v1.20 apiserver applies a new CRD without the v1
-/// defaults and then refuses a schema with defaults (as in tests/common/mod.rs).
+/// defaults and then refuses a schema with defaults (as in tests/integration/common/mod.rs).
 async fn install_crd(client: &Client) -> Result<(), String> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut crd = Tenant::crd();

@@ -15,7 +15,11 @@ use tenant_operator::telemetry;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
-#[command(about = "Tenantry's tenant operator: one ERP server, web client and PostgreSQL per Tenant")]
+#[command(
+    name = "tenant-operator",
+    version,
+    about = "Tenantry's tenant operator: one ERP server, web client and PostgreSQL per Tenant"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]

@@ -1,5 +1,5 @@
 //! Who may do what. Every handler asks here before touching the store, so the role matrix lives
-//! in one place (and `tests/api.rs::role_matrix` checks every endpoint against it).
+//! in one place (and `tests/integration/api/matrix.rs`'s `role_matrix` checks every endpoint against it).
 
 use crate::auth::{Principal, Role};
 

@@ -4,7 +4,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{Recipe, qualified};
 use crate::error::{IoContext, Result};
 use crate::process::{Spec, run, run_logged};
 
@@ -13,6 +12,17 @@ use crate::process::{Spec, run, run_logged};
 /// points them at it, and the images themselves stay as they are.
 const MACHINE_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const BUILD_CA_BUNDLE: &str = "/run/build-trust/ca.crt";
+
+/// One build: the image's tag, its Dockerfile and context, its arguments.
+pub(super) struct Build {
+    pub tag: String,
+    pub dockerfile: PathBuf,
+    pub context: PathBuf,
+    pub build_args: Vec<(String, String)>,
+    /// Whether the build needs the machine's CA bundle in place of the image's (its `RUN`
+    /// steps then must not write that file).
+    pub system_trust: bool,
+}
 
 pub(super) struct Buildah {
     root: PathBuf,
@@ -62,27 +72,32 @@ impl Buildah {
         result.map(drop)
     }
 
-    /// Builds `recipe` from the repository at `root`, logging to `log`. The network is the
-    /// machine's (pip, npm and apt fetch from their registries); no base is ever pulled.
-    pub(super) fn build(&self, recipe: &Recipe, root: &Path, log: &Path) -> Result<()> {
-        let context = root.join(recipe.context);
-        let mut build = self
-            .command(&format!("buildah build {}", recipe.name))
+    /// Builds `build`, logging to `log`. The network is the machine's (pip, npm, apt and cargo
+    /// fetch from their registries); no base is ever pulled.
+    pub(super) fn build(&self, build: &Build, log: &Path) -> Result<()> {
+        // `RUN --mount=type=cache` folders live under buildah's temporary folder: in the cache,
+        // so that they outlive the run (a rebuilt program reuses its compiled dependencies).
+        let tmp = self.root.with_file_name("tmp");
+        fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
+        let mut command = self
+            .command(&format!("buildah build {}", build.tag))
+            .env("TMPDIR", tmp.display().to_string())
             .args(["build", "--layers", "--pull=never", "--network=host", "--tag"])
-            .arg(qualified(recipe.name))
+            .arg(&build.tag)
             .arg("--file")
-            .arg(context.join("Dockerfile").display().to_string());
-        for (key, value) in recipe.build_args {
-            build = build.arg("--build-arg").arg(format!("{key}={value}"));
+            .arg(build.dockerfile.display().to_string());
+        for (key, value) in &build.build_args {
+            command = command.arg("--build-arg").arg(format!("{key}={value}"));
         }
-        for (source, target) in self.trust_mounts()? {
-            build = build.arg("--volume").arg(format!("{}:{target}:ro", source.display()));
+        for (source, target) in self.trust_mounts(build.system_trust)? {
+            command = command.arg("--volume").arg(format!("{}:{target}:ro", source.display()));
         }
-        run_logged(&build.arg(context.display().to_string()), log)
+        run_logged(&command.arg(build.context.display().to_string()), log)
     }
 
-    /// The machine's CA bundle and the pip and npm settings that use it.
-    fn trust_mounts(&self) -> Result<Vec<(PathBuf, &'static str)>> {
+    /// The machine's CA bundle and the pip and npm settings that use it; with `system`, the
+    /// bundle also over the image's own (cargo reads only that one).
+    fn trust_mounts(&self, system: bool) -> Result<Vec<(PathBuf, &'static str)>> {
         let bundle = Path::new(MACHINE_CA_BUNDLE);
         if !bundle.exists() {
             return Ok(Vec::new());
@@ -93,7 +108,11 @@ impl Buildah {
         fs::write(&pip, format!("[global]\ncert = {BUILD_CA_BUNDLE}\n"))
             .context(|| format!("writing {}", pip.display()))?;
         fs::write(&npm, format!("cafile={BUILD_CA_BUNDLE}\n")).context(|| format!("writing {}", npm.display()))?;
-        Ok(vec![(bundle.to_path_buf(), BUILD_CA_BUNDLE), (pip, "/etc/pip.conf"), (npm, "/etc/npmrc")])
+        let mut mounts = vec![(bundle.to_path_buf(), BUILD_CA_BUNDLE), (pip, "/etc/pip.conf"), (npm, "/etc/npmrc")];
+        if system {
+            mounts.push((bundle.to_path_buf(), MACHINE_CA_BUNDLE));
+        }
+        Ok(mounts)
     }
 
     /// Pushes image `name` to `destination` (`host:port/path:tag`, plain HTTP).

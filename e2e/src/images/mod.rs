@@ -12,6 +12,7 @@
 
 mod base;
 mod buildah;
+mod inputs;
 pub mod registry;
 
 use std::fs;
@@ -22,53 +23,125 @@ use sha2::{Digest, Sha256};
 use crate::error::{IoContext, Result};
 use crate::install::{CacheLock, ensure_debian_packages};
 use crate::paths::cache_dir;
-use crate::process::WorkDir;
+use crate::process::{Spec, WorkDir, run};
 use buildah::Buildah;
 pub use registry::Registry;
 
 /// The programs that make and serve the images.
 pub const IMAGE_PACKAGES: &[&str] = &["debootstrap", "buildah", "docker-registry"];
 
-/// One image: the Dockerfile's folder in the repository (the build context), the arguments,
-/// and the name it is pushed under.
+/// One image: its Dockerfile, its build context, the arguments, and the name it is pushed under.
 #[derive(Debug, Clone, Copy)]
 pub struct Recipe {
     /// The reference pods use, as the operator and the chart render it (Docker Hub's, short).
     pub name: &'static str,
-    /// Folder of the Dockerfile, relative to the repository's root.
+    /// The build context, relative to the repository's root.
     pub context: &'static str,
+    /// The Dockerfile, relative to the repository's root.
+    pub dockerfile: &'static str,
     pub build_args: &'static [(&'static str, &'static str)],
+    /// A program of the workspace (the context is then the repository's root): what its build
+    /// reads is the workspace members it is made of, not the others ([`inputs`]). Its build
+    /// fetches crates from crates.io.
+    pub package: Option<&'static str>,
     /// A command that shows the image works, and what its output contains.
     pub check: (&'static [&'static str], &'static str),
 }
 
 /// Every image the test environment provides. The ERP images are the product's own recipe
-/// (`images/tryton`, one per series that has a web client); PostgreSQL and the web proxy are
-/// stand-ins keeping the contracts of the official images the operator names by default.
+/// (`images/tryton`, one per series that has a web client), and so are the control plane's and
+/// the operator's; PostgreSQL, Redis and the web proxy are stand-ins keeping the contracts of
+/// the official images the operator and the chart's tests name.
 pub const RECIPES: &[Recipe] = &[
     Recipe {
         name: "postgres:15",
         context: "images/postgres",
+        dockerfile: "images/postgres/Dockerfile",
         build_args: &[],
+        package: None,
         check: (&["postgres", "--version"], "(PostgreSQL) 15."),
     },
     Recipe {
         name: "nginxinc/nginx-unprivileged:1.27-alpine",
         context: "images/web-proxy",
+        dockerfile: "images/web-proxy/Dockerfile",
         build_args: &[],
+        package: None,
         check: (&["nginx", "-t"], "test is successful"),
+    },
+    Recipe {
+        name: "redis:7",
+        context: "images/redis",
+        dockerfile: "images/redis/Dockerfile",
+        build_args: &[],
+        package: None,
+        check: (&["redis-server", "--version"], "Redis server v=7."),
     },
     Recipe {
         name: "tryton/tryton:7.0",
         context: "images/tryton",
+        dockerfile: "images/tryton/Dockerfile",
         build_args: &[("SERIES", "7.0")],
+        package: None,
         check: (&["trytond", "--version"], "7.0."),
     },
     Recipe {
         name: "tryton/tryton:8.0",
         context: "images/tryton",
+        dockerfile: "images/tryton/Dockerfile",
         build_args: &[("SERIES", "8.0")],
+        package: None,
         check: (&["trytond", "--version"], "8.0."),
+    },
+    Recipe {
+        name: concat!("tenantry/control-plane:", env!("CARGO_PKG_VERSION")),
+        context: ".",
+        dockerfile: "control-plane/Dockerfile",
+        build_args: &[],
+        package: Some("control-plane"),
+        check: (&["control-plane", "--version"], concat!("control-plane ", env!("CARGO_PKG_VERSION"))),
+    },
+    Recipe {
+        name: concat!("tenantry/tenant-operator:", env!("CARGO_PKG_VERSION")),
+        context: ".",
+        dockerfile: "tenant-operator/Dockerfile",
+        build_args: &[],
+        package: Some("tenant-operator"),
+        check: (&["tenant-operator", "--version"], concat!("tenant-operator ", env!("CARGO_PKG_VERSION"))),
+    },
+];
+
+/// A base image the recipes build `FROM` that cannot be pulled here, made from a Dockerfile of
+/// `images/` and kept in buildah's storage under the real image's name (never pushed: no pod
+/// runs it).
+#[derive(Debug, Clone, Copy)]
+struct StandIn {
+    /// The real image's full name.
+    name: &'static str,
+    /// The Dockerfile, relative to the repository's root.
+    dockerfile: &'static str,
+    context: StandInContext,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum StandInContext {
+    /// The Dockerfile's folder.
+    Folder,
+    /// The machine's Rust toolchain (`rustc --print sysroot`): no Rust distribution server is
+    /// reachable here.
+    RustToolchain,
+}
+
+const STAND_INS: &[StandIn] = &[
+    StandIn {
+        name: "docker.io/library/rust:1-slim-bookworm",
+        dockerfile: "images/rust/Dockerfile",
+        context: StandInContext::RustToolchain,
+    },
+    StandIn {
+        name: "gcr.io/distroless/cc-debian12:nonroot",
+        dockerfile: "images/distroless-cc/Dockerfile",
+        context: StandInContext::Folder,
     },
 ];
 
@@ -89,13 +162,21 @@ pub fn ensure_all() -> Result<()> {
     let dir = images_dir();
     let _lock = CacheLock::acquire("images")?;
     let buildah = Buildah::new(&dir);
-    let base_id = base::ensure(&dir, &buildah)?;
     let root = repository_root();
+    // Every base a recipe may build from, with what identifies its contents: the Debian base's
+    // image ID, a stand-in's digest (known before it is built, so a warm run builds nothing).
+    let mut bases = vec![(base::BASE_IMAGE.to_string(), base::ensure(&dir, &buildah)?)];
+    let mut stand_ins = Vec::new();
+    for stand_in in STAND_INS {
+        let (context, digest) = stand_in_digest(stand_in, &root, &bases[..1])?;
+        bases.push((stand_in.name.to_string(), digest.clone()));
+        stand_ins.push((stand_in, context, digest));
+    }
     let pushed = registry::storage_dir(&dir).join("pushed");
     fs::create_dir_all(&pushed).context(|| format!("creating {}", pushed.display()))?;
     let mut outdated = Vec::new();
     for recipe in RECIPES {
-        let marker = pushed.join(marker_name(recipe, &recipe_digest(recipe, &root, &base_id)?));
+        let marker = pushed.join(marker_name(recipe.name, &recipe_digest(recipe, &root, &bases)?));
         if !marker.exists() {
             outdated.push((recipe, marker));
         }
@@ -103,17 +184,117 @@ pub fn ensure_all() -> Result<()> {
     if outdated.is_empty() {
         return Ok(());
     }
-    // A registry of its own for the pushes, on a free port of this machine's loopback.
     let workdir = WorkDir::create("images")?;
+    // Only the stand-ins an outdated recipe builds from are made (or found made).
+    for (stand_in, context, digest) in stand_ins {
+        if outdated.iter().any(|(recipe, _)| builds_from(recipe, &root, stand_in.name)) {
+            ensure_stand_in(stand_in, context, &digest, &dir, &buildah, &root, &workdir)?;
+        }
+    }
+    // A registry of its own for the pushes, on a free port of this machine's loopback.
     let registry = Registry::start_for_pushing(&workdir, &dir)?;
     for (recipe, marker) in outdated {
         tracing::info!(image = recipe.name, "building an image (first run, or its recipe changed)");
-        let log = workdir.join(format!("build-{}.log", marker_name(recipe, "")));
-        buildah.build(recipe, &root, &log)?;
+        let log = workdir.join(format!("build-{}.log", marker_name(recipe.name, "")));
+        buildah.build(&recipe_build(recipe, &root), &log)?;
         buildah.push(&qualified(recipe.name), &registry.push_reference(recipe.name))?;
         fs::write(&marker, recipe.name).context(|| format!("writing {}", marker.display()))?;
     }
     Ok(())
+}
+
+/// What buildah is asked to build for `recipe`.
+fn recipe_build(recipe: &Recipe, root: &Path) -> buildah::Build {
+    buildah::Build {
+        tag: qualified(recipe.name),
+        dockerfile: root.join(recipe.dockerfile),
+        context: root.join(recipe.context),
+        build_args: recipe.build_args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        // cargo trusts the system's bundle only.
+        system_trust: recipe.package.is_some(),
+    }
+}
+
+/// The stand-in's build context, and a digest of everything its build reads.
+fn stand_in_digest(stand_in: &StandIn, root: &Path, bases: &[(String, String)]) -> Result<(PathBuf, String)> {
+    let dockerfile = root.join(stand_in.dockerfile);
+    let mut hash = Sha256::new();
+    hash.update(stand_in.name.as_bytes());
+    for (name, identity) in bases {
+        hash.update(format!("\0{name}={identity}").as_bytes());
+    }
+    let context = match stand_in.context {
+        StandInContext::Folder => {
+            let context = dockerfile.parent().unwrap_or(root).to_path_buf();
+            hash_files(&mut hash, &context, &inputs::files(&context, None)?)?;
+            context
+        }
+        StandInContext::RustToolchain => {
+            // The toolchain is the machine's: its version stands for its files.
+            hash_files(&mut hash, root, std::slice::from_ref(&dockerfile))?;
+            hash.update(run(&Spec::new("rustc", "rustc").arg("-vV"))?.as_bytes());
+            hash.update(run(&Spec::new("cargo", "cargo").arg("-V"))?.as_bytes());
+            PathBuf::from(run(&Spec::new("rustc", "rustc").args(["--print", "sysroot"]))?.trim())
+        }
+    };
+    Ok((context, hex::encode(&hash.finalize()[..8])))
+}
+
+/// Builds the stand-in unless the build of this digest is in buildah's storage.
+fn ensure_stand_in(
+    stand_in: &StandIn,
+    context: PathBuf,
+    digest: &str,
+    dir: &Path,
+    buildah: &Buildah,
+    root: &Path,
+    workdir: &WorkDir,
+) -> Result<()> {
+    let marker = dir.join("stand-ins").join(marker_name(stand_in.name, digest));
+    if marker.exists() && buildah.image_id(stand_in.name)?.is_some() {
+        return Ok(());
+    }
+    tracing::info!(image = stand_in.name, "building a stand-in base image (first run, or its recipe changed)");
+    let log = workdir.join(format!("build-{}.log", marker_name(stand_in.name, "")));
+    let build = buildah::Build {
+        tag: stand_in.name.to_string(),
+        dockerfile: root.join(stand_in.dockerfile),
+        context,
+        build_args: Vec::new(),
+        system_trust: false,
+    };
+    buildah.build(&build, &log)?;
+    let parent = marker.parent().unwrap_or(dir);
+    fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
+    fs::write(&marker, stand_in.name).context(|| format!("writing {}", marker.display()))
+}
+
+/// Whether the recipe's Dockerfile builds `FROM` the image `name` (full name).
+fn builds_from(recipe: &Recipe, root: &Path, name: &str) -> bool {
+    fs::read_to_string(root.join(recipe.dockerfile)).is_ok_and(|text| from_images(&text).iter().any(|n| n == name))
+}
+
+/// The full names of the images a Dockerfile's `FROM` lines name (not its own stages).
+fn from_images(dockerfile: &str) -> Vec<String> {
+    let mut stages = Vec::new();
+    let mut images = Vec::new();
+    for line in dockerfile.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some((keyword, rest)) = words.split_first() else { continue };
+        if !keyword.eq_ignore_ascii_case("from") {
+            continue;
+        }
+        let Some(image) = rest.iter().find(|w| !w.starts_with("--")) else { continue };
+        if !stages.contains(image) && *image != "scratch" {
+            images.push(full_name(image));
+        }
+        if let [.., as_word, stage] = rest
+            && as_word.eq_ignore_ascii_case("as")
+        {
+            stages.push(*stage);
+        }
+    }
+    images
 }
 
 /// `docker.io/<repository>:<tag>`, with `library/` for Docker Hub's official images: how
@@ -122,49 +303,57 @@ pub fn qualified(name: &str) -> String {
     format!("docker.io/{}", repository_path(name))
 }
 
+/// A reference as buildah stores it: one naming a registry (`gcr.io/…`) as it is, a short one
+/// as Docker Hub's.
+fn full_name(name: &str) -> String {
+    let first = name.split('/').next().unwrap_or(name);
+    if name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost") {
+        name.to_string()
+    } else {
+        qualified(name)
+    }
+}
+
 /// The path of `name` in a registry that stands for Docker Hub.
 fn repository_path(name: &str) -> String {
     let repository = name.split(':').next().unwrap_or(name);
     if repository.contains('/') { name.to_string() } else { format!("library/{name}") }
 }
 
-fn marker_name(recipe: &Recipe, digest: &str) -> String {
-    let name: String =
-        recipe.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect();
+fn marker_name(name: &str, digest: &str) -> String {
+    let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect();
     if digest.is_empty() { name } else { format!("{name}.{digest}") }
 }
 
-/// A digest of everything the build reads: the name, the arguments, the base image, and every
-/// file of the build context (names, modes and contents).
-fn recipe_digest(recipe: &Recipe, root: &Path, base_id: &str) -> Result<String> {
+/// A digest of everything the build reads: the name, the arguments, the Dockerfile, the bases
+/// it builds from (`bases`: full name and identity), and the files of the build context it can
+/// read (names, modes and contents; [`inputs`]).
+fn recipe_digest(recipe: &Recipe, root: &Path, bases: &[(String, String)]) -> Result<String> {
     let mut hash = Sha256::new();
     hash.update(recipe.name.as_bytes());
     for (key, value) in recipe.build_args {
         hash.update(format!("\0{key}={value}").as_bytes());
     }
-    hash.update(format!("\0{base_id}").as_bytes());
-    let context = root.join(recipe.context);
-    let mut files = Vec::new();
-    collect_files(&context, &mut files)?;
-    files.sort();
-    for file in files {
-        let relative = file.strip_prefix(&context).unwrap_or(&file);
-        let contents = fs::read(&file).context(|| format!("reading {}", file.display()))?;
-        let mode = fs::metadata(&file).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions())).unwrap_or(0);
-        hash.update(format!("\0{}\0{mode:o}\0{}\0", relative.display(), contents.len()).as_bytes());
-        hash.update(&contents);
+    let dockerfile = root.join(recipe.dockerfile);
+    let text = fs::read_to_string(&dockerfile).context(|| format!("reading {}", dockerfile.display()))?;
+    for image in from_images(&text) {
+        let identity = bases.iter().find(|(name, _)| *name == image).map_or("", |(_, identity)| identity.as_str());
+        hash.update(format!("\0{image}={identity}").as_bytes());
     }
+    hash_files(&mut hash, root, std::slice::from_ref(&dockerfile))?;
+    let context = root.join(recipe.context);
+    hash_files(&mut hash, &context, &inputs::files(&context, recipe.package)?)?;
     Ok(hex::encode(&hash.finalize()[..8]))
 }
 
-fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in fs::read_dir(dir).context(|| format!("reading {}", dir.display()))? {
-        let path = entry.context(|| format!("reading {}", dir.display()))?.path();
-        if path.is_dir() {
-            collect_files(&path, files)?;
-        } else {
-            files.push(path);
-        }
+/// Adds each file's name (relative to `base`), mode, length and contents.
+fn hash_files(hash: &mut Sha256, base: &Path, files: &[PathBuf]) -> Result<()> {
+    for file in files {
+        let relative = file.strip_prefix(base).unwrap_or(file);
+        let contents = fs::read(file).context(|| format!("reading {}", file.display()))?;
+        let mode = fs::metadata(file).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions())).unwrap_or(0);
+        hash.update(format!("\0{}\0{mode:o}\0{}\0", relative.display(), contents.len()).as_bytes());
+        hash.update(&contents);
     }
     Ok(())
 }
@@ -184,25 +373,63 @@ mod tests {
     }
 
     #[test]
-    fn every_recipe_has_its_dockerfile() {
-        for recipe in RECIPES {
-            let dockerfile = repository_root().join(recipe.context).join("Dockerfile");
-            assert!(dockerfile.is_file(), "{} has no {}", recipe.name, dockerfile.display());
+    fn references_naming_a_registry_keep_it() {
+        assert_eq!(full_name("gcr.io/distroless/cc-debian12:nonroot"), "gcr.io/distroless/cc-debian12:nonroot");
+        assert_eq!(full_name("rust:1-slim-bookworm"), "docker.io/library/rust:1-slim-bookworm");
+        assert_eq!(full_name("tenantry/control-plane:1"), "docker.io/tenantry/control-plane:1");
+    }
+
+    #[test]
+    fn every_recipe_has_its_dockerfile_and_every_base_is_here() {
+        let root = repository_root();
+        let known: Vec<&str> = std::iter::once(base::BASE_IMAGE).chain(STAND_INS.iter().map(|s| s.name)).collect();
+        for dockerfile in RECIPES.iter().map(|r| r.dockerfile).chain(STAND_INS.iter().map(|s| s.dockerfile)) {
+            let text = fs::read_to_string(root.join(dockerfile)).unwrap_or_else(|e| panic!("{dockerfile}: {e}"));
+            for image in from_images(&text) {
+                assert!(known.contains(&image.as_str()), "{dockerfile} builds from {image}, which nothing here makes");
+            }
         }
     }
 
     #[test]
-    fn the_digest_follows_the_recipes_files_and_arguments() {
+    fn from_lines_name_the_bases_not_the_stages() {
+        let dockerfile = "# syntax=docker/dockerfile:1\nARG X=1\nFROM rust:1-slim-bookworm AS build\nRUN x\n\
+                          from --platform=linux/amd64 debian:bookworm-slim as other\nFROM build\nFROM scratch\n\
+                          FROM gcr.io/distroless/cc-debian12:nonroot\n";
+        assert_eq!(
+            from_images(dockerfile),
+            [
+                "docker.io/library/rust:1-slim-bookworm",
+                "docker.io/library/debian:bookworm-slim",
+                "gcr.io/distroless/cc-debian12:nonroot"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_digest_follows_the_recipes_files_arguments_and_bases() {
         let root = tempfile::tempdir().unwrap();
         fs::create_dir_all(root.path().join("images/x")).unwrap();
-        fs::write(root.path().join("images/x/Dockerfile"), "FROM debian\n").unwrap();
-        let recipe = Recipe { name: "x:1", context: "images/x", build_args: &[], check: (&[], "") };
-        let first = recipe_digest(&recipe, root.path(), "base").unwrap();
-        assert_eq!(first, recipe_digest(&recipe, root.path(), "base").unwrap());
-        assert_ne!(first, recipe_digest(&recipe, root.path(), "other base").unwrap());
+        fs::write(root.path().join("images/x/Dockerfile"), "FROM debian:bookworm-slim\n").unwrap();
+        let recipe = Recipe {
+            name: "x:1",
+            context: "images/x",
+            dockerfile: "images/x/Dockerfile",
+            build_args: &[],
+            package: None,
+            check: (&[], ""),
+        };
+        let bases = |id: &str| vec![(base::BASE_IMAGE.to_string(), id.to_string()), ("other:1".into(), "o".into())];
+        let first = recipe_digest(&recipe, root.path(), &bases("base")).unwrap();
+        assert_eq!(first, recipe_digest(&recipe, root.path(), &bases("base")).unwrap());
+        assert_ne!(first, recipe_digest(&recipe, root.path(), &bases("other base")).unwrap());
+        // A base it does not build from does not count.
+        let mut more = bases("base");
+        more[1].1 = "changed".into();
+        assert_eq!(first, recipe_digest(&recipe, root.path(), &more).unwrap());
         let with_args = Recipe { build_args: &[("SERIES", "8.0")], ..recipe };
-        assert_ne!(first, recipe_digest(&with_args, root.path(), "base").unwrap());
+        assert_ne!(first, recipe_digest(&with_args, root.path(), &bases("base")).unwrap());
         fs::write(root.path().join("images/x/entrypoint.sh"), "exec \"$@\"\n").unwrap();
-        assert_ne!(first, recipe_digest(&recipe, root.path(), "base").unwrap());
+        assert_ne!(first, recipe_digest(&recipe, root.path(), &bases("base")).unwrap());
     }
 }
