@@ -245,3 +245,10 @@ pub async fn reveal_master_password(base_url: &str, slug: &str, session: &str) -
         .unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
+
+/// The name libtest knows the test function `function` of module `module` (its
+/// `module_path!()`) by, to run that one test again in a child process of this binary.
+pub fn test_name(module: &str, function: &str) -> String {
+    let within_crate = module.split_once("::").map_or("", |(_, rest)| rest);
+    if within_crate.is_empty() { function.to_string() } else { format!("{within_crate}::{function}") }
+}

@@ -51,7 +51,8 @@ async fn outbox_survives_crash() {
 
     // A separate process commits the tenant, claims its job and dies before applying it.
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .arg(crate::harness::test_name(module_path!(), "crash_child"))
+        .args(["--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(CRASH_DATABASE_VAR, &url)
         .env(CRASH_SLUG_VAR, &slug)
         .env(failpoint::VAR, failpoint::AFTER_CLAIM)

@@ -38,7 +38,8 @@ async fn signup(app: &TestApp, body: Value) -> reqwest::Response {
 async fn retried_after_a_crash(database: &str, redis_prefix: Option<&str>) {
     // A separate process serves the signup and dies right after its commit, before answering.
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["crash::signup_crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .arg(crate::harness::test_name(module_path!(), "signup_crash_child"))
+        .args(["--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(DATABASE_VAR, database)
         .envs(redis_prefix.map(|prefix| (REDIS_PREFIX_VAR, prefix)))
         .env(failpoint::VAR, failpoint::AFTER_SIGNUP_COMMIT)
