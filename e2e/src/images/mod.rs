@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::install::{CacheLock, ensure_debian_packages};
 use crate::paths::cache_dir;
 use crate::process::{Spec, WorkDir, run};
@@ -30,22 +30,50 @@ pub use registry::Registry;
 /// The programs that make and serve the images.
 pub const IMAGE_PACKAGES: &[&str] = &["debootstrap", "buildah", "docker-registry"];
 
-/// One image: its Dockerfile, its build context, the arguments, and the name it is pushed under.
+/// One image: where its Dockerfile is, the arguments, and the name it is pushed under.
 #[derive(Debug, Clone, Copy)]
 pub struct Recipe {
     /// The reference pods use, as the operator and the chart render it (Docker Hub's, short).
     pub name: &'static str,
-    /// The build context, relative to the repository's root.
-    pub context: &'static str,
-    /// The Dockerfile, relative to the repository's root.
-    pub dockerfile: &'static str,
+    pub source: Source,
     pub build_args: &'static [(&'static str, &'static str)],
-    /// A program of the workspace (the context is then the repository's root): what its build
-    /// reads is the workspace members it is made of, not the others ([`inputs`]). Its build
-    /// fetches crates from crates.io.
-    pub package: Option<&'static str>,
     /// A command that shows the image works, and what its output contains.
     pub check: (&'static [&'static str], &'static str),
+}
+
+/// Where a recipe's Dockerfile is, and so its build context.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    /// A folder of the repository holding the `Dockerfile`: the build context.
+    Folder(&'static str),
+    /// A program of the workspace: `<package>/Dockerfile`, the workspace as the context. What
+    /// its build reads is the workspace members it is made of, not the others ([`inputs`]); it
+    /// fetches crates from crates.io.
+    Program(&'static str),
+}
+
+impl Source {
+    /// The build context, relative to the repository's root.
+    fn context(self) -> &'static str {
+        match self {
+            Source::Folder(folder) => folder,
+            Source::Program(_) => ".",
+        }
+    }
+
+    /// The Dockerfile, relative to the repository's root.
+    fn dockerfile(self) -> String {
+        match self {
+            Source::Folder(folder) | Source::Program(folder) => format!("{folder}/Dockerfile"),
+        }
+    }
+
+    fn package(self) -> Option<&'static str> {
+        match self {
+            Source::Folder(_) => None,
+            Source::Program(package) => Some(package),
+        }
+    }
 }
 
 /// Every image the test environment provides. The ERP images are the product's own recipe
@@ -55,58 +83,44 @@ pub struct Recipe {
 pub const RECIPES: &[Recipe] = &[
     Recipe {
         name: "postgres:15",
-        context: "images/postgres",
-        dockerfile: "images/postgres/Dockerfile",
+        source: Source::Folder("images/postgres"),
         build_args: &[],
-        package: None,
         check: (&["postgres", "--version"], "(PostgreSQL) 15."),
     },
     Recipe {
         name: "nginxinc/nginx-unprivileged:1.27-alpine",
-        context: "images/web-proxy",
-        dockerfile: "images/web-proxy/Dockerfile",
+        source: Source::Folder("images/web-proxy"),
         build_args: &[],
-        package: None,
         check: (&["nginx", "-t"], "test is successful"),
     },
     Recipe {
         name: "redis:7",
-        context: "images/redis",
-        dockerfile: "images/redis/Dockerfile",
+        source: Source::Folder("images/redis"),
         build_args: &[],
-        package: None,
         check: (&["redis-server", "--version"], "Redis server v=7."),
     },
     Recipe {
         name: "tryton/tryton:7.0",
-        context: "images/tryton",
-        dockerfile: "images/tryton/Dockerfile",
+        source: Source::Folder("images/tryton"),
         build_args: &[("SERIES", "7.0")],
-        package: None,
         check: (&["trytond", "--version"], "7.0."),
     },
     Recipe {
         name: "tryton/tryton:8.0",
-        context: "images/tryton",
-        dockerfile: "images/tryton/Dockerfile",
+        source: Source::Folder("images/tryton"),
         build_args: &[("SERIES", "8.0")],
-        package: None,
         check: (&["trytond", "--version"], "8.0."),
     },
     Recipe {
         name: concat!("tenantry/control-plane:", env!("CARGO_PKG_VERSION")),
-        context: ".",
-        dockerfile: "control-plane/Dockerfile",
+        source: Source::Program("control-plane"),
         build_args: &[],
-        package: Some("control-plane"),
         check: (&["control-plane", "--version"], concat!("control-plane ", env!("CARGO_PKG_VERSION"))),
     },
     Recipe {
         name: concat!("tenantry/tenant-operator:", env!("CARGO_PKG_VERSION")),
-        context: ".",
-        dockerfile: "tenant-operator/Dockerfile",
+        source: Source::Program("tenant-operator"),
         build_args: &[],
-        package: Some("tenant-operator"),
         check: (&["tenant-operator", "--version"], concat!("tenant-operator ", env!("CARGO_PKG_VERSION"))),
     },
 ];
@@ -207,11 +221,11 @@ pub fn ensure_all() -> Result<()> {
 fn recipe_build(recipe: &Recipe, root: &Path) -> buildah::Build {
     buildah::Build {
         tag: qualified(recipe.name),
-        dockerfile: root.join(recipe.dockerfile),
-        context: root.join(recipe.context),
+        dockerfile: root.join(recipe.source.dockerfile()),
+        context: root.join(recipe.source.context()),
         build_args: recipe.build_args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         // cargo trusts the system's bundle only.
-        system_trust: recipe.package.is_some(),
+        system_trust: matches!(recipe.source, Source::Program(_)),
     }
 }
 
@@ -271,7 +285,8 @@ fn ensure_stand_in(
 
 /// Whether the recipe's Dockerfile builds `FROM` the image `name` (full name).
 fn builds_from(recipe: &Recipe, root: &Path, name: &str) -> bool {
-    fs::read_to_string(root.join(recipe.dockerfile)).is_ok_and(|text| from_images(&text).iter().any(|n| n == name))
+    fs::read_to_string(root.join(recipe.source.dockerfile()))
+        .is_ok_and(|text| from_images(&text).iter().any(|n| n == name))
 }
 
 /// The full names of the images a Dockerfile's `FROM` lines name (not its own stages).
@@ -325,24 +340,28 @@ fn marker_name(name: &str, digest: &str) -> String {
     if digest.is_empty() { name } else { format!("{name}.{digest}") }
 }
 
-/// A digest of everything the build reads: the name, the arguments, the Dockerfile, the bases
-/// it builds from (`bases`: full name and identity), and the files of the build context it can
-/// read (names, modes and contents; [`inputs`]).
+/// A digest of everything the build reads: the name, the arguments, the bases it builds from
+/// (`bases`: full name and identity), and the files of the build context it can read (names,
+/// modes and contents; [`inputs`]), its Dockerfile among them.
 fn recipe_digest(recipe: &Recipe, root: &Path, bases: &[(String, String)]) -> Result<String> {
     let mut hash = Sha256::new();
     hash.update(recipe.name.as_bytes());
     for (key, value) in recipe.build_args {
         hash.update(format!("\0{key}={value}").as_bytes());
     }
-    let dockerfile = root.join(recipe.dockerfile);
+    let dockerfile = root.join(recipe.source.dockerfile());
     let text = fs::read_to_string(&dockerfile).context(|| format!("reading {}", dockerfile.display()))?;
     for image in from_images(&text) {
         let identity = bases.iter().find(|(name, _)| *name == image).map_or("", |(_, identity)| identity.as_str());
         hash.update(format!("\0{image}={identity}").as_bytes());
     }
-    hash_files(&mut hash, root, std::slice::from_ref(&dockerfile))?;
-    let context = root.join(recipe.context);
-    hash_files(&mut hash, &context, &inputs::files(&context, recipe.package)?)?;
+    let context = root.join(recipe.source.context());
+    let files = inputs::files(&context, recipe.source.package())?;
+    // What the build does not read is no input, but a Dockerfile always is.
+    if !files.contains(&dockerfile) {
+        return Err(Error::Prerequisite(format!("{} is outside its build context", dockerfile.display())));
+    }
+    hash_files(&mut hash, &context, &files)?;
     Ok(hex::encode(&hash.finalize()[..8]))
 }
 
@@ -383,8 +402,9 @@ mod tests {
     fn every_recipe_has_its_dockerfile_and_every_base_is_here() {
         let root = repository_root();
         let known: Vec<&str> = std::iter::once(base::BASE_IMAGE).chain(STAND_INS.iter().map(|s| s.name)).collect();
-        for dockerfile in RECIPES.iter().map(|r| r.dockerfile).chain(STAND_INS.iter().map(|s| s.dockerfile)) {
-            let text = fs::read_to_string(root.join(dockerfile)).unwrap_or_else(|e| panic!("{dockerfile}: {e}"));
+        let recipes = RECIPES.iter().map(|r| r.source.dockerfile());
+        for dockerfile in recipes.chain(STAND_INS.iter().map(|s| s.dockerfile.to_string())) {
+            let text = fs::read_to_string(root.join(&dockerfile)).unwrap_or_else(|e| panic!("{dockerfile}: {e}"));
             for image in from_images(&text) {
                 assert!(known.contains(&image.as_str()), "{dockerfile} builds from {image}, which nothing here makes");
             }
@@ -411,14 +431,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         fs::create_dir_all(root.path().join("images/x")).unwrap();
         fs::write(root.path().join("images/x/Dockerfile"), "FROM debian:bookworm-slim\n").unwrap();
-        let recipe = Recipe {
-            name: "x:1",
-            context: "images/x",
-            dockerfile: "images/x/Dockerfile",
-            build_args: &[],
-            package: None,
-            check: (&[], ""),
-        };
+        let recipe = Recipe { name: "x:1", source: Source::Folder("images/x"), build_args: &[], check: (&[], "") };
         let bases = |id: &str| vec![(base::BASE_IMAGE.to_string(), id.to_string()), ("other:1".into(), "o".into())];
         let first = recipe_digest(&recipe, root.path(), &bases("base")).unwrap();
         assert_eq!(first, recipe_digest(&recipe, root.path(), &bases("base")).unwrap());

@@ -497,9 +497,19 @@ async fn chart_installs_on_local_cluster() {
     let namespace = env.namespace(&admin, "chart-install").await;
     // The default values read the database and Redis URLs from Secrets made beforehand.
     let password = format!("{:032x}", rand::random::<u128>());
+    // The official images' contracts: PostgreSQL's superuser password from the environment,
+    // Redis's from its arguments.
+    let postgres = json!({
+        "env": [{"name": "POSTGRES_PASSWORD", "value": password}],
+        "readinessProbe": {"exec": {"command": ["pg_isready", "-U", "postgres", "-h", "127.0.0.1"]}, "periodSeconds": 1},
+    });
+    let redis = json!({
+        "args": ["redis-server", "--protected-mode", "no", "--requirepass", password],
+        "readinessProbe": {"tcpSocket": {"port": 6379}, "periodSeconds": 1},
+    });
     tokio::join!(
-        backing_service(&admin, &namespace, "tenantry-postgres", "postgres:15", 5432, &password),
-        backing_service(&admin, &namespace, "tenantry-redis", "redis:7", 6379, &password),
+        backing_service(&admin, &namespace, "tenantry-postgres", "postgres:15", 5432, postgres),
+        backing_service(&admin, &namespace, "tenantry-redis", "redis:7", 6379, redis),
     );
     let database_url = format!("postgres://postgres:{password}@tenantry-postgres:5432/postgres");
     create_secret(&admin, &namespace, "tenantry-database", "url", &database_url).await;
@@ -600,27 +610,15 @@ async fn chart_installs_on_local_cluster() {
 }
 
 /// A server the control plane needs, as a pod of the real node behind a Service of that name:
-/// the official image's contract, with `password` (PostgreSQL's superuser's, Redis's).
-async fn backing_service(client: &Client, namespace: &str, name: &str, image: &str, port: u16, password: &str) {
-    let (env, args, probe) = if image.starts_with("postgres") {
-        (
-            json!([{"name": "POSTGRES_PASSWORD", "value": password}]),
-            json!(null),
-            json!({"exec": {"command": ["pg_isready", "-U", "postgres", "-h", "127.0.0.1"]}, "periodSeconds": 1}),
-        )
-    } else {
-        (
-            json!([]),
-            json!(["redis-server", "--protected-mode", "no", "--requirepass", password]),
-            json!({"tcpSocket": {"port": port}, "periodSeconds": 1}),
-        )
-    };
+/// `container` gives what differs between servers (environment, arguments, readiness probe).
+async fn backing_service(client: &Client, namespace: &str, name: &str, image: &str, port: u16, container: Value) {
+    let mut server = json!({"name": "server", "image": image, "imagePullPolicy": "IfNotPresent", "ports": [{"containerPort": port}]});
+    for (key, value) in container.as_object().unwrap() {
+        server[key] = value.clone();
+    }
     let mut pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {"containers": [{
-            "name": "server", "image": image, "imagePullPolicy": "IfNotPresent", "env": env, "args": args,
-            "ports": [{"containerPort": port}], "readinessProbe": probe,
-        }]},
+        "spec": {"containers": [server]},
     }))
     .unwrap();
     e2e::node::place_on_real_node(pod.spec.as_mut().unwrap());
