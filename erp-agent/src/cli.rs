@@ -351,7 +351,8 @@ struct StoreArgs {
 
 #[derive(Debug, Args)]
 struct KeyArgs {
-    /// The tenant's secret backup key file (`AGE-SECRET-KEY-1…`, mode 0600 or stricter).
+    /// The tenant's secret backup key file (`AGE-SECRET-KEY-1…`, mode 0600 or stricter, or
+    /// root's and readable by its group only).
     #[arg(long, env = "TENANTRY_AGENT_KEY_FILE")]
     key_file: PathBuf,
 }

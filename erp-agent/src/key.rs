@@ -17,7 +17,7 @@
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -26,6 +26,16 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+
+/// Whether a key file of this mode and owner is private. Its owner alone may read it (0600 or
+/// stricter), with one exception, the one PostgreSQL makes for its server's key: a file owned by
+/// root may also be readable, not writable, by its group (0640, 0440). That is what a
+/// Kubernetes Secret volume gives a pod that runs as a non-root user with an `fsGroup`: the
+/// files stay root's, and the group is the pod's alone.
+fn is_private(mode: u32, owner: u32) -> bool {
+    let open = if owner == 0 { 0o027 } else { 0o077 };
+    mode & open == 0
+}
 
 /// The secret half of a tenant's backup key: decrypts the tenant's backups.
 #[derive(Clone)]
@@ -48,16 +58,18 @@ impl BackupKey {
         age::x25519::Identity::from_str(line).map(Self).map_err(|e| Error::Key(format!("not an age X25519 key: {e}")))
     }
 
-    /// Reads a key file, refusing one that its group or others may read or write: a key that
-    /// others could read must be treated as leaked, not used.
+    /// Reads a key file, refusing one that is not private ([`is_private`]): a key that others
+    /// could read must be treated as leaked, not used.
     pub fn load(path: &Path) -> Result<Self> {
         let io = |source| Error::Io { what: "reading the backup key", path: path.to_path_buf(), source };
-        let mode = fs::metadata(path).map_err(io)?.permissions().mode();
-        if mode & 0o077 != 0 {
+        let metadata = fs::metadata(path).map_err(io)?;
+        let mode = metadata.permissions().mode() & 0o777;
+        if !is_private(mode, metadata.uid()) {
             return Err(Error::Key(format!(
-                "{} is open to its group or others (mode {:o}); make it 0600",
+                "{} is open to its group or others (mode {mode:o}, owner uid {}); make it 0600, or owned by root and \
+                 readable by its group only",
                 path.display(),
-                mode & 0o777
+                metadata.uid()
             )));
         }
         let text = Zeroizing::new(fs::read_to_string(path).map_err(io)?);
@@ -173,10 +185,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tenant.key");
         key.write_new(&path).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = BackupKey::load(&path).unwrap_err();
         assert!(matches!(err, Error::Key(_)), "{err}");
-        assert!(err.to_string().contains("640"), "{err}");
+        assert!(err.to_string().contains("644"), "{err}");
+    }
+
+    #[test]
+    fn only_root_may_share_a_key_file_with_its_group_and_only_for_reading() {
+        const USER: u32 = 65532;
+        for mode in [0o600, 0o400] {
+            assert!(is_private(mode, USER) && is_private(mode, 0), "{mode:o}");
+        }
+        // A Secret volume's file with an fsGroup: root's, readable by the pod's group.
+        for mode in [0o640, 0o440] {
+            assert!(is_private(mode, 0), "{mode:o}");
+            assert!(!is_private(mode, USER), "{mode:o}");
+        }
+        for mode in [0o660, 0o620, 0o604, 0o644, 0o666, 0o601] {
+            assert!(!is_private(mode, 0) && !is_private(mode, USER), "{mode:o}");
+        }
     }
 
     #[test]

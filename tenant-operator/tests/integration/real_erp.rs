@@ -15,9 +15,9 @@ use e2e::node::{REAL_NODE_LABEL, REAL_NODE_TAINT};
 use e2e::tryton::{Session, TrytonClient};
 use e2e::wait::until;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, Secret, Service, Toleration};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service, Toleration};
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tenant_operator::api::{Phase, TenantSpec, namespace_of};
 use tenant_operator::placement::Placement;
@@ -216,11 +216,118 @@ async fn tenant_with_a_party(operator: &Operator, prefix: &str) -> (String, Stri
     (name, namespace, token)
 }
 
+/// The ERP agent's image, built from `erp-agent/Dockerfile`.
+const AGENT_IMAGE: &str = concat!("tenantry/erp-agent:", env!("CARGO_PKG_VERSION"));
+
+/// Runs the agent's image as a pod of the tenant's namespace on the real node, the way a backup
+/// Job runs it: as the ERP's user (so it reads the file store the server wrote), the database
+/// URL made from the tenant's generated Secret, the backup key from a Secret volume. Returns the
+/// JSON document it printed.
+async fn run_agent(client: &Client, namespace: &str, tenant: &str, pod_name: &str, args: &[&str]) -> serde_json::Value {
+    let secret = |name: &str, key: &str| json!({"secretKeyRef": {"name": name, "key": key}});
+    let mut pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": pod_name},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000, "runAsNonRoot": true},
+            "containers": [{
+                "name": "agent",
+                "image": AGENT_IMAGE,
+                "args": args,
+                "env": [
+                    {"name": "DB_USER", "valueFrom": secret("postgres-credentials", "username")},
+                    {"name": "DB_PASSWORD", "valueFrom": secret("postgres-credentials", "password")},
+                    {"name": "TENANTRY_AGENT_DATABASE_URL", "value": "postgres://$(DB_USER):$(DB_PASSWORD)@postgres:5432/"},
+                    {"name": "TENANTRY_AGENT_TENANT", "value": tenant},
+                    {"name": "TENANTRY_AGENT_DATABASE", "value": "production"},
+                    {"name": "TENANTRY_AGENT_ERP_VERSION", "value": VERSION},
+                    {"name": "TENANTRY_AGENT_FILESTORE", "value": "/var/lib/trytond/db"},
+                    {"name": "TENANTRY_AGENT_STORE", "value": "file:///backups"},
+                    {"name": "TENANTRY_AGENT_RECIPIENT", "valueFrom": secret("backup-key", "recipient")},
+                    {"name": "TENANTRY_AGENT_KEY_FILE", "value": "/etc/backup-key/key"},
+                    {"name": "TENANTRY_AGENT_JOURNAL", "value": "/work/journal.json"},
+                    // Standard output is the JSON document alone.
+                    {"name": "TENANTRY_AGENT_LOG", "value": "off"},
+                ],
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                    "limits": {"cpu": "1", "memory": "512Mi"},
+                },
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+                "volumeMounts": [
+                    {"name": "filestore", "mountPath": "/var/lib/trytond/db", "readOnly": true},
+                    {"name": "backups", "mountPath": "/backups"},
+                    {"name": "key", "mountPath": "/etc/backup-key", "readOnly": true},
+                    {"name": "work", "mountPath": "/work"},
+                ],
+            }],
+            "volumes": [
+                {"name": "filestore", "persistentVolumeClaim": {"claimName": "filestore-production", "readOnly": true}},
+                {"name": "backups", "persistentVolumeClaim": {"claimName": "agent-backups"}},
+                // Root's file, readable by the pod's group alone: what the agent accepts of a Secret.
+                {"name": "key", "secret": {"secretName": "backup-key", "items": [{"key": "key", "path": "key"}], "defaultMode": 0o440}},
+                {"name": "work", "emptyDir": {}},
+            ],
+        },
+    }))
+    .unwrap();
+    e2e::node::place_on_real_node(pod.spec.as_mut().unwrap());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let ended = |pod: Option<&Pod>| {
+        pod.is_some_and(|p| matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
+    };
+    let pod = until(&pods, pod_name, "ended", READY_TIMEOUT, ended).await;
+    let log = pods.logs(pod_name, &LogParams::default()).await.unwrap();
+    let phase = pod.status.and_then(|s| s.phase);
+    assert_eq!(phase.as_deref(), Some("Succeeded"), "tenantry-agent {args:?}: {log}");
+    serde_json::from_str(&log)
+        .unwrap_or_else(|e| panic!("tenantry-agent {args:?} printed no JSON document ({e}): {log}"))
+}
+
+/// The agent's image backs the tenant's database up from a pod beside it, reaching PostgreSQL
+/// through the tenant's Service with the tenant's credentials, and a second pod reads the
+/// backup back in full: its manifest counts as many parties as the ERP shows.
+async fn agent_image_backs_up(client: &Client, namespace: &str, tenant: &str, parties: i64) {
+    let key = age::x25519::Identity::generate();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let data = json!({
+        "key": format!("{}\n", age::secrecy::ExposeSecret::expose_secret(&key.to_string())),
+        "recipient": key.to_public().to_string(),
+    });
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "backup-key"}, "stringData": data})).unwrap();
+    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let claim = json!({
+        "metadata": {"name": "agent-backups"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    });
+    claims.create(&PostParams::default(), &serde_json::from_value(claim).unwrap()).await.unwrap();
+
+    let summary = run_agent(client, namespace, tenant, "agent-backup", &["backup", "--kind", "manual"]).await;
+    let id = summary["backup_id"].as_str().unwrap_or_else(|| panic!("no backup id: {summary}"));
+    assert!(summary["data_bytes"].as_u64().unwrap_or(0) > 0, "{summary}");
+    let verified = run_agent(client, namespace, tenant, "agent-verify", &["verify", "--backup", id]).await;
+    assert_eq!(verified["verified"], true, "{verified}");
+    let manifest = &verified["manifest"];
+    assert!(manifest["modules"]["party"].is_string(), "the party module is in the backup: {manifest}");
+    assert_eq!(manifest["fingerprint"]["party_party"].as_i64(), Some(parties), "{manifest}");
+    assert!(manifest["tools"]["pg_dump"].as_str().is_some_and(|v| v.contains("PostgreSQL) 15.")), "{manifest}");
+}
+
 #[tokio::test]
 async fn database_survives_its_pod() {
     let operator = operator_on_the_real_node().await;
-    let (_, namespace, token) = tenant_with_a_party(&operator, "real-db").await;
+    let (name, namespace, token) = tenant_with_a_party(&operator, "real-db").await;
     let client = operator.client.clone();
+    // The ERP agent's image, run beside the database (one tenant for both: each real tenant
+    // costs the run an ERP's initialisation).
+    let session = login(&client, &namespace, "production").await;
+    let parties = session.search_count("party.party", json!([])).await.unwrap();
+    assert!(parties >= 1);
+    agent_image_backs_up(&client, &namespace, &name, parties).await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let before = pods.get("postgres-0").await.unwrap().metadata.uid;
