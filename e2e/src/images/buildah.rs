@@ -13,11 +13,13 @@ use crate::process::{Spec, run, run_logged};
 const MACHINE_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const BUILD_CA_BUNDLE: &str = "/run/build-trust/ca.crt";
 
-/// One build: the image's tag, its Dockerfile and context, its arguments.
+/// One build: the image's tag, its Dockerfile, context and stage, its arguments.
 pub(super) struct Build {
     pub tag: String,
     pub dockerfile: PathBuf,
     pub context: PathBuf,
+    /// The Dockerfile's stage to build (`--target`); the last one when `None`.
+    pub target: Option<String>,
     pub build_args: Vec<(String, String)>,
     /// Whether the build needs the machine's CA bundle in place of the image's (its `RUN`
     /// steps then must not write that file).
@@ -86,6 +88,9 @@ impl Buildah {
             .arg(&build.tag)
             .arg("--file")
             .arg(build.dockerfile.display().to_string());
+        if let Some(target) = &build.target {
+            command = command.arg("--target").arg(target);
+        }
         for (key, value) in &build.build_args {
             command = command.arg("--build-arg").arg(format!("{key}={value}"));
         }

@@ -46,8 +46,8 @@ pub struct Recipe {
 pub enum Source {
     /// A folder of the repository holding the `Dockerfile`: the build context.
     Folder(&'static str),
-    /// A program of the workspace: `<package>/Dockerfile`, the workspace as the context. What
-    /// its build reads is the workspace members it is made of, not the others ([`inputs`]); it
+    /// A program of the workspace: the stage named after its package in the workspace's
+    /// `Dockerfile`, the workspace as the context. What its build reads is the workspace members it is made of, not the others ([`inputs`]); it
     /// fetches crates from crates.io.
     Program(&'static str),
 }
@@ -64,7 +64,16 @@ impl Source {
     /// The Dockerfile, relative to the repository's root.
     fn dockerfile(self) -> String {
         match self {
-            Source::Folder(folder) | Source::Program(folder) => format!("{folder}/Dockerfile"),
+            Source::Folder(folder) => format!("{folder}/Dockerfile"),
+            Source::Program(_) => "Dockerfile".to_string(),
+        }
+    }
+
+    /// The Dockerfile's stage that is the image (the last one when `None`).
+    fn target(self) -> Option<&'static str> {
+        match self {
+            Source::Folder(_) => None,
+            Source::Program(package) => Some(package),
         }
     }
 
@@ -234,6 +243,7 @@ fn recipe_build(recipe: &Recipe, root: &Path) -> buildah::Build {
         tag: qualified(recipe.name),
         dockerfile: root.join(recipe.source.dockerfile()),
         context: root.join(recipe.source.context()),
+        target: recipe.source.target().map(String::from),
         build_args: recipe.build_args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         // cargo trusts the system's bundle only.
         system_trust: matches!(recipe.source, Source::Program(_)),
@@ -285,6 +295,7 @@ fn ensure_stand_in(
         tag: stand_in.name.to_string(),
         dockerfile: root.join(stand_in.dockerfile),
         context,
+        target: None,
         build_args: Vec::new(),
         system_trust: false,
     };
@@ -360,6 +371,7 @@ fn recipe_digest(recipe: &Recipe, root: &Path, bases: &[(String, String)]) -> Re
     for (key, value) in recipe.build_args {
         hash.update(format!("\0{key}={value}").as_bytes());
     }
+    hash.update(format!("\0target={}", recipe.source.target().unwrap_or_default()).as_bytes());
     let dockerfile = root.join(recipe.source.dockerfile());
     let text = fs::read_to_string(&dockerfile).context(|| format!("reading {}", dockerfile.display()))?;
     for image in from_images(&text) {
@@ -419,6 +431,23 @@ mod tests {
             for image in from_images(&text) {
                 assert!(known.contains(&image.as_str()), "{dockerfile} builds from {image}, which nothing here makes");
             }
+        }
+    }
+
+    #[test]
+    fn every_program_is_a_stage_of_the_workspaces_dockerfile() {
+        let root = repository_root();
+        for recipe in RECIPES {
+            let Some(target) = recipe.source.target() else { continue };
+            let text = fs::read_to_string(root.join(recipe.source.dockerfile())).unwrap();
+            let stage = text.lines().any(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.first().is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+                    && words.len() >= 4
+                    && words[words.len() - 2].eq_ignore_ascii_case("AS")
+                    && words[words.len() - 1] == target
+            });
+            assert!(stage, "{}: no stage named {target}", recipe.name);
         }
     }
 

@@ -216,7 +216,7 @@ async fn tenant_with_a_party(operator: &Operator, prefix: &str) -> (String, Stri
     (name, namespace, token)
 }
 
-/// The ERP agent's image, built from `erp-agent/Dockerfile`.
+/// The ERP agent's image, built from the workspace's `Dockerfile` (its `erp-agent` stage).
 const AGENT_IMAGE: &str = concat!("tenantry/erp-agent:", env!("CARGO_PKG_VERSION"));
 
 /// Runs the agent's image as a pod of the tenant's namespace on the real node, the way a backup
