@@ -21,9 +21,8 @@ pub(super) struct Build {
     /// The Dockerfile's stage to build (`--target`); the last one when `None`.
     pub target: Option<String>,
     pub build_args: Vec<(String, String)>,
-    /// Whether the build needs the machine's CA bundle in place of the image's (its `RUN`
-    /// steps then must not write that file).
-    pub system_trust: bool,
+    /// Whether the build runs cargo, which is then pointed at the machine's CA bundle too.
+    pub cargo_trust: bool,
 }
 
 pub(super) struct Buildah {
@@ -94,15 +93,16 @@ impl Buildah {
         for (key, value) in &build.build_args {
             command = command.arg("--build-arg").arg(format!("{key}={value}"));
         }
-        for (source, target) in self.trust_mounts(build.system_trust)? {
+        for (source, target) in self.trust_mounts(build.cargo_trust)? {
             command = command.arg("--volume").arg(format!("{}:{target}:ro", source.display()));
         }
         run_logged(&command.arg(build.context.display().to_string()), log)
     }
 
-    /// The machine's CA bundle and the pip and npm settings that use it; with `system`, the
-    /// bundle also over the image's own (cargo reads only that one).
-    fn trust_mounts(&self, system: bool) -> Result<Vec<(PathBuf, &'static str)>> {
+    /// The machine's CA bundle and the pip and npm settings that use it; with `cargo`, cargo's
+    /// too (its configuration in the official Rust image's `CARGO_HOME`). The image's own
+    /// bundle is never replaced: a stage that installs `ca-certificates` rewrites it.
+    fn trust_mounts(&self, cargo: bool) -> Result<Vec<(PathBuf, &'static str)>> {
         let bundle = Path::new(MACHINE_CA_BUNDLE);
         if !bundle.exists() {
             return Ok(Vec::new());
@@ -114,8 +114,11 @@ impl Buildah {
             .context(|| format!("writing {}", pip.display()))?;
         fs::write(&npm, format!("cafile={BUILD_CA_BUNDLE}\n")).context(|| format!("writing {}", npm.display()))?;
         let mut mounts = vec![(bundle.to_path_buf(), BUILD_CA_BUNDLE), (pip, "/etc/pip.conf"), (npm, "/etc/npmrc")];
-        if system {
-            mounts.push((bundle.to_path_buf(), MACHINE_CA_BUNDLE));
+        if cargo {
+            let config = self.trust.join("cargo-config.toml");
+            fs::write(&config, format!("[http]\ncainfo = \"{BUILD_CA_BUNDLE}\"\n"))
+                .context(|| format!("writing {}", config.display()))?;
+            mounts.push((config, "/usr/local/cargo/config.toml"));
         }
         Ok(mounts)
     }

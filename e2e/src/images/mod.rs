@@ -245,8 +245,8 @@ fn recipe_build(recipe: &Recipe, root: &Path) -> buildah::Build {
         context: root.join(recipe.source.context()),
         target: recipe.source.target().map(String::from),
         build_args: recipe.build_args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        // cargo trusts the system's bundle only.
-        system_trust: matches!(recipe.source, Source::Program(_)),
+        // cargo runs in the programs' build stage.
+        cargo_trust: matches!(recipe.source, Source::Program(_)),
     }
 }
 
@@ -297,7 +297,7 @@ fn ensure_stand_in(
         context,
         target: None,
         build_args: Vec::new(),
-        system_trust: false,
+        cargo_trust: false,
     };
     buildah.build(&build, &log)?;
     let parent = marker.parent().unwrap_or(dir);
