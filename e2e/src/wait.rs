@@ -3,6 +3,8 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::LogParams;
 use kube::runtime::wait::{Condition, await_condition};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
@@ -42,4 +44,18 @@ where
             panic!("{name}: still there after {timeout:?}; last seen: {last:#?}")
         }
     }
+}
+
+/// A pod's phase (`Pending`, `Running`, `Succeeded`, `Failed`), empty before it has one.
+pub fn pod_phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+/// Waits until the pod has ended, and returns it with its log as the apiserver serves it (from
+/// the kubelet's log endpoint).
+pub async fn ended_with_log(pods: &Api<Pod>, name: &str, timeout: Duration) -> (Pod, String) {
+    let ended = |pod: Option<&Pod>| pod.is_some_and(|p| matches!(pod_phase(p), "Succeeded" | "Failed"));
+    let pod = until(pods, name, "ended", timeout, ended).await;
+    let log = pods.logs(name, &LogParams::default()).await.unwrap_or_else(|e| panic!("{name}: reading its log: {e}"));
+    (pod, log)
 }

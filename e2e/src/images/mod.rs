@@ -47,8 +47,8 @@ pub enum Source {
     /// A folder of the repository holding the `Dockerfile`: the build context.
     Folder(&'static str),
     /// A program of the workspace: the stage named after its package in the workspace's
-    /// `Dockerfile`, the workspace as the context. What its build reads is the workspace members it is made of, not the others ([`inputs`]); it
-    /// fetches crates from crates.io.
+    /// `Dockerfile`, the workspace as the context. What its build reads is the workspace
+    /// members it is made of, not the others ([`inputs`]); it fetches crates from crates.io.
     Program(&'static str),
 }
 
@@ -69,14 +69,8 @@ impl Source {
         }
     }
 
-    /// The Dockerfile's stage that is the image (the last one when `None`).
-    fn target(self) -> Option<&'static str> {
-        match self {
-            Source::Folder(_) => None,
-            Source::Program(package) => Some(package),
-        }
-    }
-
+    /// The program's package, which also names its stage of the Dockerfile (`--target`); a
+    /// folder's image is its Dockerfile's last stage.
     fn package(self) -> Option<&'static str> {
         match self {
             Source::Folder(_) => None,
@@ -243,7 +237,7 @@ fn recipe_build(recipe: &Recipe, root: &Path) -> buildah::Build {
         tag: qualified(recipe.name),
         dockerfile: root.join(recipe.source.dockerfile()),
         context: root.join(recipe.source.context()),
-        target: recipe.source.target().map(String::from),
+        target: recipe.source.package().map(String::from),
         build_args: recipe.build_args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         // cargo runs in the programs' build stage.
         cargo_trust: matches!(recipe.source, Source::Program(_)),
@@ -371,7 +365,7 @@ fn recipe_digest(recipe: &Recipe, root: &Path, bases: &[(String, String)]) -> Re
     for (key, value) in recipe.build_args {
         hash.update(format!("\0{key}={value}").as_bytes());
     }
-    hash.update(format!("\0target={}", recipe.source.target().unwrap_or_default()).as_bytes());
+    hash.update(format!("\0target={}", recipe.source.package().unwrap_or_default()).as_bytes());
     let dockerfile = root.join(recipe.source.dockerfile());
     let text = fs::read_to_string(&dockerfile).context(|| format!("reading {}", dockerfile.display()))?;
     for image in from_images(&text) {
@@ -438,7 +432,7 @@ mod tests {
     fn every_program_is_a_stage_of_the_workspaces_dockerfile() {
         let root = repository_root();
         for recipe in RECIPES {
-            let Some(target) = recipe.source.target() else { continue };
+            let Some(target) = recipe.source.package() else { continue };
             let text = fs::read_to_string(root.join(recipe.source.dockerfile())).unwrap();
             let stage = text.lines().any(|line| {
                 let words: Vec<&str> = line.split_whitespace().collect();

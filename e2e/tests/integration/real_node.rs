@@ -8,9 +8,9 @@ use e2e::TestEnv;
 use e2e::images::RECIPES;
 use e2e::node::image::BUSYBOX_IMAGE;
 use e2e::node::place_on_real_node;
-use e2e::wait::{DEFAULT_TIMEOUT, until};
+use e2e::wait::{DEFAULT_TIMEOUT, ended_with_log, pod_phase, until};
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, LogParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 
 fn pod(name: &str, labels: serde_json::Value, restart: &str, script: &str) -> Pod {
@@ -31,19 +31,6 @@ fn pod_running(name: &str, labels: serde_json::Value, restart: &str, image: &str
     pod
 }
 
-fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
-}
-
-/// Waits until the pod has ended, and returns its log as the apiserver serves it (from the
-/// kubelet's log endpoint).
-async fn finished_log(pods: &Api<Pod>, name: &str) -> (Pod, String) {
-    let finished = |pod: Option<&Pod>| pod.is_some_and(|p| matches!(phase(p), "Succeeded" | "Failed"));
-    let pod = until(pods, name, "ended", DEFAULT_TIMEOUT, finished).await;
-    let log = pods.logs(name, &LogParams::default()).await.unwrap();
-    (pod, log)
-}
-
 #[tokio::test]
 async fn real_node_runs_a_pod() {
     let env = TestEnv::shared().await;
@@ -54,8 +41,8 @@ async fn real_node_runs_a_pod() {
     let script = format!("echo {token}; echo \"address $(hostname -i)\"");
     pods.create(&PostParams::default(), &pod("hello", json!({}), "Never", &script)).await.unwrap();
 
-    let (pod, log) = finished_log(&pods, "hello").await;
-    assert_eq!(phase(&pod), "Succeeded", "{log}\n{pod:#?}");
+    let (pod, log) = ended_with_log(&pods, "hello", DEFAULT_TIMEOUT).await;
+    assert_eq!(pod_phase(&pod), "Succeeded", "{log}\n{pod:#?}");
     let spec = pod.spec.as_ref().unwrap();
     let node = env.real_node().await;
     assert_eq!(spec.node_name.as_deref(), Some(node.name.as_str()));
@@ -79,7 +66,7 @@ async fn serve_page(pods: &Api<Pod>, services: &Api<Service>) -> (String, String
     }))
     .unwrap();
     let service = services.create(&PostParams::default(), &service).await.unwrap();
-    let running = |pod: Option<&Pod>| pod.is_some_and(|p| phase(p) == "Running");
+    let running = |pod: Option<&Pod>| pod.is_some_and(|p| pod_phase(p) == "Running");
     until(pods, "web", "running", DEFAULT_TIMEOUT, running).await;
     (token, service.spec.unwrap().cluster_ip.unwrap())
 }
@@ -90,8 +77,8 @@ async fn serve_page(pods: &Api<Pod>, services: &Api<Service>) -> (String, String
 async fn fetch_page(pods: &Api<Pod>, url: &str, token: &str) {
     let fetch = format!("for i in $(seq 60); do wget -q -O - {url} && exit 0; sleep 0.5; done; exit 1");
     pods.create(&PostParams::default(), &pod("client", json!({}), "Never", &fetch)).await.unwrap();
-    let (pod, log) = finished_log(pods, "client").await;
-    assert_eq!(phase(&pod), "Succeeded", "{log}");
+    let (pod, log) = ended_with_log(pods, "client", DEFAULT_TIMEOUT).await;
+    assert_eq!(pod_phase(&pod), "Succeeded", "{log}");
     assert!(log.contains(token), "{log}");
 }
 
@@ -132,8 +119,8 @@ async fn images_built_here_run_on_the_real_node() {
         pods.create(&PostParams::default(), &pod).await.unwrap();
     }
     for (index, recipe) in RECIPES.iter().enumerate() {
-        let (pod, log) = finished_log(&pods, &format!("image-{index}")).await;
-        assert_eq!(phase(&pod), "Succeeded", "{}: {log}\n{:#?}", recipe.name, pod.status);
+        let (pod, log) = ended_with_log(&pods, &format!("image-{index}"), DEFAULT_TIMEOUT).await;
+        assert_eq!(pod_phase(&pod), "Succeeded", "{}: {log}\n{:#?}", recipe.name, pod.status);
         assert!(log.contains(recipe.check.1), "{}: {log}", recipe.name);
     }
 }

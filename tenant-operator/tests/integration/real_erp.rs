@@ -13,11 +13,11 @@ use common::Operator;
 use e2e::TestEnv;
 use e2e::node::{REAL_NODE_LABEL, REAL_NODE_TAINT};
 use e2e::tryton::{Session, TrytonClient};
-use e2e::wait::until;
+use e2e::wait::{ended_with_log, pod_phase, until};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service, Toleration};
 use kube::Client;
-use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tenant_operator::api::{Phase, TenantSpec, namespace_of};
 use tenant_operator::placement::Placement;
@@ -275,13 +275,8 @@ async fn run_agent(client: &Client, namespace: &str, tenant: &str, pod_name: &st
     e2e::node::place_on_real_node(pod.spec.as_mut().unwrap());
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let ended = |pod: Option<&Pod>| {
-        pod.is_some_and(|p| matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
-    };
-    let pod = until(&pods, pod_name, "ended", READY_TIMEOUT, ended).await;
-    let log = pods.logs(pod_name, &LogParams::default()).await.unwrap();
-    let phase = pod.status.and_then(|s| s.phase);
-    assert_eq!(phase.as_deref(), Some("Succeeded"), "tenantry-agent {args:?}: {log}");
+    let (pod, log) = ended_with_log(&pods, pod_name, READY_TIMEOUT).await;
+    assert_eq!(pod_phase(&pod), "Succeeded", "tenantry-agent {args:?}: {log}");
     serde_json::from_str(&log)
         .unwrap_or_else(|e| panic!("tenantry-agent {args:?} printed no JSON document ({e}): {log}"))
 }
