@@ -8,9 +8,12 @@
 # docs/deployment.md explains pushing them and installing the chart; docs/images.md gives the
 # ERP agent's contract.
 
+# Where the images take the binaries from: `build`, which compiles them (what providers build),
+# or `prebuilt`, binaries compiled already, given as the build context (the test environment's,
+# whose test run has just compiled them: docs/images.md).
+ARG PROGRAMS=build
+
 FROM rust:1-slim-bookworm AS build
-# `release` unless told otherwise (the test environment builds without the optimiser: the
-# workspace's `quick-release` profile).
 ARG CARGO_PROFILE=release
 WORKDIR /src
 # Cargo reads every workspace member's manifest, so the whole workspace goes in (.dockerignore
@@ -31,13 +34,19 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     done \
  && mkdir -p /out/data
 
+# The context is the binaries, named as above, and an empty `data` folder.
+FROM scratch AS prebuilt
+COPY . /out/
+
+FROM ${PROGRAMS} AS programs
+
 # The control plane: glibc and libgcc, nothing else (no shell, no package manager). Debian 12,
 # like the builder.
 FROM gcr.io/distroless/cc-debian12:nonroot AS control-plane
-COPY --from=build /out/control-plane /usr/local/bin/control-plane
+COPY --from=programs /out/control-plane /usr/local/bin/control-plane
 # `serve` needs a writable data directory (SQLite and generated keys when nothing else is
 # configured). The chart mounts an emptyDir over it; a plain `docker run` uses this one.
-COPY --from=build --chown=65532:65532 /out/data /var/lib/tenantry
+COPY --from=programs --chown=65532:65532 /out/data /var/lib/tenantry
 # The distroless `nonroot` user; the chart's security context asks for the same.
 USER 65532:65532
 ENV TENANTRY_DATA_DIR=/var/lib/tenantry \
@@ -48,7 +57,7 @@ CMD ["serve"]
 
 # The tenant operator, on the same base.
 FROM gcr.io/distroless/cc-debian12:nonroot AS tenant-operator
-COPY --from=build /out/tenant-operator /usr/local/bin/tenant-operator
+COPY --from=programs /out/tenant-operator /usr/local/bin/tenant-operator
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/tenant-operator"]
@@ -62,7 +71,7 @@ FROM debian:bookworm-slim AS erp-agent
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates postgresql-client-15 \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/tenantry-agent /usr/local/bin/tenantry-agent
+COPY --from=programs /out/tenantry-agent /usr/local/bin/tenantry-agent
 # No user of its own: the agent runs as whatever non-root user the Job asks for (65532 unless
 # the files it reads are another user's, e.g. the ERP's file store). Its work (journals, a
 # `file://` store, temporary files) goes to the volumes the Job mounts and to /tmp.

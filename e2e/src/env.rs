@@ -112,10 +112,18 @@ pub struct Environment {
 }
 
 impl Environment {
-    /// Installs what is missing, starts everything on the current runtime and writes the state
-    /// file that [`TestEnv::shared`] attaches to.
+    /// Installs what is missing and brings the programs' images up to date with the workspace
+    /// (cargo builds the programs if they are not), starts everything on the current runtime and
+    /// writes the state file that [`TestEnv::shared`] attaches to.
     pub async fn start() -> Result<Self> {
-        tokio::task::spawn_blocking(ensure_all).await.expect("installer panicked")?;
+        tokio::task::spawn_blocking(|| {
+            ensure_all()?;
+            // The programs' images carry the workspace's binaries as they are now: after the test
+            // suite's build, cargo has nothing to do.
+            crate::images::ensure_programs(&crate::programs::build(&crate::images::PROGRAM_BINARIES)?)
+        })
+        .await
+        .expect("installer panicked")?;
         let workdir = WorkDir::create("env")?;
         let (cluster, node, kubelet) = start_cluster(&workdir).await?;
         let (postgres, redis, s3) =

@@ -11,6 +11,7 @@ pub mod install;
 pub mod paths;
 pub mod postgres;
 pub mod process;
+pub mod programs;
 pub mod redis_server;
 pub mod s3_server;
 pub mod schemathesis;

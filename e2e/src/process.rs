@@ -356,9 +356,9 @@ pub async fn run_async(spec: Spec) -> Result<String> {
     tokio::task::spawn_blocking(move || run(&spec)).await.expect("command runner panicked")
 }
 
-/// Runs a command with its output streamed to a log file (for long builds), failing with the tail.
+/// Runs a command with its output appended to a log file (for long builds), failing with the tail.
 pub fn run_logged(spec: &Spec, log: &Path) -> Result<()> {
-    let out = File::create(log).context(|| format!("creating {}", log.display()))?;
+    let out = File::options().create(true).append(true).open(log).context(|| format!("opening {}", log.display()))?;
     let err = out.try_clone().context(|| format!("opening {}", log.display()))?;
     let status =
         spec.command(None).stdout(out).stderr(err).status().context(|| format!("running `{}`", spec.display()))?;

@@ -18,9 +18,7 @@ use e2e::Environment;
 use tokio::signal::unix::{SignalKind, signal};
 
 // A binary's root resolves modules next to itself, where cargo would take them for binaries of
-// their own; the demo's modules live in a folder named after this one.
-#[path = "testenv/binaries.rs"]
-mod binaries;
+// their own; the demo's module lives in a folder named after this one.
 #[path = "testenv/demo.rs"]
 mod demo;
 
@@ -81,11 +79,17 @@ async fn run(command: Command) -> e2e::Result<ExitCode> {
         Command::Install { tryton_series } => {
             let started = Instant::now();
             tokio::task::spawn_blocking(move || {
-                e2e::install::ensure_all()?;
-                for series in &tryton_series {
-                    e2e::tryton::TrytonInstall::ensure(series)?;
-                }
-                Ok::<_, e2e::Error>(())
+                // The virtualenvs wait on PyPI, the rest mostly on the processors: side by side,
+                // once Debian's packages (Python's `venv` among them) are in.
+                e2e::install::ensure_debian_packages(e2e::install::RUNTIME_PACKAGES)?;
+                let tryton = std::thread::spawn(move || {
+                    tryton_series.iter().try_for_each(|series| e2e::tryton::TrytonInstall::ensure(series).map(drop))
+                });
+                let installed = e2e::install::ensure_all().map(drop);
+                let tryton = tryton
+                    .join()
+                    .unwrap_or_else(|_| Err(e2e::Error::Prerequisite("the Tryton installer panicked".into())));
+                installed.and(tryton)
             })
             .await
             .expect("installer panicked")?;

@@ -21,8 +21,6 @@ pub(super) struct Build {
     /// The Dockerfile's stage to build (`--target`); the last one when `None`.
     pub target: Option<String>,
     pub build_args: Vec<(String, String)>,
-    /// Whether the build runs cargo, which is then pointed at the machine's CA bundle too.
-    pub cargo_trust: bool,
 }
 
 pub(super) struct Buildah {
@@ -73,16 +71,11 @@ impl Buildah {
         result.map(drop)
     }
 
-    /// Builds `build`, logging to `log`. The network is the machine's (pip, npm, apt and cargo
+    /// Builds `build`, logging to `log`. The network is the machine's (pip, npm and apt
     /// fetch from their registries); no base is ever pulled.
     pub(super) fn build(&self, build: &Build, log: &Path) -> Result<()> {
-        // `RUN --mount=type=cache` folders live under buildah's temporary folder: in the cache,
-        // so that they outlive the run (a rebuilt program reuses its compiled dependencies).
-        let tmp = self.root.with_file_name("tmp");
-        fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
         let mut command = self
             .command(&format!("buildah build {}", build.tag))
-            .env("TMPDIR", tmp.display().to_string())
             .args(["build", "--layers", "--pull=never", "--network=host", "--tag"])
             .arg(&build.tag)
             .arg("--file")
@@ -93,16 +86,15 @@ impl Buildah {
         for (key, value) in &build.build_args {
             command = command.arg("--build-arg").arg(format!("{key}={value}"));
         }
-        for (source, target) in self.trust_mounts(build.cargo_trust)? {
+        for (source, target) in self.trust_mounts()? {
             command = command.arg("--volume").arg(format!("{}:{target}:ro", source.display()));
         }
         run_logged(&command.arg(build.context.display().to_string()), log)
     }
 
-    /// The machine's CA bundle and the pip and npm settings that use it; with `cargo`, cargo's
-    /// too (its configuration in the official Rust image's `CARGO_HOME`). The image's own
-    /// bundle is never replaced: a stage that installs `ca-certificates` rewrites it.
-    fn trust_mounts(&self, cargo: bool) -> Result<Vec<(PathBuf, &'static str)>> {
+    /// The machine's CA bundle and the pip and npm settings that use it. The image's own bundle
+    /// is never replaced: a stage that installs `ca-certificates` rewrites it.
+    fn trust_mounts(&self) -> Result<Vec<(PathBuf, &'static str)>> {
         let bundle = Path::new(MACHINE_CA_BUNDLE);
         if !bundle.exists() {
             return Ok(Vec::new());
@@ -113,14 +105,7 @@ impl Buildah {
         fs::write(&pip, format!("[global]\ncert = {BUILD_CA_BUNDLE}\n"))
             .context(|| format!("writing {}", pip.display()))?;
         fs::write(&npm, format!("cafile={BUILD_CA_BUNDLE}\n")).context(|| format!("writing {}", npm.display()))?;
-        let mut mounts = vec![(bundle.to_path_buf(), BUILD_CA_BUNDLE), (pip, "/etc/pip.conf"), (npm, "/etc/npmrc")];
-        if cargo {
-            let config = self.trust.join("cargo-config.toml");
-            fs::write(&config, format!("[http]\ncainfo = \"{BUILD_CA_BUNDLE}\"\n"))
-                .context(|| format!("writing {}", config.display()))?;
-            mounts.push((config, "/usr/local/cargo/config.toml"));
-        }
-        Ok(mounts)
+        Ok(vec![(bundle.to_path_buf(), BUILD_CA_BUNDLE), (pip, "/etc/pip.conf"), (npm, "/etc/npmrc")])
     }
 
     /// Pushes image `name` to `destination` (`host:port/path:tag`, plain HTTP).

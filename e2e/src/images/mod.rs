@@ -4,7 +4,8 @@
 //! into a registry of the environment's own ([`registry`], Debian's `docker-registry`), which
 //! the real node's containerd uses in place of Docker Hub. So the names the operator and the
 //! chart render (`tryton/tryton:8.0`, `postgres:15`…) are pulled for real, with the pull
-//! policies they render (`Always` included).
+//! policies they render (`Always` included). The programs' images are the workspace Dockerfile's,
+//! carrying the binaries the test run compiled ([`ensure_programs`]).
 //!
 //! All of it is cached (`<cache>/images`): the base, buildah's layers, and the registry's
 //! storage with a marker per pushed recipe, named by a digest of everything the build reads.
@@ -23,7 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, IoContext, Result};
 use crate::install::{CacheLock, ensure_debian_packages};
 use crate::paths::cache_dir;
-use crate::process::{Spec, WorkDir, run};
+use crate::process::WorkDir;
 use buildah::Buildah;
 pub use registry::Registry;
 
@@ -47,20 +48,11 @@ pub enum Source {
     /// A folder of the repository holding the `Dockerfile`: the build context.
     Folder(&'static str),
     /// A program of the workspace: the stage named after its package in the workspace's
-    /// `Dockerfile`, the workspace as the context. What its build reads is the workspace
-    /// members it is made of, not the others ([`inputs`]); it fetches crates from crates.io.
+    /// `Dockerfile`, built from the binaries the test run compiled ([`ensure_programs`]).
     Program(&'static str),
 }
 
 impl Source {
-    /// The build context, relative to the repository's root.
-    fn context(self) -> &'static str {
-        match self {
-            Source::Folder(folder) => folder,
-            Source::Program(_) => ".",
-        }
-    }
-
     /// The Dockerfile, relative to the repository's root.
     fn dockerfile(self) -> String {
         match self {
@@ -79,10 +71,17 @@ impl Source {
     }
 }
 
-/// The programs' images are built without the optimiser (`quick-release`, release's semantics
-/// otherwise): a release build of the workspace from nothing took 27 minutes of a fresh
-/// machine's run, beside its other work.
-const PROGRAM_BUILD_ARGS: &[(&str, &str)] = &[("CARGO_PROFILE", "quick-release")];
+/// The programs' images take their binaries from the `prebuilt` stage of the workspace's
+/// Dockerfile, whose context is the binaries the test run's cargo compiled, not from its `build`
+/// stage: that stage compiles the whole workspace a second time, in release, inside the image
+/// (13 of a fresh machine's minutes even without the optimiser), for binaries the test run
+/// already has.
+const PROGRAM_BUILD_ARGS: &[(&str, &str)] = &[("PROGRAMS", "prebuilt")];
+
+/// The workspace's binaries the programs' images carry, under the names the Dockerfile's
+/// `prebuilt` stage expects.
+pub const PROGRAM_BINARIES: [&str; 3] =
+    [crate::programs::CONTROL_PLANE, crate::programs::TENANT_OPERATOR, crate::programs::ERP_AGENT];
 
 /// Every image the test environment provides. The ERP images are the product's own recipe
 /// (`images/tryton`, one per series that has a web client), and so are the control plane's,
@@ -140,38 +139,18 @@ pub const RECIPES: &[Recipe] = &[
 ];
 
 /// A base image the recipes build `FROM` that cannot be pulled here, made from a Dockerfile of
-/// `images/` and kept in buildah's storage under the real image's name (never pushed: no pod
-/// runs it).
+/// `images/` (its folder the context) and kept in buildah's storage under the real image's name
+/// (never pushed: no pod runs it).
 #[derive(Debug, Clone, Copy)]
 struct StandIn {
     /// The real image's full name.
     name: &'static str,
     /// The Dockerfile, relative to the repository's root.
     dockerfile: &'static str,
-    context: StandInContext,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum StandInContext {
-    /// The Dockerfile's folder.
-    Folder,
-    /// The machine's Rust toolchain (`rustc --print sysroot`): no Rust distribution server is
-    /// reachable here.
-    RustToolchain,
-}
-
-const STAND_INS: &[StandIn] = &[
-    StandIn {
-        name: "docker.io/library/rust:1-slim-bookworm",
-        dockerfile: "images/rust/Dockerfile",
-        context: StandInContext::RustToolchain,
-    },
-    StandIn {
-        name: "gcr.io/distroless/cc-debian12:nonroot",
-        dockerfile: "images/distroless-cc/Dockerfile",
-        context: StandInContext::Folder,
-    },
-];
+const STAND_INS: &[StandIn] =
+    &[StandIn { name: "gcr.io/distroless/cc-debian12:nonroot", dockerfile: "images/distroless-cc/Dockerfile" }];
 
 /// The repository's root, where the recipes' folders are.
 pub fn repository_root() -> PathBuf {
@@ -183,10 +162,53 @@ pub fn images_dir() -> PathBuf {
     cache_dir().join("images")
 }
 
-/// Builds and pushes every recipe whose inputs changed since it was last pushed (minutes on a
-/// fresh machine; a second or so when nothing changed).
+/// Builds and pushes every recipe of a folder of the repository whose inputs changed since it
+/// was last pushed (minutes on a fresh machine; a second or so when nothing changed). The
+/// programs' images need the test run's binaries: [`ensure_programs`].
 pub fn ensure_all() -> Result<()> {
     ensure_debian_packages(IMAGE_PACKAGES)?;
+    let root = repository_root();
+    let recipes = RECIPES.iter().filter_map(|recipe| match recipe.source {
+        Source::Folder(folder) => Some((recipe, root.join(folder))),
+        Source::Program(_) => None,
+    });
+    ensure(recipes.collect())
+}
+
+/// Builds and pushes the programs' images whose binaries (`binaries`: each of
+/// [`PROGRAM_BINARIES`] and where cargo left it) or recipe changed since they were last pushed.
+pub fn ensure_programs(binaries: &std::collections::BTreeMap<String, PathBuf>) -> Result<()> {
+    ensure_debian_packages(IMAGE_PACKAGES)?;
+    let context = images_dir().join("programs");
+    {
+        // Filled under the lock the builds take, so that two processes never mix their binaries.
+        let _lock = CacheLock::acquire("images")?;
+        fill_programs_context(&context, binaries)?;
+    }
+    let recipes = RECIPES.iter().filter(|recipe| matches!(recipe.source, Source::Program(_)));
+    ensure(recipes.map(|recipe| (recipe, context.clone())).collect())
+}
+
+/// The `prebuilt` stage's context: the binaries by name, and the empty `data` folder the control
+/// plane's image gives its user. Hard links where the file system allows them: a copy of a
+/// binary that did not change would be a hundred megabytes written for nothing.
+fn fill_programs_context(context: &Path, binaries: &std::collections::BTreeMap<String, PathBuf>) -> Result<()> {
+    let _ = fs::remove_dir_all(context);
+    fs::create_dir_all(context.join("data")).context(|| format!("creating {}", context.display()))?;
+    for name in PROGRAM_BINARIES {
+        let binary = binaries
+            .get(name)
+            .ok_or_else(|| Error::Prerequisite(format!("no {name} binary for the programs' images")))?;
+        let target = context.join(name);
+        if fs::hard_link(binary, &target).is_err() {
+            fs::copy(binary, &target).context(|| format!("copying {} to {}", binary.display(), target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds and pushes those of `recipes` (each with its build context) whose marker is missing.
+fn ensure(recipes: Vec<(&Recipe, PathBuf)>) -> Result<()> {
     let dir = images_dir();
     let _lock = CacheLock::acquire("images")?;
     let buildah = Buildah::new(&dir);
@@ -194,19 +216,16 @@ pub fn ensure_all() -> Result<()> {
     // Every base a recipe may build from, with what identifies its contents: the Debian base's
     // image ID, a stand-in's digest (known before it is built, so a warm run builds nothing).
     let mut bases = vec![(base::BASE_IMAGE.to_string(), base::ensure(&dir, &buildah)?)];
-    let mut stand_ins = Vec::new();
     for stand_in in STAND_INS {
-        let (context, digest) = stand_in_digest(stand_in, &root, &bases[..1])?;
-        bases.push((stand_in.name.to_string(), digest.clone()));
-        stand_ins.push((stand_in, context, digest));
+        bases.push((stand_in.name.to_string(), stand_in_digest(stand_in, &root, &bases[..1])?));
     }
     let pushed = registry::storage_dir(&dir).join("pushed");
     fs::create_dir_all(&pushed).context(|| format!("creating {}", pushed.display()))?;
     let mut outdated = Vec::new();
-    for recipe in RECIPES {
-        let marker = pushed.join(marker_name(recipe.name, &recipe_digest(recipe, &root, &bases)?));
+    for (recipe, context) in recipes {
+        let marker = pushed.join(marker_name(recipe.name, &recipe_digest(recipe, &root, &context, &bases)?));
         if !marker.exists() {
-            outdated.push((recipe, marker));
+            outdated.push((recipe, context, marker));
         }
     }
     if outdated.is_empty() {
@@ -214,65 +233,50 @@ pub fn ensure_all() -> Result<()> {
     }
     let workdir = WorkDir::create("images")?;
     // Only the stand-ins an outdated recipe builds from are made (or found made).
-    for (stand_in, context, digest) in stand_ins {
-        if outdated.iter().any(|(recipe, _)| builds_from(recipe, &root, stand_in.name)) {
-            ensure_stand_in(stand_in, context, &digest, &dir, &buildah, &root, &workdir)?;
+    for (stand_in, (_, digest)) in STAND_INS.iter().zip(&bases[1..]) {
+        if outdated.iter().any(|(recipe, _, _)| builds_from(recipe, &root, stand_in.name)) {
+            ensure_stand_in(stand_in, digest, &dir, &buildah, &root, &workdir)?;
         }
     }
     // A registry of its own for the pushes, on a free port of this machine's loopback.
     let registry = Registry::start_for_pushing(&workdir, &dir)?;
-    for (recipe, marker) in outdated {
-        tracing::info!(image = recipe.name, "building an image (first run, or its recipe changed)");
+    for (recipe, context, marker) in outdated {
+        tracing::info!(image = recipe.name, "building an image (first run, or its inputs changed)");
         let log = workdir.join(format!("build-{}.log", marker_name(recipe.name, "")));
-        buildah.build(&recipe_build(recipe, &root), &log)?;
+        buildah.build(&recipe_build(recipe, &root, context), &log)?;
         buildah.push(&qualified(recipe.name), &registry.push_reference(recipe.name))?;
         fs::write(&marker, recipe.name).context(|| format!("writing {}", marker.display()))?;
     }
     Ok(())
 }
 
-/// What buildah is asked to build for `recipe`.
-fn recipe_build(recipe: &Recipe, root: &Path) -> buildah::Build {
+/// What buildah is asked to build for `recipe`, from `context`.
+fn recipe_build(recipe: &Recipe, root: &Path, context: PathBuf) -> buildah::Build {
     buildah::Build {
         tag: qualified(recipe.name),
         dockerfile: root.join(recipe.source.dockerfile()),
-        context: root.join(recipe.source.context()),
+        context,
         target: recipe.source.package().map(String::from),
         build_args: recipe.build_args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        // cargo runs in the programs' build stage.
-        cargo_trust: matches!(recipe.source, Source::Program(_)),
     }
 }
 
-/// The stand-in's build context, and a digest of everything its build reads.
-fn stand_in_digest(stand_in: &StandIn, root: &Path, bases: &[(String, String)]) -> Result<(PathBuf, String)> {
+/// A digest of everything the stand-in's build reads: its name, its base and its folder.
+fn stand_in_digest(stand_in: &StandIn, root: &Path, bases: &[(String, String)]) -> Result<String> {
     let dockerfile = root.join(stand_in.dockerfile);
     let mut hash = Sha256::new();
     hash.update(stand_in.name.as_bytes());
     for (name, identity) in bases {
         hash.update(format!("\0{name}={identity}").as_bytes());
     }
-    let context = match stand_in.context {
-        StandInContext::Folder => {
-            let context = dockerfile.parent().unwrap_or(root).to_path_buf();
-            hash_files(&mut hash, &context, &inputs::files(&context, None)?)?;
-            context
-        }
-        StandInContext::RustToolchain => {
-            // The toolchain is the machine's: its version stands for its files.
-            hash_files(&mut hash, root, std::slice::from_ref(&dockerfile))?;
-            hash.update(run(&Spec::new("rustc", "rustc").arg("-vV"))?.as_bytes());
-            hash.update(run(&Spec::new("cargo", "cargo").arg("-V"))?.as_bytes());
-            PathBuf::from(run(&Spec::new("rustc", "rustc").args(["--print", "sysroot"]))?.trim())
-        }
-    };
-    Ok((context, hex::encode(&hash.finalize()[..8])))
+    let context = dockerfile.parent().unwrap_or(root);
+    hash_files(&mut hash, context, &inputs::files(context)?)?;
+    Ok(hex::encode(&hash.finalize()[..8]))
 }
 
 /// Builds the stand-in unless the build of this digest is in buildah's storage.
 fn ensure_stand_in(
     stand_in: &StandIn,
-    context: PathBuf,
     digest: &str,
     dir: &Path,
     buildah: &Buildah,
@@ -285,13 +289,13 @@ fn ensure_stand_in(
     }
     tracing::info!(image = stand_in.name, "building a stand-in base image (first run, or its recipe changed)");
     let log = workdir.join(format!("build-{}.log", marker_name(stand_in.name, "")));
+    let dockerfile = root.join(stand_in.dockerfile);
     let build = buildah::Build {
         tag: stand_in.name.to_string(),
-        dockerfile: root.join(stand_in.dockerfile),
-        context,
+        context: dockerfile.parent().unwrap_or(root).to_path_buf(),
+        dockerfile,
         target: None,
         build_args: Vec::new(),
-        cargo_trust: false,
     };
     buildah.build(&build, &log)?;
     let parent = marker.parent().unwrap_or(dir);
@@ -316,7 +320,9 @@ fn from_images(dockerfile: &str) -> Vec<String> {
             continue;
         }
         let Some(image) = rest.iter().find(|w| !w.starts_with("--")) else { continue };
-        if !stages.contains(image) && *image != "scratch" {
+        // `FROM ${ARG}` picks one of the stages by a build argument (the workspace's
+        // `programs`); the stages themselves are counted where they are defined.
+        if !stages.contains(image) && *image != "scratch" && !image.starts_with('$') {
             images.push(full_name(image));
         }
         if let [.., as_word, stage] = rest
@@ -356,10 +362,10 @@ fn marker_name(name: &str, digest: &str) -> String {
     if digest.is_empty() { name } else { format!("{name}.{digest}") }
 }
 
-/// A digest of everything the build reads: the name, the arguments, the bases it builds from
-/// (`bases`: full name and identity), and the files of the build context it can read (names,
-/// modes and contents; [`inputs`]), its Dockerfile among them.
-fn recipe_digest(recipe: &Recipe, root: &Path, bases: &[(String, String)]) -> Result<String> {
+/// A digest of everything the build reads: the name, the arguments, the stage, the Dockerfile,
+/// the bases it builds from (`bases`: full name and identity), and the files of the build
+/// context it can read (names, modes and contents; [`inputs`]).
+fn recipe_digest(recipe: &Recipe, root: &Path, context: &Path, bases: &[(String, String)]) -> Result<String> {
     let mut hash = Sha256::new();
     hash.update(recipe.name.as_bytes());
     for (key, value) in recipe.build_args {
@@ -368,17 +374,13 @@ fn recipe_digest(recipe: &Recipe, root: &Path, bases: &[(String, String)]) -> Re
     hash.update(format!("\0target={}", recipe.source.package().unwrap_or_default()).as_bytes());
     let dockerfile = root.join(recipe.source.dockerfile());
     let text = fs::read_to_string(&dockerfile).context(|| format!("reading {}", dockerfile.display()))?;
+    hash.update(format!("\0{}\0", text.len()).as_bytes());
+    hash.update(text.as_bytes());
     for image in from_images(&text) {
         let identity = bases.iter().find(|(name, _)| *name == image).map_or("", |(_, identity)| identity.as_str());
         hash.update(format!("\0{image}={identity}").as_bytes());
     }
-    let context = root.join(recipe.source.context());
-    let files = inputs::files(&context, recipe.source.package())?;
-    // What the build does not read is no input, but a Dockerfile always is.
-    if !files.contains(&dockerfile) {
-        return Err(Error::Prerequisite(format!("{} is outside its build context", dockerfile.display())));
-    }
-    hash_files(&mut hash, &context, &files)?;
+    hash_files(&mut hash, context, &inputs::files(context)?)?;
     Ok(hex::encode(&hash.finalize()[..8]))
 }
 
@@ -415,15 +417,24 @@ mod tests {
         assert_eq!(full_name("tenantry/control-plane:1"), "docker.io/tenantry/control-plane:1");
     }
 
+    /// The one base a Dockerfile here names that the test environment never builds from: the
+    /// Rust image of the workspace Dockerfile's `build` stage, which the programs' images skip
+    /// ([`PROGRAM_BUILD_ARGS`]).
+    const SKIPPED_BASE: &str = "docker.io/library/rust:1-slim-bookworm";
+
     #[test]
     fn every_recipe_has_its_dockerfile_and_every_base_is_here() {
         let root = repository_root();
         let known: Vec<&str> = std::iter::once(base::BASE_IMAGE).chain(STAND_INS.iter().map(|s| s.name)).collect();
-        let recipes = RECIPES.iter().map(|r| r.source.dockerfile());
-        for dockerfile in recipes.chain(STAND_INS.iter().map(|s| s.dockerfile.to_string())) {
+        let recipes = RECIPES.iter().map(|r| (r.source.dockerfile(), r.source.package().is_some()));
+        for (dockerfile, program) in recipes.chain(STAND_INS.iter().map(|s| (s.dockerfile.to_string(), false))) {
             let text = fs::read_to_string(root.join(&dockerfile)).unwrap_or_else(|e| panic!("{dockerfile}: {e}"));
             for image in from_images(&text) {
-                assert!(known.contains(&image.as_str()), "{dockerfile} builds from {image}, which nothing here makes");
+                let skipped = program && image == SKIPPED_BASE;
+                assert!(
+                    skipped || known.contains(&image.as_str()),
+                    "{dockerfile} builds from {image}, which nothing here makes"
+                );
             }
         }
     }
@@ -446,10 +457,42 @@ mod tests {
     }
 
     #[test]
+    fn the_programs_images_copy_only_what_the_prebuilt_context_holds() {
+        let text = fs::read_to_string(repository_root().join(Source::Program("x").dockerfile())).unwrap();
+        let copied: Vec<&str> = text
+            .lines()
+            .filter(|line| line.trim_start().starts_with("COPY") && line.contains("--from=programs"))
+            .filter_map(|line| line.split_whitespace().find_map(|word| word.strip_prefix("/out/")))
+            .collect();
+        assert!(copied.len() >= PROGRAM_BINARIES.len(), "the runtime stages copy from `programs`: {copied:?}");
+        for file in &copied {
+            assert!(
+                *file == "data" || PROGRAM_BINARIES.contains(file),
+                "a runtime stage copies /out/{file}, which the prebuilt context does not hold"
+            );
+        }
+        for binary in PROGRAM_BINARIES {
+            assert!(copied.contains(&binary), "no image carries {binary}");
+        }
+        let root = tempfile::tempdir().unwrap();
+        let binary = root.path().join("built");
+        fs::write(&binary, "ELF").unwrap();
+        let binaries = PROGRAM_BINARIES.iter().map(|name| (name.to_string(), binary.clone())).collect();
+        let context = root.path().join("context");
+        fill_programs_context(&context, &binaries).unwrap();
+        assert!(context.join("data").is_dir());
+        for name in PROGRAM_BINARIES {
+            assert_eq!(fs::read(context.join(name)).unwrap(), b"ELF");
+        }
+        let missing = binaries.into_iter().skip(1).collect();
+        assert!(fill_programs_context(&context, &missing).is_err());
+    }
+
+    #[test]
     fn from_lines_name_the_bases_not_the_stages() {
         let dockerfile = "# syntax=docker/dockerfile:1\nARG X=1\nFROM rust:1-slim-bookworm AS build\nRUN x\n\
                           from --platform=linux/amd64 debian:bookworm-slim as other\nFROM build\nFROM scratch\n\
-                          FROM gcr.io/distroless/cc-debian12:nonroot\n";
+                          FROM gcr.io/distroless/cc-debian12:nonroot\nFROM ${PROGRAMS} AS programs\n";
         assert_eq!(
             from_images(dockerfile),
             [
@@ -467,16 +510,18 @@ mod tests {
         fs::write(root.path().join("images/x/Dockerfile"), "FROM debian:bookworm-slim\n").unwrap();
         let recipe = Recipe { name: "x:1", source: Source::Folder("images/x"), build_args: &[], check: (&[], "") };
         let bases = |id: &str| vec![(base::BASE_IMAGE.to_string(), id.to_string()), ("other:1".into(), "o".into())];
-        let first = recipe_digest(&recipe, root.path(), &bases("base")).unwrap();
-        assert_eq!(first, recipe_digest(&recipe, root.path(), &bases("base")).unwrap());
-        assert_ne!(first, recipe_digest(&recipe, root.path(), &bases("other base")).unwrap());
+        let context = root.path().join("images/x");
+        let digest = |recipe: &Recipe, bases: &[(String, String)]| recipe_digest(recipe, root.path(), &context, bases);
+        let first = digest(&recipe, &bases("base")).unwrap();
+        assert_eq!(first, digest(&recipe, &bases("base")).unwrap());
+        assert_ne!(first, digest(&recipe, &bases("other base")).unwrap());
         // A base it does not build from does not count.
         let mut more = bases("base");
         more[1].1 = "changed".into();
-        assert_eq!(first, recipe_digest(&recipe, root.path(), &more).unwrap());
+        assert_eq!(first, digest(&recipe, &more).unwrap());
         let with_args = Recipe { build_args: &[("SERIES", "8.0")], ..recipe };
-        assert_ne!(first, recipe_digest(&with_args, root.path(), &bases("base")).unwrap());
+        assert_ne!(first, digest(&with_args, &bases("base")).unwrap());
         fs::write(root.path().join("images/x/entrypoint.sh"), "exec \"$@\"\n").unwrap();
-        assert_ne!(first, recipe_digest(&recipe, root.path(), &bases("base")).unwrap());
+        assert_ne!(first, digest(&recipe, &bases("base")).unwrap());
     }
 }

@@ -14,7 +14,7 @@
 //! removed at exit, by their owners or, if this process is killed, by their reapers.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +32,21 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::binaries::{self, Binaries};
+use e2e::programs::{self, CONTROL_PLANE, TENANT_OPERATOR};
+
+/// The two programs the demo runs, as cargo built them.
+struct Binaries {
+    control_plane: PathBuf,
+    operator: PathBuf,
+}
+
+impl Binaries {
+    fn build() -> Result<Self, String> {
+        let mut built = programs::build(&[CONTROL_PLANE, TENANT_OPERATOR]).map_err(|e| e.to_string())?;
+        let mut take = |name: &str| built.remove(name).ok_or_else(|| format!("cargo built no {name}"));
+        Ok(Self { control_plane: take(CONTROL_PLANE)?, operator: take(TENANT_OPERATOR)? })
+    }
+}
 
 /// The control plane's database on the environment's PostgreSQL.
 const DATABASE: &str = "tenantry";
@@ -89,7 +103,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, String> {
     let listen = control_plane_address(args.port)?;
     let started = Instant::now();
     progress("building control-plane and tenant-operator (cargo build)");
-    let binaries = tokio::task::spawn_blocking(binaries::build).await.expect("the build runner panicked")?;
+    let binaries = tokio::task::spawn_blocking(Binaries::build).await.expect("the build runner panicked")?;
     progress("starting the local cluster, PostgreSQL and Redis (installing what is missing)");
     let demo = start(&binaries, listen, &args.tenant_domain, args.real).await?;
     let token = provider_admin_token(&binaries.control_plane, &demo.workdir).await?;
