@@ -98,6 +98,13 @@ if [ -n "$(leftover_cgroups)" ]; then
   echo "cgroups of a real node left behind: $(leftover_cgroups | tr '\n' ' ')" >&2
   exit 1
 fi
+# Image builds mount each working container's root file system in the cache's buildah storage;
+# a mount still there after the run is a container buildah left behind.
+leftover_build_mounts() { awk '$2 ~ /\/images\/buildah\/root\/overlay\/.*\/merged$/ { print $2 }' /proc/mounts; }
+if [ -n "$(leftover_build_mounts)" ]; then
+  echo "image build containers left mounted: $(leftover_build_mounts | tr '\n' ' ')" >&2
+  exit 1
+fi
 if [ -z "${TENANTRY_KEEP_WORKDIR:-}" ] && [ -n "$(leftover_dirs)" ]; then
   echo "work directories left behind: $(leftover_dirs | tr '\n' ' ')" >&2
   exit 1

@@ -89,7 +89,12 @@ impl Buildah {
         for (source, target) in self.trust_mounts()? {
             command = command.arg("--volume").arg(format!("{}:{target}:ro", source.display()));
         }
-        run_logged(&command.arg(build.context.display().to_string()), log)
+        let built = run_logged(&command.arg(build.context.display().to_string()), log);
+        // A stage that only names another (`FROM ${PROGRAMS} AS programs`) leaves its working
+        // container behind, mounted; nothing else uses this storage while the images' lock is
+        // held, so every working container is a leftover.
+        let removed = run(&self.command("buildah rm").args(["rm", "--all"])).map(drop);
+        built.and(removed)
     }
 
     /// The machine's CA bundle and the pip and npm settings that use it. The image's own bundle
