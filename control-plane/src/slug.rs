@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A namespace name is at most 63 characters; `tenant-` takes 7 of them.
-pub const MAX_LEN: usize = 63 - "tenant-".len();
+pub use tenantry_contract::names::MAX_TENANT_NAME_LEN as MAX_LEN;
 
 /// Names that would be confused with the product's own hosts and paths.
 const RESERVED: &[&str] = &[
@@ -91,7 +91,7 @@ impl Slug {
 
     /// The tenant's namespace.
     pub fn namespace(&self) -> String {
-        format!("tenant-{}", self.0)
+        tenantry_contract::names::namespace_of(&self.0)
     }
 }
 

@@ -309,18 +309,5 @@ pub mod condition {
     pub const QUOTA_FITS: &str = "QuotaFits";
 }
 
-/// Labels and names every party relies on.
-pub mod labels {
-    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-    pub const MANAGER: &str = "tenantry";
-    pub const TENANT: &str = "tenantry.dev/tenant";
-    pub const ENVIRONMENT: &str = "tenantry.dev/environment";
-    pub const COMPONENT: &str = "app.kubernetes.io/component";
-    /// On a namespace kept after its Tenant was deleted with `deletionPolicy: Retain`.
-    pub const RETAINED: &str = "tenantry.dev/retained";
-}
-
-/// The namespace of the Tenant `name`.
-pub fn namespace_of(tenant: &str) -> String {
-    format!("tenant-{tenant}")
-}
+/// Labels and names every party relies on: the contract's.
+pub use tenantry_contract::names::{labels, namespace_of};

@@ -23,7 +23,7 @@ impl std::fmt::Display for Invalid {
 }
 
 /// The longest Tenant name whose namespace `tenant-<name>` is still a DNS label.
-pub const MAX_NAME_LEN: usize = 63 - "tenant-".len();
+pub use tenantry_contract::names::MAX_TENANT_NAME_LEN as MAX_NAME_LEN;
 
 pub fn validate(name: &str, spec: &TenantSpec, images: &ImageDefaults) -> Result<TenantModel, Invalid> {
     fits_its_quota(validate_spec(name, spec, images)?, images)

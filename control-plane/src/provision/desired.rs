@@ -9,7 +9,7 @@ use tenant_operator::api::{
 use crate::store::{Plan, Tenant};
 
 /// Labels the control plane sets on the Tenants it owns, so a watch can select them.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub use tenantry_contract::names::labels::MANAGED_BY as MANAGED_BY_LABEL;
 pub const MANAGED_BY: &str = "tenantry-control-plane";
 pub const PLAN_VERSION_ANNOTATION: &str = "tenantry.dev/plan-version";
 

@@ -5,13 +5,10 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use tenant_operator::build::MASTER_PASSWORD_SECRET;
+use tenantry_contract::names::secrets::{MASTER_PASSWORD as MASTER_PASSWORD_SECRET, PASSWORD as PASSWORD_KEY};
 use zeroize::Zeroizing;
 
 use crate::slug::Slug;
-
-/// The key of the Secret that holds the password in clear (beside its hash).
-const PASSWORD_KEY: &str = "password";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {

@@ -72,10 +72,9 @@ pub struct BuildContext<'a> {
     pub placement: &'a Placement,
 }
 
-/// Name of the generated Secret holding the PostgreSQL user (`username`, `password`).
-pub const DATABASE_SECRET: &str = "postgres-credentials";
-/// Name of the generated Secret holding the ERP master password (`password`, `password-hash`).
-pub const MASTER_PASSWORD_SECRET: &str = "erp-master-password";
+/// The generated Secrets: the PostgreSQL user's and the ERP master password's (the contract's
+/// names, [`tenantry_contract::names::secrets`]).
+pub use tenantry_contract::names::secrets::{DATABASE as DATABASE_SECRET, MASTER_PASSWORD as MASTER_PASSWORD_SECRET};
 
 /// Everything the tenant needs except the generated Secrets, in apply order: the Namespace,
 /// then what constrains pods (quota, limits, network policies) before any pod exists, then

@@ -15,12 +15,7 @@ use super::common::{Component, DATABASE_USER, child, labels_for, metadata, tenan
 use super::{BuildContext, Child, DATABASE_SECRET, MASTER_PASSWORD_SECRET};
 
 /// Keys of the two Secrets.
-pub(crate) mod keys {
-    pub(crate) const USERNAME: &str = "username";
-    pub(crate) const PASSWORD: &str = "password";
-    /// SHA-512 crypt of the master password: what trytond's `[session] super_pwd` expects.
-    pub(crate) const PASSWORD_HASH: &str = "password-hash";
-}
+pub(crate) use tenantry_contract::names::secrets as keys;
 
 const PASSWORD_LENGTH: usize = 32;
 

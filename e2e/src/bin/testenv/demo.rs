@@ -268,7 +268,7 @@ async fn announce_ready_tenants(demo: &Demo) -> String {
         if !ready || announced.contains(&name) {
             continue;
         }
-        let services: Api<Service> = Api::namespaced(client.clone(), &format!("tenant-{name}"));
+        let services: Api<Service> = Api::namespaced(client.clone(), &tenantry_contract::names::namespace_of(&name));
         let address = services.get_opt(WEB_SERVICE).await.ok().flatten().and_then(|service| {
             let spec = service.spec?;
             Some((spec.cluster_ip?, spec.ports?.first()?.port))
