@@ -172,7 +172,8 @@ pub fn ensure_all() -> Result<()> {
         Source::Folder(folder) => Some((recipe, root.join(folder))),
         Source::Program(_) => None,
     });
-    ensure(recipes.collect())
+    let lock = CacheLock::acquire("images")?;
+    ensure(recipes.collect(), &lock)
 }
 
 /// Builds and pushes the programs' images whose binaries (`binaries`: each of
@@ -180,13 +181,12 @@ pub fn ensure_all() -> Result<()> {
 pub fn ensure_programs(binaries: &std::collections::BTreeMap<String, PathBuf>) -> Result<()> {
     ensure_debian_packages(IMAGE_PACKAGES)?;
     let context = images_dir().join("programs");
-    {
-        // Filled under the lock the builds take, so that two processes never mix their binaries.
-        let _lock = CacheLock::acquire("images")?;
-        fill_programs_context(&context, binaries)?;
-    }
+    // Filled and built under one hold of the lock, so that another process never swaps its own
+    // binaries in between.
+    let lock = CacheLock::acquire("images")?;
+    fill_programs_context(&context, binaries)?;
     let recipes = RECIPES.iter().filter(|recipe| matches!(recipe.source, Source::Program(_)));
-    ensure(recipes.map(|recipe| (recipe, context.clone())).collect())
+    ensure(recipes.map(|recipe| (recipe, context.clone())).collect(), &lock)
 }
 
 /// The `prebuilt` stage's context: the binaries by name, and the empty `data` folder the control
@@ -208,9 +208,9 @@ fn fill_programs_context(context: &Path, binaries: &std::collections::BTreeMap<S
 }
 
 /// Builds and pushes those of `recipes` (each with its build context) whose marker is missing.
-fn ensure(recipes: Vec<(&Recipe, PathBuf)>) -> Result<()> {
+/// The caller holds the images' lock (`_held`) for as long as the contexts must not change.
+fn ensure(recipes: Vec<(&Recipe, PathBuf)>, _held: &CacheLock) -> Result<()> {
     let dir = images_dir();
-    let _lock = CacheLock::acquire("images")?;
     let buildah = Buildah::new(&dir);
     let root = repository_root();
     // Every base a recipe may build from, with what identifies its contents: the Debian base's
