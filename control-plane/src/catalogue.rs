@@ -53,7 +53,7 @@ pub fn parse(yaml: &str) -> Result<Vec<PlanSpec>, CatalogueError> {
 
 #[cfg(test)]
 mod tests {
-    use tenant_operator::profile::ImageDefaults;
+    use tenantry_blueprint::profile::ImageDefaults;
 
     use super::*;
 
@@ -76,9 +76,9 @@ mod tests {
     fn every_plan_fits_its_quota() {
         for plan in default_plans() {
             let spec = plan.tenant_spec_probe();
-            let model = tenant_operator::validate::validate("probe", &spec, &ImageDefaults::default())
+            let model = tenantry_blueprint::validate::validate("probe", &spec, &ImageDefaults::default())
                 .unwrap_or_else(|invalid| panic!("plan {}: {invalid}", plan.name));
-            let footprint = tenant_operator::fit::check(&model, &ImageDefaults::default())
+            let footprint = tenantry_blueprint::fit::check(&model, &ImageDefaults::default())
                 .unwrap_or_else(|problems| panic!("plan {}: {problems:?}", plan.name));
             let quota = &plan.resources.quota;
             assert!(quota.cpu.is_some() && quota.memory.is_some() && quota.pods.is_some(), "plan {}", plan.name);

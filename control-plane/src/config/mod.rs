@@ -362,8 +362,8 @@ impl Settings {
         let invalid = |field, problem: &str| Err(ConfigError::Invalid { field, problem: problem.to_string() });
         if let Err(e) = self
             .default_erp_version
-            .parse::<tenant_operator::version::ErpVersion>()
-            .and_then(tenant_operator::version::ErpVersion::check_production)
+            .parse::<tenantry_contract::version::ErpVersion>()
+            .and_then(tenantry_contract::version::ErpVersion::check_production)
         {
             return invalid("default_erp_version", &e.to_string());
         }

@@ -5,8 +5,8 @@
 //! tenants pay.
 
 use serde::{Deserialize, Serialize};
-use tenant_operator::api::{EnvironmentSpec, EnvironmentsSpec, ErpSpec, ResourcesSpec, TenantSpec, default_profile};
-use tenant_operator::profile::ImageDefaults;
+use tenantry_blueprint::profile::ImageDefaults;
+use tenantry_contract::api::{EnvironmentSpec, EnvironmentsSpec, ErpSpec, ResourcesSpec, TenantSpec, default_profile};
 
 use super::money::Money;
 use super::whole;
@@ -88,7 +88,7 @@ impl PlanSpec {
         if self.max_concurrent_users == 0 {
             problems.push("max_concurrent_users: at least 1".into());
         }
-        if let Err(e) = tenant_operator::quantity::check("database_size_limit", &self.database_size_limit, true) {
+        if let Err(e) = tenantry_contract::quantity::check("database_size_limit", &self.database_size_limit, true) {
             problems.push(e);
         }
         if !(1..=3650).contains(&self.backup_retention_days) {
@@ -100,7 +100,7 @@ impl PlanSpec {
         // The operator's own validation decides whether these resources make a valid Tenant
         // whose whole stack fits its quota.
         let probe = self.tenant_spec_probe();
-        if let Err(invalid) = tenant_operator::validate::validate("probe", &probe, &ImageDefaults::default()) {
+        if let Err(invalid) = tenantry_blueprint::validate::validate("probe", &probe, &ImageDefaults::default()) {
             problems.extend(invalid.0.into_iter().map(|problem| format!("resources: {problem}")));
         }
         if problems.is_empty() { Ok(()) } else { Err(InvalidPlan(problems)) }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use tenant_operator::version::ErpVersion;
+use tenantry_contract::version::ErpVersion;
 
 /// The versions a provider offers when its configuration names none: Tryton's long-term
 /// series that have a web client (`sao`) published, at their releases the project was tried on.
@@ -19,7 +19,7 @@ pub enum CatalogueError {
     #[error("the catalogue of ERP versions is empty")]
     Empty,
     #[error("{0}")]
-    Version(#[from] tenant_operator::version::VersionError),
+    Version(#[from] tenantry_contract::version::VersionError),
 }
 
 impl VersionCatalogue {

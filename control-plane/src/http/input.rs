@@ -58,7 +58,7 @@ impl Problems {
         let checked = if host.split('.').count() < 2 {
             Err(format!("`{host}` is not a public host name such as erp.example.com"))
         } else {
-            tenant_operator::validate::check_host(&host)
+            tenantry_blueprint::validate::check_host(&host)
         };
         checked.map(|()| host).map_err(|e| self.push(format!("{field}: {e}"))).ok()
     }

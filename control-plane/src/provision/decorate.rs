@@ -109,7 +109,7 @@ mod tests {
             json!({"host": "acme.erp.example.com", "className": "nginx", "tlsIssuer": "letsencrypt"})
         );
         // The result is still a Tenant the operator reads.
-        let tenant: tenant_operator::api::Tenant = serde_json::from_value(json!({
+        let tenant: tenantry_contract::api::Tenant = serde_json::from_value(json!({
             "apiVersion": "tenantry.dev/v1alpha1", "kind": "Tenant",
             "metadata": decorated["metadata"], "spec": {"displayName": "Acme", "plan": "business",
             "erp": {"version": "7.0.1"}, "ingress": decorated["spec"]["ingress"]}}))

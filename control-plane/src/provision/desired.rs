@@ -2,7 +2,7 @@
 //! into the provisioning outbox inside the transaction of the change.
 
 use kube::Resource;
-use tenant_operator::api::{
+use tenantry_contract::api::{
     EnvironmentSpec, EnvironmentsSpec, ErpSpec, IngressSpec, Tenant as TenantObject, TenantSpec, default_profile,
 };
 

@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use tenant_operator::api::{Phase, Tenant as TenantObject, TenantStatus};
+use tenantry_contract::api::{Phase, Tenant as TenantObject, TenantStatus};
 use tokio::sync::watch;
 
 use super::desired::{MANAGED_BY, MANAGED_BY_LABEL};
@@ -191,7 +191,7 @@ impl Mirror {
 
 #[cfg(test)]
 mod tests {
-    use tenant_operator::api::{Condition, EnvironmentStatus};
+    use tenantry_contract::api::{Condition, EnvironmentStatus};
 
     use super::*;
 

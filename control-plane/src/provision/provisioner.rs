@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use tenant_operator::api::Tenant as TenantObject;
+use tenantry_contract::api::Tenant as TenantObject;
 
 use super::manifests;
 use crate::slug::{Slug, SlugError};

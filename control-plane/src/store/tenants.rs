@@ -13,7 +13,7 @@ use super::{
 };
 use crate::domain::subscription::SubscriptionState;
 use crate::provision::desired::tenant_json;
-use tenant_operator::version::ErpVersion;
+use tenantry_contract::version::ErpVersion;
 
 fn slug_taken(slug: &str) -> StoreError {
     StoreError::Conflict(format!("slug {slug:?} is taken"))

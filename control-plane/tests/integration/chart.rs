@@ -18,7 +18,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use tenant_operator::api::{Phase, Tenant};
+use tenantry_contract::api::{Phase, Tenant};
 
 const RELEASE: &str = "cp";
 const ACCOUNT: &str = "cp-tenantry-control-plane";
@@ -239,7 +239,7 @@ async fn control_plane_rbac_is_sufficient_and_least() {
     // The master password, read from the operator's Secret with the account's one Secret grant.
     let tenant_namespace = format!("tenant-{slug}");
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &tenant_namespace);
-    let secret = secrets.get(tenant_operator::build::MASTER_PASSWORD_SECRET).await.unwrap();
+    let secret = secrets.get(tenantry_contract::names::secrets::MASTER_PASSWORD).await.unwrap();
     let password = String::from_utf8(secret.data.unwrap()["password"].0.clone()).unwrap();
     let (status, page) = control_plane.reveal(&slug, &session).await;
     assert_eq!(status, 200, "{page}");
@@ -255,7 +255,10 @@ async fn control_plane_rbac_is_sufficient_and_least() {
     // Least: nothing beyond Tenants, that one Secret name and the Nodes list.
     let client = &access.client;
     let tenant_secrets: Api<Secret> = Api::namespaced(client.clone(), &tenant_namespace);
-    assert_forbidden(tenant_secrets.get(tenant_operator::build::DATABASE_SECRET).await, "the tenant's database Secret");
+    assert_forbidden(
+        tenant_secrets.get(tenantry_contract::names::secrets::DATABASE).await,
+        "the tenant's database Secret",
+    );
     assert_forbidden(tenant_secrets.list(&ListParams::default()).await, "listing the tenant's Secrets");
     assert_forbidden(
         Api::<Secret>::namespaced(client.clone(), "kube-system").get("any").await,

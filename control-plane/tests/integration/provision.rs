@@ -27,7 +27,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use rand::Rng;
 use serde_json::json;
-use tenant_operator::api::Tenant as TenantObject;
+use tenantry_contract::api::Tenant as TenantObject;
 use tokio::sync::watch;
 
 const TIMEOUT: Duration = Duration::from_secs(90);

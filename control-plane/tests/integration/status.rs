@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use harness::TestApp;
 use serde_json::{Value, json};
-use tenant_operator::api::Phase;
+use tenantry_contract::api::Phase;
 
 /// Polls the API (the mirror has no event the test could await) until `done` holds.
 async fn until_api(app: &TestApp, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -48,7 +48,7 @@ async fn status_is_mirrored() {
         &slug,
         "applied",
         operator::TIMEOUT,
-        |tenant: Option<&tenant_operator::api::Tenant>| tenant.is_some(),
+        |tenant: Option<&tenantry_contract::api::Tenant>| tenant.is_some(),
     )
     .await;
     let ready = operator.wait_phase(&slug, Phase::Ready).await;
@@ -68,7 +68,7 @@ async fn status_is_mirrored() {
     let password = control_plane::provision::password::read_master_password(&operator.client, &parsed).await.unwrap();
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
         kube::Api::namespaced(operator.client.clone(), &parsed.namespace());
-    let secret = secrets.get(tenant_operator::build::MASTER_PASSWORD_SECRET).await.unwrap();
+    let secret = secrets.get(tenantry_contract::names::secrets::MASTER_PASSWORD).await.unwrap();
     assert_eq!(secret.data.unwrap()["password"].0, password.as_bytes());
     assert!(password.len() >= 16, "a generated password");
 

@@ -19,7 +19,7 @@ use crate::web::layout::{self, csrf_field, frame, page, see_other};
 use crate::web::progress::progress;
 use crate::web::session::{CsrfToken, Session, check_csrf};
 use crate::web::signup::format_money;
-use tenant_operator::version::ErpVersion;
+use tenantry_contract::version::ErpVersion;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

@@ -5,7 +5,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use serde_json::json;
-use tenant_operator::api::{Phase, Tenant};
+use tenantry_contract::api::{Phase, Tenant};
 
 use super::*;
 

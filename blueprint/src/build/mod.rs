@@ -18,8 +18,9 @@ mod network;
 mod pod;
 mod secrets;
 
-#[cfg(test)]
-pub(crate) mod fixture;
+/// Small models and contexts for unit tests, here and in the operator's (feature `fixtures`).
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixture;
 #[cfg(test)]
 mod tests;
 

@@ -310,4 +310,4 @@ pub mod condition {
 }
 
 /// Labels and names every party relies on: the contract's.
-pub use tenantry_contract::names::{labels, namespace_of};
+pub use crate::names::{labels, namespace_of};

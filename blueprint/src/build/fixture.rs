@@ -13,7 +13,7 @@ use crate::profile::{ImageDefaults, Profile};
 /// Tenant `acme` on Tryton: production on 7.0.59 with two server replicas, test on the
 /// development release 7.1.3, an ingress with a cert-manager issuer, a quota, one module and
 /// one configuration option.
-pub(crate) fn fixture() -> TenantModel {
+pub fn fixture() -> TenantModel {
     let images = ImageDefaults::default();
     TenantModel {
         name: "acme".into(),
@@ -67,7 +67,7 @@ pub(crate) fn fixture() -> TenantModel {
 }
 
 /// The same tenant on Odoo 17.0.
-pub(crate) fn odoo_fixture() -> TenantModel {
+pub fn odoo_fixture() -> TenantModel {
     let mut model = fixture();
     model.profile = Profile::odoo(&ImageDefaults::default(), None);
     model.modules = vec!["sale".into(), "stock".into()];
@@ -78,7 +78,7 @@ pub(crate) fn odoo_fixture() -> TenantModel {
 }
 
 /// The same tenant on a hand-made profile.
-pub(crate) fn custom_fixture() -> TenantModel {
+pub fn custom_fixture() -> TenantModel {
     let role = |image: &str, port| RoleSpec {
         image: image.into(),
         command: Vec::new(),
@@ -100,7 +100,7 @@ pub(crate) fn custom_fixture() -> TenantModel {
 }
 
 /// Owns what a [`BuildContext`] borrows.
-pub(crate) struct Fixture {
+pub struct Fixture {
     pub model: TenantModel,
     pub images: ImageDefaults,
     pub ingress_controller_namespace: BTreeMap<String, String>,
@@ -108,7 +108,7 @@ pub(crate) struct Fixture {
 }
 
 impl Fixture {
-    pub(crate) fn new(model: TenantModel) -> Self {
+    pub fn new(model: TenantModel) -> Self {
         Self {
             model,
             images: ImageDefaults::default(),
@@ -120,7 +120,7 @@ impl Fixture {
         }
     }
 
-    pub(crate) fn ctx(&self) -> BuildContext<'_> {
+    pub fn ctx(&self) -> BuildContext<'_> {
         BuildContext {
             model: &self.model,
             owner: OwnerReference {
