@@ -236,6 +236,10 @@ server {{
     listen {port};
     server_name _;
     client_max_body_size {MAX_BODY_SIZE};
+    # The ERP server is a Service of the same namespace: a connection that is not made within
+    # seconds never will be (a pod that went away before kube-proxy followed), and the client
+    # should hear so at once rather than after nginx's default minute.
+    proxy_connect_timeout 5s;
     proxy_read_timeout 360s;
     proxy_send_timeout 360s;
 
