@@ -91,8 +91,23 @@ pub fn check(model: &TenantModel, images: &ImageDefaults) -> Result<Footprint, V
         images,
         ingress_controller_namespace: &no_ingress_controller,
         placement: &anywhere,
+        backup_store_ports: &[],
     };
-    let footprint = footprint(&build::desired(&ctx))?;
+    let mut children = build::desired(&ctx);
+    // A backup's Job runs beside everything else, one at a time per tenant.
+    if let (Some(backups), Some(production)) = (&model.backups, model.environments.first()) {
+        use build::backup::{AgentTask, BackupWork, agent_job};
+        let work = BackupWork {
+            backup_id: "19700101T000000Z-00000000",
+            environment: production,
+            kind: Default::default(),
+            operation: None,
+            owner: ctx.owner.clone(),
+        };
+        let job = agent_job(&ctx, backups, &work, AgentTask::Backup, &images.agent);
+        children.push(build::child_of(&job));
+    }
+    let footprint = footprint(&children)?;
     let quota = &model.resources.quota;
     let mut problems = Vec::new();
     let what = "the tenant's own workloads (every Deployment with its rolling-update surge, the StatefulSet and \

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::DeletionPolicy;
+use tenantry_contract::schedule::BackupSchedule;
+
+use crate::api::{DeletionPolicy, RetentionSpec};
 use crate::profile::Profile;
 use crate::version::ErpVersion;
 
@@ -28,6 +30,18 @@ pub struct TenantModel {
     pub resources: Resources,
     pub ingress: Option<Ingress>,
     pub deletion_policy: DeletionPolicy,
+    pub backups: Option<Backups>,
+}
+
+/// Scheduled backups of production and where every backup of the tenant is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backups {
+    pub schedule: BackupSchedule,
+    pub retention: RetentionSpec,
+    /// `s3://…`, `gs://…` or `az://…`, without credentials.
+    pub store: String,
+    /// The provider's Secret (in the operator's namespace) with the store's credentials.
+    pub credentials_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -108,6 +108,8 @@ pub struct ImageDefaults {
     pub odoo: String,
     pub web_proxy: String,
     pub postgres: String,
+    /// The ERP agent's image (`tenantry-agent`), which backs tenants up from Jobs.
+    pub agent: String,
 }
 
 impl Default for ImageDefaults {
@@ -117,6 +119,7 @@ impl Default for ImageDefaults {
             odoo: "odoo".into(),
             web_proxy: "nginxinc/nginx-unprivileged:1.27-alpine".into(),
             postgres: "postgres:15".into(),
+            agent: concat!("tenantry/erp-agent:", env!("CARGO_PKG_VERSION")).into(),
         }
     }
 }

@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{ComputeResources, EnvironmentSpec, TenantSpec, namespace_of, test_host};
+use tenantry_contract::schedule::BackupSchedule;
+
+use crate::api::{BackupsSpec, ComputeResources, EnvironmentSpec, TenantSpec, namespace_of, test_host};
 use crate::model::{
-    Compute, DEFAULT_DATABASE_STORAGE, DEFAULT_FILESTORE_STORAGE, Environment, EnvironmentKind, Ingress, Quota,
-    Resources, TenantModel, Tls,
+    Backups, Compute, DEFAULT_DATABASE_STORAGE, DEFAULT_FILESTORE_STORAGE, Environment, EnvironmentKind, Ingress,
+    Quota, Resources, TenantModel, Tls,
 };
 use crate::profile::{ImageDefaults, Profile};
 use crate::quantity;
@@ -200,6 +202,8 @@ pub fn validate_spec(name: &str, spec: &TenantSpec, images: &ImageDefaults) -> R
         tls.map(|tls| Ingress { class_name: ingress.class_name.clone(), tls })
     });
 
+    let backups = spec.backups.as_ref().and_then(|backups| backups_model(backups, &mut problem));
+
     match profile {
         Some(profile) if problems.is_empty() => Ok(TenantModel {
             name: name.to_string(),
@@ -215,9 +219,67 @@ pub fn validate_spec(name: &str, spec: &TenantSpec, images: &ImageDefaults) -> R
             resources,
             ingress,
             deletion_policy: spec.deletion_policy,
+            backups,
         }),
         _ => Err(Invalid(problems)),
     }
+}
+
+/// The longest retention in days, weeks or months a plan may promise: ten years.
+const MAX_RETENTION_DAYS: u32 = 3650;
+
+fn backups_model(spec: &BackupsSpec, problem: &mut dyn FnMut(String)) -> Option<Backups> {
+    let schedule =
+        BackupSchedule::parse(&spec.schedule).map_err(|e| problem(format!("spec.backups.schedule: {e}"))).ok();
+    let retention = &spec.retention;
+    for (field, value, max) in [
+        ("keepAllDays", retention.keep_all_days, MAX_RETENTION_DAYS),
+        ("daily", retention.daily, MAX_RETENTION_DAYS),
+        ("weekly", retention.weekly, MAX_RETENTION_DAYS / 7),
+        ("monthly", retention.monthly, MAX_RETENTION_DAYS / 30),
+        ("beforeOperationDays", retention.before_operation_days, MAX_RETENTION_DAYS),
+    ] {
+        if !(0..=i64::from(max)).contains(&value) {
+            problem(format!("spec.backups.retention.{field}: 0 to {max} (got {value})"));
+        }
+    }
+    if let Err(e) = check_store(&spec.storage.url) {
+        problem(format!("spec.backups.storage.url: {e}"));
+    }
+    if let Some(secret) = &spec.storage.secret_name
+        && let Err(e) = dns_name(secret)
+    {
+        problem(format!("spec.backups.storage.secretName: {e}"));
+    }
+    Some(Backups {
+        schedule: schedule?,
+        retention: retention.clone(),
+        store: spec.storage.url.clone(),
+        credentials_secret: spec.storage.secret_name.clone(),
+    })
+}
+
+/// An object store the agent reaches from a Job: a directory (`file://`) would be inside the
+/// Job's pod and gone with it. Credentials belong in the Secret, never in the URL, which is
+/// shown in statuses and consoles.
+pub fn check_store(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("`{url}` is not a URL (s3://bucket/prefix, gs://bucket/prefix or az://container/prefix)"));
+    };
+    if !["s3", "gs", "az"].contains(&scheme) {
+        return Err(format!("scheme `{scheme}` is not an object store; use s3://, gs:// or az://"));
+    }
+    let bucket = rest.split('/').next().unwrap_or_default();
+    if bucket.is_empty() {
+        return Err("the bucket is missing".into());
+    }
+    if rest.contains('@') || rest.contains('?') || rest.contains('#') {
+        return Err("credentials and options belong in the storage Secret, not in the URL".into());
+    }
+    if !rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)) {
+        return Err("only letters, digits and `-_./` are allowed".into());
+    }
+    Ok(())
 }
 
 /// A tenant whose own stack cannot fit its quota would wait forever for pods the apiserver
@@ -324,7 +386,46 @@ mod tests {
                 ..Default::default()
             }),
             deletion_policy: Default::default(),
+            backups: None,
         }
+    }
+
+    fn with_backups(schedule: &str, url: &str) -> TenantSpec {
+        TenantSpec {
+            backups: Some(BackupsSpec {
+                schedule: schedule.into(),
+                retention: crate::api::RetentionSpec { keep_all_days: 30, daily: 7, ..Default::default() },
+                storage: crate::api::BackupStorageSpec { url: url.into(), secret_name: Some("backup-store".into()) },
+            }),
+            ..spec()
+        }
+    }
+
+    #[test]
+    fn backups_become_the_model_with_their_schedule() {
+        let model =
+            validate("acme", &with_backups("30 2 * * *", "s3://backups/tenants"), &ImageDefaults::default()).unwrap();
+        let backups = model.backups.unwrap();
+        assert_eq!(backups.schedule.to_string(), "30 2 * * *");
+        assert_eq!(backups.store, "s3://backups/tenants");
+        assert_eq!(backups.retention.keep_all_days, 30);
+        assert_eq!(backups.credentials_secret.as_deref(), Some("backup-store"));
+    }
+
+    #[test]
+    fn a_wrong_schedule_or_store_names_its_field() {
+        let found = problems(&with_backups("every night", "file:///var/backups"));
+        assert!(found.iter().any(|p| p.starts_with("spec.backups.schedule: ")), "{found:?}");
+        assert!(found.iter().any(|p| p.starts_with("spec.backups.storage.url: scheme `file`")), "{found:?}");
+        for url in ["s3://", "s3://key:secret@bucket/x", "s3://bucket/x?region=eu", "backups", "s3://bucket/a b"] {
+            let found = problems(&with_backups("0 3 * * *", url));
+            assert!(found.iter().any(|p| p.starts_with("spec.backups.storage.url: ")), "{url}: {found:?}");
+        }
+        let mut spec = with_backups("0 3 * * *", "s3://b/p");
+        spec.backups.as_mut().unwrap().retention.monthly = 1000;
+        assert_eq!(problems(&spec), ["spec.backups.retention.monthly: 0 to 121 (got 1000)"]);
+        spec.backups.as_mut().unwrap().retention.monthly = -1;
+        assert_eq!(problems(&spec), ["spec.backups.retention.monthly: 0 to 121 (got -1)"]);
     }
 
     fn problems(spec: &TenantSpec) -> Vec<String> {

@@ -53,6 +53,53 @@ pub struct TenantSpec {
     /// What deleting the Tenant does to its data.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Scheduled backups of production, their retention and their store; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupsSpec>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupsSpec {
+    /// When scheduled backups are taken: five cron fields in UTC (`30 2 * * *`), slots at least
+    /// 15 minutes apart.
+    pub schedule: String,
+    #[serde(default)]
+    pub retention: RetentionSpec,
+    pub storage: BackupStorageSpec,
+}
+
+/// Which backups are kept; a backup is deleted when no rule keeps it. Held backups and the
+/// newest one are always kept. (Signed, as Kubernetes' integers are: the operator refuses a
+/// negative one.)
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// Every backup younger than this many days (the plan's "backups kept N days").
+    #[serde(default)]
+    pub keep_all_days: i64,
+    /// The newest backup of each of the last N calendar days (UTC) that have one.
+    #[serde(default)]
+    pub daily: i64,
+    #[serde(default)]
+    pub weekly: i64,
+    #[serde(default)]
+    pub monthly: i64,
+    /// Backups taken before an operation, younger than this many days.
+    #[serde(default)]
+    pub before_operation_days: i64,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStorageSpec {
+    /// The store: `s3://bucket/prefix` (any S3-compatible service), `gs://…` or `az://…`.
+    pub url: String,
+    /// A Secret in the operator's namespace holding the store's credentials as environment
+    /// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT`, …); one the
+    /// chart lets the operator read (`backups.credentialsSecrets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -253,6 +300,8 @@ pub struct TenantStatus {
     /// The production URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupsStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environments: Vec<EnvironmentStatus>,
 }
@@ -293,8 +342,25 @@ pub struct EnvironmentStatus {
     pub url: Option<String>,
 }
 
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupsStatus {
+    /// The newest completed backup of production: its `TenantBackup`'s name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful: Option<String>,
+    /// When it completed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_at: Option<String>,
+    /// The schedule's next slot (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_scheduled_at: Option<String>,
+}
+
 /// Condition types.
 pub mod condition {
+    /// False when a scheduled slot passed more than the grace period ago without a completed
+    /// backup after it.
+    pub const BACKUPS_CURRENT: &str = "BackupsCurrent";
     pub const READY: &str = "Ready";
     pub const VALID: &str = "Valid";
     pub const DATABASE_READY: &str = "DatabaseReady";
@@ -308,6 +374,8 @@ pub mod condition {
     /// running before its quota was found too small (a new one is Invalid instead).
     pub const QUOTA_FITS: &str = "QuotaFits";
 }
+
+pub mod backup;
 
 /// Labels and names every party relies on: the contract's.
 pub use crate::names::{labels, namespace_of};

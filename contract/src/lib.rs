@@ -8,4 +8,6 @@
 pub mod api;
 pub mod names;
 pub mod quantity;
+pub mod retention;
+pub mod schedule;
 pub mod version;

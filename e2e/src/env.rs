@@ -126,8 +126,11 @@ impl Environment {
         .expect("installer panicked")?;
         let workdir = WorkDir::create("env")?;
         let (cluster, node, kubelet) = start_cluster(&workdir).await?;
-        let (postgres, redis, s3) =
-            tokio::try_join!(PostgresServer::start(&workdir), Redis::start(&workdir), S3Server::start(&workdir))?;
+        let (postgres, redis, s3) = tokio::try_join!(
+            PostgresServer::start(&workdir),
+            Redis::start(&workdir),
+            S3Server::start(&workdir, node.link().host)
+        )?;
         let info = EnvInfo {
             kubeconfig: cluster.kubeconfig().to_path_buf(),
             server: cluster.server().to_string(),
@@ -331,7 +334,9 @@ impl TestEnv {
         if let Some(info) = &self.attached {
             return &info.s3;
         }
-        S3.get_or_init(|| async { S3Server::start(&workdir()?).await.map_err(|e| e.to_string()) })
+        // Where the real node's pods reach it too (backups taken in the cluster).
+        let address = self.real_node().await.host_address;
+        S3.get_or_init(|| async { S3Server::start(&workdir()?, address).await.map_err(|e| e.to_string()) })
             .await
             .as_ref()
             .unwrap_or_else(|e| panic!("the S3 server did not start: {e}"))

@@ -5,7 +5,7 @@
 //! directory. Tests create their own buckets; any access key is accepted.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,8 @@ const CACHE_NAME: &str = "moto-5.2.5";
 /// What a client needs to reach the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Endpoint {
-    /// `http://127.0.0.1:<port>`
+    /// `http://<address>:<port>`: this host's end of the real node's link in a whole
+    /// environment, so that pods reach it too; `127.0.0.1` otherwise.
     pub endpoint: String,
     pub region: String,
     pub access_key_id: String,
@@ -49,15 +50,10 @@ impl S3Endpoint {
 
     /// Creates `bucket` (an S3 `PUT /<bucket>`); an existing one of ours is fine.
     pub fn create_bucket(&self, bucket: &str) -> Result<()> {
-        let port = self
-            .endpoint
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| Error::Prerequisite(format!("S3 endpoint {} has no port", self.endpoint)))?;
+        let authority = self.authority()?;
         let status = request(
-            port,
-            &format!("PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            authority,
+            &format!("PUT /{bucket} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
         )
         .map_err(|e| Error::Prerequisite(format!("creating bucket {bucket}: {e}")))?;
         if status == 200 {
@@ -69,21 +65,44 @@ impl S3Endpoint {
 }
 
 impl S3Endpoint {
-    fn port(&self) -> Result<u16> {
+    /// `<address>:<port>` of the endpoint.
+    fn authority(&self) -> Result<&str> {
         self.endpoint
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| Error::Prerequisite(format!("S3 endpoint {} has no port", self.endpoint)))
+            .strip_prefix("http://")
+            .filter(|authority| authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()))
+            .ok_or_else(|| Error::Prerequisite(format!("S3 endpoint {} is not http://<address>:<port>", self.endpoint)))
+    }
+
+    /// The keys of `bucket`'s objects under `prefix` (S3's `ListObjectsV2`, one page of up to
+    /// 1000).
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+        let authority = self.authority()?;
+        let mut stream = TcpStream::connect(authority).context(|| "connecting to the S3 server".into())?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).context(|| "setting a timeout".into())?;
+        write!(
+            stream,
+            "GET /{bucket}?list-type=2&prefix={prefix} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        )
+        .context(|| "asking the S3 server".into())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).context(|| "reading the S3 server's answer".into())?;
+        if !answer.starts_with("HTTP/1.1 200") {
+            return Err(Error::Prerequisite(format!("listing {bucket}: {}", answer.lines().next().unwrap_or(""))));
+        }
+        Ok(answer
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_string()))
+            .collect())
     }
 
     /// Multipart uploads begun in `bucket` and neither completed nor aborted (S3's
     /// `ListMultipartUploads`): what a failed upload must not leave behind.
     pub fn pending_multipart_uploads(&self, bucket: &str) -> Result<usize> {
-        let port = self.port()?;
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).context(|| "connecting to the S3 server".into())?;
+        let authority = self.authority()?;
+        let mut stream = TcpStream::connect(authority).context(|| "connecting to the S3 server".into())?;
         stream.set_read_timeout(Some(Duration::from_secs(10))).context(|| "setting a timeout".into())?;
-        write!(stream, "GET /{bucket}?uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        write!(stream, "GET /{bucket}?uploads HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
             .context(|| "asking the S3 server".into())?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer).context(|| "reading the S3 server's answer".into())?;
@@ -109,7 +128,9 @@ impl S3Server {
         PinnedVenv { name: CACHE_NAME, requirements: &[REQUIREMENT] }.ensure(check_version)
     }
 
-    pub async fn start(workdir: &Arc<WorkDir>) -> Result<Self> {
+    /// Listens on `address` (this host's end of the real node's link, for pods to reach it too;
+    /// never every interface).
+    pub async fn start(workdir: &Arc<WorkDir>, address: Ipv4Addr) -> Result<Self> {
         let venv = tokio::task::spawn_blocking(Self::ensure).await.expect("the moto installer panicked")?;
         let dir = workdir.join("s3");
         std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
@@ -117,19 +138,20 @@ impl S3Server {
         let process = Supervised::spawn(
             workdir,
             Spec::new("s3", venv.join("bin/moto_server"))
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-H", &address.to_string(), "-p", &port.to_string()])
                 // Large objects spill to temporary files: keep them in the work directory.
                 .env("TMPDIR", dir.display().to_string())
                 .current_dir(&dir),
         )?;
+        let authority = format!("{address}:{port}");
         process
-            .wait_ready("the S3 server", Duration::from_secs(60), || async move {
-                request(port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .wait_ready("the S3 server", Duration::from_secs(60), || async {
+                request(&authority, &format!("GET / HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"))
                     .and_then(|status| if status == 200 { Ok(()) } else { Err(format!("HTTP {status}")) })
             })
             .await?;
         let endpoint = S3Endpoint {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("http://{authority}"),
             region: "us-east-1".into(),
             access_key_id: "tenantry-test".into(),
             secret_access_key: "tenantry-test-secret".into(),
@@ -147,8 +169,8 @@ impl S3Server {
 }
 
 /// One plain HTTP/1.1 request; the status code of its answer.
-fn request(port: u16, request: &str) -> std::result::Result<u16, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+fn request(authority: &str, request: &str) -> std::result::Result<u16, String> {
+    let mut stream = TcpStream::connect(authority).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
     stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut head = [0u8; 12];

@@ -1,9 +1,11 @@
 //! The subcommands of `tenantry-agent`: flags and environment in, one JSON document out (see
 //! `main.rs` for the exit codes). Every flag can also come from the environment
 //! (`TENANTRY_AGENT_…`, shown by `--help`), which is how a Kubernetes Job passes Secrets; the
-//! database URL's value is never shown by `--help`, never logged and never printed.
+//! database URL's value is never shown by `--help`, never logged and never printed. With
+//! `--result-file` the document is also written to a file on one line, cut to fit a Kubernetes
+//! termination message (see [`result_line`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -35,6 +37,11 @@ pub const EXIT_INTERRUPTED: u8 = 3;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Also write the JSON document to this file, on one line (e.g. `/dev/termination-log`); a
+    /// document longer than 4000 bytes is cut to its top-level values that are neither arrays
+    /// nor objects, and its error, with `"truncated": true`.
+    #[arg(long, global = true, env = "TENANTRY_AGENT_RESULT_FILE")]
+    result_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +64,11 @@ enum Command {
         /// With `--kind before-operation`: the operation the backup is taken for.
         #[arg(long, required_if_eq("kind", "before-operation"))]
         for_operation: Option<String>,
+        /// The backup's id (`[A-Za-z0-9._-]`; default: made from the time), taken by a new
+        /// journal only. Run again with a new journal and the same id, the backup is returned
+        /// if it is stored already.
+        #[arg(long, env = "TENANTRY_AGENT_BACKUP_ID")]
+        backup_id: Option<String>,
         #[command(flatten)]
         journal: JournalArgs,
     },
@@ -452,29 +464,38 @@ fn key_value(text: &str) -> std::result::Result<(String, String), String> {
 
 /// Runs the command; returns the exit code.
 pub async fn run(cli: Cli) -> u8 {
-    match dispatch(cli.command).await {
+    let Cli { command, result_file } = cli;
+    let result_file = result_file.as_deref();
+    match dispatch(command).await {
         Ok(Done::Value(value)) => {
-            print_json(&value);
+            emit(&value, result_file);
             EXIT_DONE
         }
         Ok(Done::Report(report)) => {
-            print_json(&report);
+            emit(&report, result_file);
             match report.outcome {
                 Outcome::Succeeded => EXIT_DONE,
                 Outcome::RolledBack { .. } => EXIT_FAILED,
             }
         }
         Ok(Done::Interrupted { error }) => {
-            print_error(&error);
+            emit(&error_document(&error), result_file);
             EXIT_INTERRUPTED
         }
         Err(error) => {
-            print_error(&error);
+            emit(&error_document(&error), result_file);
             match error {
                 Error::Invalid(_) | Error::Key(_) => EXIT_INVALID,
                 _ => EXIT_FAILED,
             }
         }
+    }
+}
+
+impl Cli {
+    /// Reports an error that stopped the agent before the command ran, as [`run`] reports one.
+    pub fn fail(&self, error: &Error) {
+        emit(&error_document(error), self.result_file.as_deref());
     }
 }
 
@@ -487,15 +508,81 @@ enum Done {
     },
 }
 
-fn print_json(value: &impl Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+/// Prints the document on standard output and, with `--result-file`, writes it there on one
+/// line. A result file that cannot be written is a warning: the exit code stays the command's.
+fn emit(document: &impl Serialize, result_file: Option<&Path>) {
+    println!("{}", serde_json::to_string_pretty(document).expect("serializable"));
+    if let Some(path) = result_file {
+        // Written in place, not beside and renamed: `/dev/termination-log` is a file Kubernetes
+        // mounts into the container.
+        if let Err(error) = std::fs::write(path, result_line(document) + "\n") {
+            tracing::warn!(path = %path.display(), "writing the result file: {error}");
+        }
+    }
+}
+
+/// A Kubernetes termination message keeps at most 4096 bytes; the result file's line stays under.
+const RESULT_LIMIT: usize = 4000;
+
+/// The document as the result file's line: compact JSON, at most [`RESULT_LIMIT`] bytes. Too
+/// long, it keeps only the top-level members whose values are neither arrays nor objects, and
+/// the `error` (what the caller must not lose), with `"truncated": true`; still too long, only
+/// `"truncated": true` and the error, its message (or the error itself, as text) cut to fit.
+fn result_line(document: &impl Serialize) -> String {
+    let line = serde_json::to_string(document).expect("serializable");
+    if line.len() <= RESULT_LIMIT {
+        return line;
+    }
+    let document = serde_json::to_value(document).expect("serializable");
+    let mut kept = serde_json::Map::new();
+    if let serde_json::Value::Object(members) = &document {
+        for (name, value) in members {
+            if !(value.is_array() || value.is_object()) || name == "error" {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    kept.insert("truncated".into(), true.into());
+    let line = serde_json::Value::Object(kept).to_string();
+    if line.len() <= RESULT_LIMIT {
+        return line;
+    }
+    let truncated = serde_json::json!({"truncated": true}).to_string();
+    let Some(error) = document.get("error") else { return truncated };
+    // The text to cut: the error's message, or the error itself as text.
+    let message = error.get("message").and_then(serde_json::Value::as_str);
+    let text = match (message, error) {
+        (Some(message), _) => message.to_string(),
+        (None, serde_json::Value::String(text)) => text.clone(),
+        (None, other) => other.to_string(),
+    };
+    let with = |piece: String| {
+        let mut error = error.clone();
+        match error.get_mut("message") {
+            Some(message) if message.is_string() => *message = piece.into(),
+            _ => error = piece.into(),
+        }
+        serde_json::json!({"truncated": true, "error": error}).to_string()
+    };
+    let whole = with(text.clone());
+    if whole.len() <= RESULT_LIMIT {
+        return whole;
+    }
+    // The longest start of the text that fits, marked as cut (no more than the limit's bytes
+    // of text can fit).
+    let cut = |end: usize| with(format!("{}…", &text[..end]));
+    let ends: Vec<usize> = text.char_indices().map(|(at, _)| at).take_while(|&at| at <= RESULT_LIMIT).collect();
+    match ends.partition_point(|&end| cut(end).len() <= RESULT_LIMIT) {
+        0 => truncated,
+        fitting => cut(ends[fitting - 1]),
+    }
 }
 
 /// The error as the JSON document a Job's caller reads: its kind and its message (which never
-/// holds a secret: see `erp_agent::Error`).
-pub fn print_error(error: &Error) {
+/// holds a secret: see `erp_agent::Error`). Logged too.
+fn error_document(error: &Error) -> serde_json::Value {
     tracing::error!(kind = error.kind(), "{error}");
-    print_json(&serde_json::json!({"error": {"kind": error.kind(), "message": error.to_string()}}));
+    serde_json::json!({"error": {"kind": error.kind(), "message": error.to_string()}})
 }
 
 fn value(value: impl Serialize) -> Result<Done> {
@@ -511,7 +598,8 @@ fn claimed(path: PathBuf) -> Result<(FileJournal, RunClaim)> {
 
 async fn dispatch(command: Command) -> Result<Done> {
     match command {
-        Command::Backup { environment, store, recipient, key_file, kind, for_operation, journal } => {
+        Command::Backup { environment, store, recipient, key_file, kind, for_operation, backup_id, journal } => {
+            let backup_id = backup_id.as_deref().map(BackupId::parse).transpose()?;
             let environment = environment.open()?;
             let store = store.open()?;
             let recipient = BackupRecipient::parse(&recipient)?;
@@ -523,7 +611,17 @@ async fn dispatch(command: Command) -> Result<Done> {
                 _ => return Err(Error::Invalid("--for-operation goes with --kind before-operation only".into())),
             };
             let (journal, _claim) = claimed(journal.journal)?;
-            journaled(&journal, backup::backup(&environment, &store, &recipient, key.as_ref(), kind, &journal).await)
+            let result = backup::backup_with_id(
+                &environment,
+                &store,
+                &recipient,
+                key.as_ref(),
+                kind,
+                backup_id.as_ref(),
+                &journal,
+            )
+            .await;
+            journaled(&journal, result)
         }
         Command::Restore { environment, store, key, backup, from_environment, operation, control } => {
             let environment = environment.open()?;
@@ -750,8 +848,8 @@ fn report(journal: &dyn JournalStore, result: Result<Report>) -> Result<Done> {
 
 async fn prune(store: &BackupStore, target: &BackupTarget, policy: &RetentionPolicy, dry_run: bool) -> Result<Done> {
     let backups = store.list(&target.tenant, &target.environment).await?;
-    let entries: Vec<BackupEntry> = backups.iter().map(BackupEntry::from).collect();
-    let decision = policy.apply(&entries, Utc::now())?;
+    let entries: Vec<BackupEntry> = backups.iter().map(|summary| summary.retention_entry()).collect();
+    let decision = policy.apply(&entries, Utc::now()).map_err(|e| Error::Invalid(e.to_string()))?;
     let mut deleted = Vec::new();
     if !dry_run {
         for entry in &decision.delete {
@@ -846,5 +944,118 @@ impl CatalogueArgs {
             Some(dir) => Catalogue::shipped_with_provider_dir(&dir),
             None => Catalogue::shipped(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use serde_json::{Value, json};
+
+    fn line(document: &Value) -> Value {
+        let line = result_line(document);
+        assert!(line.len() <= RESULT_LIMIT, "{} bytes", line.len());
+        assert!(!line.contains('\n'), "{line}");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    #[test]
+    fn the_result_line_is_the_compact_document_when_it_fits() {
+        let document = json!({"backup_id": "b-1", "archive": {"bytes": 10}, "held": false, "steps": [1, 2]});
+        assert_eq!(result_line(&document), serde_json::to_string(&document).unwrap());
+        assert_eq!(line(&document), document);
+        let list = json!([{"backup_id": "b-1"}]);
+        assert_eq!(line(&list), list);
+    }
+
+    #[test]
+    fn a_long_document_keeps_its_top_level_scalars_and_says_it_was_truncated() {
+        let steps: Vec<Value> = (0..200).map(|n| json!({"step": format!("step-{n}"), "duration_ms": n})).collect();
+        let report = json!({
+            "operation": "op-1", "kind": "upgrade", "outcome": "rolled-back", "step": "post-migration",
+            "rehearsal": false, "kept": null, "steps": steps, "fingerprint": {"party_party": {"before": 1}},
+        });
+        assert!(serde_json::to_string(&report).unwrap().len() > RESULT_LIMIT);
+        assert_eq!(
+            line(&report),
+            json!({"operation": "op-1", "kind": "upgrade", "outcome": "rolled-back", "step": "post-migration",
+                   "rehearsal": false, "kept": null, "truncated": true})
+        );
+
+        // Not an object at all (the backups `list` gives): nothing but the mark.
+        let list = Value::Array((0..200).map(|n| json!({"backup_id": format!("backup-{n}")})).collect());
+        assert_eq!(line(&list), json!({"truncated": true}));
+
+        // Scalars too long themselves: only the mark.
+        let long = json!({"outcome": "rolled-back", "reason": "x".repeat(5000), "steps": []});
+        assert_eq!(line(&long), json!({"truncated": true}));
+    }
+
+    #[test]
+    fn a_long_error_keeps_its_kind_and_the_start_of_its_message() {
+        let short = json!({"error": {"kind": "invalid", "message": "no such backup"}});
+        assert_eq!(line(&short), short);
+
+        // Quotes and multi-byte characters take more room in JSON than in the text.
+        let message = format!("pg_restore failed: {}", "« \"ligne\" »\n".repeat(1000));
+        let error = json!({"error": {"kind": "database", "message": message}, "steps": [1]});
+        let cut = line(&error);
+        assert_eq!(cut["truncated"], true);
+        assert_eq!(cut["error"]["kind"], "database");
+        let kept = cut["error"]["message"].as_str().unwrap();
+        assert!(kept.ends_with('…') && kept.len() > 3000, "{kept}");
+        assert!(message.starts_with(kept.trim_end_matches('…')));
+        assert_eq!(cut.as_object().unwrap().len(), 2, "{cut}");
+
+        // An error given as text, or as something else, is cut as text.
+        let text = line(&json!({"error": "e".repeat(9000)}));
+        assert!(text["error"].as_str().unwrap().starts_with("eee") && text["truncated"] == true);
+        let odd = line(&json!({"error": {"codes": vec![12345; 2000]}}));
+        assert!(odd["error"].as_str().unwrap().starts_with("{\"codes\":[12345,"), "{odd}");
+        // Nothing of the error fits: only the mark.
+        assert_eq!(line(&json!({"error": {"kind": "k".repeat(5000), "message": "m"}})), json!({"truncated": true}));
+    }
+
+    #[test]
+    fn the_result_file_and_the_backup_id_are_options_of_every_subcommand_and_the_backup() {
+        Cli::command().debug_assert();
+        let list = Cli::try_parse_from([
+            "tenantry-agent",
+            "list",
+            "--tenant",
+            "acme",
+            "--store",
+            "file:///backups",
+            "--result-file",
+            "/dev/termination-log",
+        ])
+        .unwrap();
+        assert_eq!(list.result_file.as_deref(), Some(Path::new("/dev/termination-log")));
+        let backup = Cli::try_parse_from([
+            "tenantry-agent",
+            "--result-file",
+            "result.json",
+            "backup",
+            "--tenant",
+            "acme",
+            "--database",
+            "acme",
+            "--filestore",
+            "/data",
+            "--erp-version",
+            "7.0.1",
+            "--store",
+            "file:///backups",
+            "--recipient",
+            "age1x",
+            "--journal",
+            "j.json",
+            "--backup-id",
+            "b-42",
+        ])
+        .unwrap();
+        assert_eq!(backup.result_file.as_deref(), Some(Path::new("result.json")));
+        assert!(matches!(backup.command, Command::Backup { backup_id: Some(ref id), .. } if id == "b-42"));
     }
 }

@@ -26,7 +26,8 @@ pub mod migrate;
 pub mod neutralize;
 pub mod ops;
 pub mod report;
-pub mod retention;
+/// Which backups to keep: the contract's rules, shared with the operator.
+pub use tenantry_contract::retention;
 pub mod run_claim;
 pub mod store;
 

@@ -1,6 +1,7 @@
 //! `tenantry-agent`: the ERP operations engine as a command a Kubernetes Job (or a person) runs.
-//! Every subcommand prints one JSON document on standard output; its log goes to standard
-//! error. Exit codes (also in `docs/operations.md`):
+//! Every subcommand prints one JSON document on standard output (with `--result-file`, also
+//! writes it to that file on one line, for a Kubernetes termination message); its log goes to
+//! standard error. Exit codes (also in `docs/operations.md`):
 //! - 0: done;
 //! - 1: failed, and the environment is as it was (the operation rolled back, or refused before
 //!   changing anything); the JSON says which step and why;
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            cli::print_error(&erp_agent::Error::Invalid(format!("starting the runtime: {error}")));
+            cli.fail(&erp_agent::Error::Invalid(format!("starting the runtime: {error}")));
             return ExitCode::from(cli::EXIT_FAILED);
         }
     };

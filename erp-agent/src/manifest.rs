@@ -7,7 +7,7 @@
 //! - The [`Summary`] (JSON, plaintext, written last into the store as the backup's commit
 //!   marker): what listing and retention need without the key. It holds no customer data:
 //!   identifiers, dates, the ERP version, the archive's size and SHA-256, a fingerprint of the
-//!   key it was encrypted to, and the hold flag.
+//!   key it was encrypted to, the database fingerprint's totals (tables, rows) and the hold flag.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -216,8 +216,26 @@ pub struct Summary {
     pub archive: ObjectDigest,
     /// [`crate::key::BackupRecipient::fingerprint`] of the key the backup was encrypted to.
     pub key_fingerprint: String,
+    /// The totals of the manifest's fingerprint (zero in summaries written before they were
+    /// recorded).
+    #[serde(default)]
+    pub fingerprint: FingerprintTotals,
     /// A held backup is never deleted (by retention or by hand) until released.
     pub held: bool,
+}
+
+/// How much the database held when the backup was taken: the tables of the manifest's
+/// fingerprint and the sum of their rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FingerprintTotals {
+    pub tables: u64,
+    pub rows: u64,
+}
+
+impl FingerprintTotals {
+    pub fn of(fingerprint: &BTreeMap<String, u64>) -> Self {
+        Self { tables: fingerprint.len() as u64, rows: fingerprint.values().sum() }
+    }
 }
 
 impl Summary {
@@ -233,6 +251,7 @@ impl Summary {
             data_bytes: manifest.data_bytes(),
             archive,
             key_fingerprint,
+            fingerprint: FingerprintTotals::of(&manifest.fingerprint),
             held: false,
         }
     }
@@ -310,6 +329,25 @@ mod tests {
         assert_eq!(entry.created_at, m.created_at);
         assert_eq!(entry.kind, crate::retention::BackupKind::BeforeOperation);
         assert!(entry.held);
+    }
+
+    #[test]
+    fn the_summary_totals_the_fingerprint_and_reads_summaries_written_before() {
+        let mut m = manifest();
+        m.fingerprint.insert("ir_attachment".into(), 7);
+        m.fingerprint.insert("res_user".into(), 0);
+        let digest = ObjectDigest { bytes: 10, sha256: "00".repeat(32) };
+        let summary = Summary::new(&m, digest, "0123456789abcdef".into());
+        assert_eq!(summary.fingerprint, FingerprintTotals { tables: 3, rows: 57 });
+        let mut json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["fingerprint"], serde_json::json!({"tables": 3, "rows": 57}));
+        assert_eq!(serde_json::from_value::<Summary>(json.clone()).unwrap(), summary);
+
+        // A summary.json written before the totals were recorded still reads, with zeros.
+        json.as_object_mut().unwrap().remove("fingerprint");
+        let old: Summary = serde_json::from_value(json).unwrap();
+        assert_eq!(old.fingerprint, FingerprintTotals::default());
+        assert_eq!(old.backup_id, summary.backup_id);
     }
 
     #[test]

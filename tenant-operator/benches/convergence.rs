@@ -41,7 +41,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, conditions, watcher};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tenant_operator::api::{DeletionPolicy, Phase, Tenant, TenantSpec, labels};
 use tenant_operator::build::{self, BuildContext, Child, GeneratedSecrets};
@@ -804,6 +804,7 @@ fn tenant_children(name: &str, spec: &TenantSpec, owner: OwnerReference, secrets
         images: &images,
         ingress_controller_namespace: &config.ingress_controller_namespace,
         placement: &config.placement,
+        backup_store_ports: &config.backup_store_ports,
     };
     let desired = build::desired(&ctx);
     let (namespace, rest): (Vec<Child>, Vec<Child>) = desired.into_iter().partition(|c| c.namespace.is_none());
@@ -823,7 +824,13 @@ fn dummy_owner() -> OwnerReference {
 
 /// Secret values for when only the objects' names matter.
 fn fixed_secrets() -> GeneratedSecrets {
-    GeneratedSecrets { database_password: "x".into(), master_password: "x".into(), master_password_hash: "x".into() }
+    GeneratedSecrets {
+        database_password: "x".into(),
+        master_password: "x".into(),
+        master_password_hash: "x".into(),
+        backup_key: "x".into(),
+        backup_recipient: "x".into(),
+    }
 }
 
 /// What one Tenant's pods ask of the nodes (Job pods included: a finished pod may still count).
@@ -1066,8 +1073,14 @@ impl Scrape {
 /// Create or replace, not server-side apply: a v1.20 apiserver applies a new CRD without the v1
 /// defaults and then refuses a schema with defaults (as in tests/integration/common/mod.rs).
 async fn install_crd(client: &Client) -> Result<(), String> {
+    for (_, crd) in tenant_operator::controller::crds() {
+        install_one(client, crd).await?;
+    }
+    Ok(())
+}
+
+async fn install_one(client: &Client, mut crd: CustomResourceDefinition) -> Result<(), String> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut crd = Tenant::crd();
     let name = crd.name_any();
     match crds.get_opt(&name).await.map_err(kube_error)? {
         None => match crds.create(&PostParams::default(), &crd).await {

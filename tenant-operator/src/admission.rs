@@ -166,6 +166,7 @@ mod tests {
             resources: Default::default(),
             suspended: false,
             deletion_policy: Default::default(),
+            backups: None,
         };
         let mut tenant = Tenant::new(name, spec);
         tenant.metadata = ObjectMeta {

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -22,7 +24,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::api::backup::TenantBackup;
 use crate::api::{Tenant, labels};
+use crate::backup;
 use crate::build::managed_kinds;
 use crate::children::{self, ChildCache, Details};
 use crate::events::EventPublisher;
@@ -53,6 +57,11 @@ pub struct OperatorConfig {
     pub retry_delays: RetryDelays,
     /// Node selector and tolerations of every tenant pod.
     pub placement: Placement,
+    /// The backup store's TCP ports, which backup pods may reach (see the `backup-store`
+    /// NetworkPolicy).
+    pub backup_store_ports: Vec<i32>,
+    /// The operator's own namespace, where the provider's backup store credentials are.
+    pub operator_namespace: String,
 }
 
 impl Default for OperatorConfig {
@@ -70,9 +79,14 @@ impl Default for OperatorConfig {
             instance: std::env::var("POD_NAME").unwrap_or_else(|_| "tenantry-operator".into()),
             retry_delays: RetryDelays::default(),
             placement: Placement::default(),
+            backup_store_ports: vec![443],
+            operator_namespace: std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "tenantry-system".into()),
         }
     }
 }
+
+/// TenantBackup events a slow controller may lag behind before the watch waits for it.
+const BACKUP_EVENTS_BUFFERED: usize = 1024;
 
 /// Runs the controller until `shutdown` resolves. `readiness` turns ready once the Tenant cache
 /// is synced (what `/readyz` reports).
@@ -84,6 +98,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     readiness.set_not_ready("syncing the Tenant cache");
+    // One shutdown for both controllers.
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let tenants: Api<Tenant> = Api::all(client.clone());
     let mut tenant_watch = watcher::Config::default().any_semantic();
     if let Some(selector) = &config.tenant_selector {
@@ -99,7 +115,36 @@ pub async fn run(
         .applied_objects();
     let mut controller = Controller::for_stream(tenant_stream, reader)
         .with_config(ControllerConfig::default().concurrency(config.concurrency).debounce(config.debounce))
-        .graceful_shutdown_on(shutdown);
+        .graceful_shutdown_on(shutdown.clone());
+
+    // Backups: one watch, whose cache both controllers read, feeds their own controller and
+    // wakes a backup's Tenant (its status tells the last backup and whether backups are
+    // current); sharing it means a Tenant woken by a backup's change reads that change.
+    let (backup_store, backup_writer) = reflector::store_shared::<TenantBackup>(BACKUP_EVENTS_BUFFERED);
+    let backup_events = backup_writer.subscribe().expect("a shared store has subscribers");
+    let backup_tenant_events = backup_writer.subscribe().expect("a shared store has subscribers");
+    let backup_watch = watcher(Api::<TenantBackup>::all(client.clone()), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|backup: &mut TenantBackup| backup.managed_fields_mut().clear())
+        .reflect_shared(backup_writer)
+        .for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::debug!(error = %e, "the TenantBackup watch");
+            }
+        });
+    let backup_jobs: Api<Job> = Api::all(client.clone());
+    let backup_controller = Controller::for_shared_stream(backup_events, backup_store.clone())
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .watches(backup_jobs, watcher::Config::default().labels(labels::BACKUP).any_semantic(), |job: Job| {
+            job.owner_references()
+                .iter()
+                .find(|owner| owner.kind == "TenantBackup")
+                .map(|owner| ObjectRef::<TenantBackup>::new(&owner.name))
+        })
+        .graceful_shutdown_on(shutdown.clone());
+    controller = controller.watches_shared_stream(backup_tenant_events, |backup: Arc<TenantBackup>| {
+        Some(ObjectRef::<Tenant>::new(&backup.spec.tenant))
+    });
 
     // Workloads are watched in full for their readiness, ResourceQuotas and claims for their
     // spec (their status moves all the time); everything else as metadata only.
@@ -148,11 +193,21 @@ pub async fn run(
         images: config.images.clone(),
         ingress_controller_namespace: config.ingress_controller_namespace.clone(),
         placement: config.placement.clone(),
+        backup_store_ports: config.backup_store_ports.clone(),
+        tenant_selector: config.tenant_selector.clone(),
+        operator_namespace: config.operator_namespace.clone(),
+        backups: backup_store,
         children: cache,
         tenants: tenant_store,
         retries: FailureBackoff::new(config.retry_delays),
         status_pacer: Default::default(),
     });
+    let backup_reconciles =
+        backup_controller.run(backup::reconcile, backup::error_policy, context.clone()).for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "backup controller event");
+            }
+        });
     let reconciles = controller.run(reconcile, error_policy, context).for_each(|result| async move {
         if let Err(e) = result {
             tracing::debug!(error = %e, "controller event");
@@ -163,7 +218,14 @@ pub async fn run(
         let _ = reconciles_ended.send(());
     };
     // Joined rather than spawned, so that dropping this future (a lost lease) stops it all.
-    futures::join!(synced, reconciles, counted);
+    // The watch runs until the reconciles are done (it never ends by itself).
+    let backup_watch = async move {
+        tokio::select! {
+            () = backup_watch => {}
+            _ = shutdown => {}
+        }
+    };
+    futures::join!(synced, reconciles, backup_reconciles, backup_watch, counted);
     readiness.set_not_ready("the controller has stopped");
 }
 
@@ -213,11 +275,14 @@ where
     )
 }
 
-/// The Tenant CRD as YAML, generated from the Rust types.
-pub fn crd_yaml() -> String {
-    let crd = <Tenant as kube::CustomResourceExt>::crd();
-    let yaml = serde_yaml::to_string(&crd).expect("the CRD serialises");
-    format!(
-        "# Generated by `tenant-operator crd` from the Rust types in contract/src/api.rs; do not edit.\n{yaml}"
-    )
+/// The custom resources the operator serves, with the file each has in the chart's `crds/`.
+pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
+    use kube::CustomResourceExt;
+    vec![("tenants.tenantry.dev.yaml", Tenant::crd()), ("tenantbackups.tenantry.dev.yaml", TenantBackup::crd())]
+}
+
+/// One CRD as the chart ships it, generated from the Rust types.
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
+    let yaml = serde_yaml::to_string(crd).expect("the CRD serialises");
+    format!("# Generated by `tenant-operator crd` from the Rust types in contract/src/api*; do not edit.\n{yaml}")
 }

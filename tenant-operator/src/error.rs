@@ -21,6 +21,14 @@ pub enum Error {
 
     #[error("the watches of the Tenants' children have not listed them yet")]
     CacheNotSynced,
+
+    /// A held backup's deletion waits for the hold's release.
+    #[error("backup {0} is held")]
+    Held(String),
+
+    /// A step runs (a Job) and its end wakes the reconcile.
+    #[error("{0}")]
+    Waiting(String),
 }
 
 impl Error {
@@ -43,6 +51,8 @@ impl Error {
             Self::Serialize(_) => "Serialize",
             Self::Unnamed => "Unnamed",
             Self::CacheNotSynced => "CacheNotSynced",
+            Self::Held(_) => "Held",
+            Self::Waiting(_) => "Waiting",
         }
     }
 }

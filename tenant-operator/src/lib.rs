@@ -6,6 +6,8 @@
 
 pub mod admission;
 pub mod apply;
+pub mod backup;
+pub mod backup_schedule;
 pub mod children;
 pub mod controller;
 pub mod error;

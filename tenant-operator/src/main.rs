@@ -1,4 +1,5 @@
-//! `tenant-operator`: `run` reconciles Tenants (the default), `crd` prints the CRD YAML.
+//! `tenant-operator`: `run` reconciles Tenants and their backups (the default), `crd` prints
+//! or writes the CRDs' YAML.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,8 +33,12 @@ struct Cli {
 enum Command {
     /// Reconcile Tenants (the default).
     Run(Box<RunArgs>),
-    /// Print the Tenant CRD (YAML), generated from the Rust types.
-    Crd,
+    /// Print the CRDs (YAML documents), generated from the Rust types; with `--dir`, write each
+    /// to its file there (`charts/tenantry/crds`).
+    Crd {
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -70,6 +75,13 @@ struct RunArgs {
     web_proxy_image: String,
     #[arg(long, env = "TENANTRY_POSTGRES_IMAGE", default_value = "postgres:15")]
     postgres_image: String,
+    /// The ERP agent's image, which backups run in (defaults to this release's).
+    #[arg(long, env = "TENANTRY_AGENT_IMAGE", default_value = concat!("tenantry/erp-agent:", env!("CARGO_PKG_VERSION")))]
+    agent_image: String,
+    /// The backup store's TCP port(s), the only ones backup pods may reach outside their
+    /// namespace (comma-separated; 443 for the clouds' stores).
+    #[arg(long, env = "TENANTRY_BACKUP_STORE_PORTS", default_value = "443", value_delimiter = ',')]
+    backup_store_ports: Vec<u16>,
     /// Node selector of every tenant pod (`key=value,…`): the nodes tenants run on.
     #[arg(long, env = "TENANTRY_NODE_SELECTOR", default_value = "")]
     node_selector: String,
@@ -94,8 +106,19 @@ enum LogFormat {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run(Box::new(cli.run))) {
-        Command::Crd => {
-            print!("{}", crd_yaml());
+        Command::Crd { dir: None } => {
+            let documents: Vec<String> = controller::crds().iter().map(|(_, crd)| crd_yaml(crd)).collect();
+            print!("{}", documents.join("---\n"));
+            ExitCode::SUCCESS
+        }
+        Command::Crd { dir: Some(dir) } => {
+            for (file, crd) in controller::crds() {
+                let path = dir.join(file);
+                if let Err(e) = std::fs::write(&path, crd_yaml(&crd)) {
+                    eprintln!("writing {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
             ExitCode::SUCCESS
         }
         Command::Run(args) => {
@@ -126,7 +149,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
             odoo: args.odoo_image,
             web_proxy: args.web_proxy_image,
             postgres: args.postgres_image,
+            agent: args.agent_image,
         },
+        backup_store_ports: args.backup_store_ports.into_iter().map(i32::from).collect(),
         ingress_controller_namespace,
         placement,
         ..OperatorConfig::default()

@@ -44,6 +44,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     phase: String,
 }
@@ -63,6 +68,7 @@ struct Inner {
     api_writes: Family<WriteLabels, Counter>,
     api_requests: Family<RequestLabels, Counter>,
     leader: Gauge,
+    backups: Family<OutcomeLabels, Counter>,
     tenants: Family<PhaseLabels, Gauge>,
     /// Phases `tenants` has a series for, so that phases no longer reported drop to zero.
     tenant_phases: Mutex<BTreeSet<String>>,
@@ -89,6 +95,7 @@ impl Metrics {
         let api_writes = Family::<WriteLabels, Counter>::default();
         let api_requests = Family::<RequestLabels, Counter>::default();
         let leader = Gauge::default();
+        let backups = Family::<OutcomeLabels, Counter>::default();
         let tenants = Family::<PhaseLabels, Gauge>::default();
         // Counters get their `_total` suffix from the encoder.
         registry.register("tenantry_operator_reconciles", "Reconciles run", reconciles.clone());
@@ -114,6 +121,11 @@ impl Metrics {
         );
         registry.register("tenantry_operator_leader", "1 while this replica holds the leader lease", leader.clone());
         registry.register("tenantry_operator_tenants", "Tenants by status phase", tenants.clone());
+        registry.register(
+            "tenantry_operator_backups",
+            "Backups finished, by outcome (completed, failed)",
+            backups.clone(),
+        );
         let inner = Inner {
             registry,
             reconciles,
@@ -122,6 +134,7 @@ impl Metrics {
             api_writes,
             api_requests,
             leader,
+            backups,
             tenants,
             tenant_phases: Mutex::new(BTreeSet::new()),
         };
@@ -138,6 +151,11 @@ impl Metrics {
     pub fn observe_reconcile(&self, duration: Duration) {
         self.inner.reconciles.inc();
         self.inner.reconcile_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Counts a backup that finished: `completed` or `failed`.
+    pub fn backup_finished(&self, outcome: &str) {
+        self.inner.backups.get_or_create(&OutcomeLabels { outcome: outcome.to_string() }).inc();
     }
 
     /// Counts a failed reconcile; `reason` is a short fixed word (`invalid_spec`, `api`, …).

@@ -9,7 +9,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, PropagationPolicy,
+};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector;
@@ -17,8 +19,10 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::admission::{self, Admission};
+use crate::api::backup::TenantBackup;
 use crate::api::{DeletionPolicy, Phase, Tenant, TenantStatus, condition, labels, namespace_of};
 use crate::apply::{Applier, FIELD_MANAGER};
+use crate::backup_schedule;
 use crate::build::{self, BuildContext, Child, GeneratedSecrets};
 use crate::children::{self, ChildCache, ChildKey};
 use crate::error::{Error, Result};
@@ -48,6 +52,13 @@ pub struct Context {
     pub images: ImageDefaults,
     pub ingress_controller_namespace: BTreeMap<String, String>,
     pub placement: Placement,
+    pub backup_store_ports: Vec<i32>,
+    /// The label selector of the Tenants served (a shard's, a test's), if not all.
+    pub tenant_selector: Option<String>,
+    /// Where the provider's Secrets (the backup store's credentials) are.
+    pub operator_namespace: String,
+    /// Every `TenantBackup`, as its watch reports them.
+    pub backups: reflector::Store<crate::api::backup::TenantBackup>,
     /// The children as the watches report them, and what this process wrote.
     pub children: ChildCache,
     /// Every Tenant this operator serves, as its watch reports them (hosts are checked against
@@ -142,6 +153,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         images: &ctx.images,
         ingress_controller_namespace: &ctx.ingress_controller_namespace,
         placement: &ctx.placement,
+        backup_store_ports: &ctx.backup_store_ports,
     };
     let desired = build::desired(&build_ctx);
 
@@ -183,12 +195,83 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         false => ("False", "QuotaTooSmall", quota_problems.join("; ")),
     };
     status::set_condition(&mut status.conditions, condition::QUOTA_FITS, fits, reason, &message, generation, &now);
+    let backups_wake = tend_backups(tenant, &model, &mut status, generation, &now, ctx).await?;
     // A failure to apply is news, even when the message is all that changed.
     let deferred = write_status(tenant, &previous, status, apply_error.is_some(), ctx).await?;
     match apply_error {
         Some(e) => Err(e),
-        None => Ok(Action::requeue(deferred.map_or(RESYNC, |after| after.min(RESYNC)))),
+        None => {
+            let wake = [Some(RESYNC), deferred, backups_wake].into_iter().flatten().min().unwrap_or(RESYNC);
+            Ok(Action::requeue(wake))
+        }
     }
+}
+
+/// The schedule's part (see [`backup_schedule`]): creates the due scheduled backup, and writes
+/// the backups' status and condition into `status`. Returns when the schedule wants to look
+/// again.
+async fn tend_backups(
+    tenant: &Tenant,
+    model: &TenantModel,
+    status: &mut TenantStatus,
+    generation: i64,
+    now: &str,
+    ctx: &Context,
+) -> Result<Option<Duration>> {
+    if model.backups.is_none() {
+        status.backups = None;
+        status.conditions.retain(|c| c.type_ != condition::BACKUPS_CURRENT);
+        return Ok(None);
+    }
+    // Decided from every backup of the tenant: the watch must have listed them once.
+    if tokio::time::timeout(CACHE_SYNC_TIMEOUT, ctx.backups.wait_until_ready()).await.is_err() {
+        return Err(Error::CacheNotSynced);
+    }
+    let all = ctx.backups.state();
+    let mine: Vec<&TenantBackup> = all.iter().map(AsRef::as_ref).filter(|b| b.spec.tenant == model.name).collect();
+    let ready = status.environments.iter().any(|e| e.name == "production" && e.ready);
+    let since = tenant
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), 0))
+        .unwrap_or_else(chrono::Utc::now);
+    let decision = backup_schedule::decide(model, &mine, ready, since, chrono::Utc::now());
+    if let Some(backup) = &decision.create {
+        let api: Api<TenantBackup> = Api::all(ctx.client.clone());
+        ctx.metrics.api_write("TenantBackup", "create");
+        match api.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, backup).await
+        {
+            Ok(_) => tracing::info!(tenant = %model.name, backup = %backup.name_any(), "scheduled backup due"),
+            // Created by an earlier run for the same slot.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(Error::kube(backup.name_any(), e)),
+        }
+    }
+    for name in backup_schedule::expired(model, &mine, chrono::Utc::now()) {
+        // Deleting the object deletes its archive (the backup's finalizer).
+        tracing::info!(tenant = %model.name, backup = %name, "retention deletes the backup");
+        let api: Api<TenantBackup> = Api::all(ctx.client.clone());
+        ctx.metrics.api_write("TenantBackup", "delete");
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(Error::kube(name, e)),
+        }
+    }
+    status.backups = decision.status;
+    if let Some((current, reason, message)) = &decision.current {
+        status::set_condition(
+            &mut status.conditions,
+            condition::BACKUPS_CURRENT,
+            current,
+            reason,
+            message,
+            generation,
+            now,
+        );
+    }
+    Ok(decision.wake)
 }
 
 async fn ensure_secrets(applier: &Applier<'_>, build_ctx: &BuildContext<'_>) -> Result<()> {
@@ -197,7 +280,7 @@ async fn ensure_secrets(applier: &Applier<'_>, build_ctx: &BuildContext<'_>) -> 
     // One the watches have not reported yet is created anyway: if it exists, the create is
     // refused and the new values are dropped.
     let namespace = &build_ctx.model.namespace;
-    let missing: Vec<&str> = [build::DATABASE_SECRET, build::MASTER_PASSWORD_SECRET]
+    let missing: Vec<&str> = [build::DATABASE_SECRET, build::MASTER_PASSWORD_SECRET, build::BACKUP_KEY]
         .into_iter()
         .filter(|name| !applier.cache.exists(namespace, &ChildKey::new("Secret", name)))
         .collect();
@@ -379,7 +462,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
                     }
                 }
                 let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-                for secret in [build::DATABASE_SECRET, build::MASTER_PASSWORD_SECRET] {
+                for secret in [build::DATABASE_SECRET, build::MASTER_PASSWORD_SECRET, build::BACKUP_KEY] {
                     let Some(found) = secrets.get_metadata_opt(secret).await.map_err(|e| Error::kube(secret, e))?
                     else {
                         continue;

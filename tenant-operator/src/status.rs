@@ -127,7 +127,9 @@ pub fn for_model(
         Some(format!("http://erp-web-production.{}.svc", model.namespace))
     });
 
-    TenantStatus { phase: Some(phase), conditions, observed_generation: Some(generation), url, environments }
+    // The backups' part is the scheduler's (see `crate::backups::schedule`), written beside.
+    let backups = previous.backups.clone();
+    TenantStatus { phase: Some(phase), conditions, observed_generation: Some(generation), url, environments, backups }
 }
 
 /// The status of a tenant whose spec is invalid: nothing else about it is claimed.
@@ -141,6 +143,7 @@ pub fn invalid(message: &str, previous: &TenantStatus, generation: i64, now: &st
         observed_generation: Some(generation),
         url: previous.url.clone(),
         environments: previous.environments.clone(),
+        backups: previous.backups.clone(),
     }
 }
 
@@ -181,9 +184,12 @@ pub fn change(previous: &TenantStatus, next: &TenantStatus) -> Change {
     if previous == next {
         return Change::None;
     }
+    // The backups' part changes a few times a day, and a reader waits for it (a console, the
+    // late-backup alert).
     if previous.phase != next.phase
         || previous.observed_generation != next.observed_generation
         || previous.url != next.url
+        || previous.backups != next.backups
     {
         return Change::Significant;
     }
@@ -277,6 +283,7 @@ mod tests {
             suspended,
             ingress: None,
             deletion_policy: Default::default(),
+            backups: None,
         };
         if test_env {
             spec.environments.test = Some(Default::default());

@@ -193,7 +193,11 @@ fn odoo_config_container(
 }
 
 /// Pod labels of the server and of its Job: the common labels plus the file store they mount.
-fn server_pod_labels(ctx: &BuildContext, environment: &Environment, component: Component) -> BTreeMap<String, String> {
+pub(crate) fn server_pod_labels(
+    ctx: &BuildContext,
+    environment: &Environment,
+    component: Component,
+) -> BTreeMap<String, String> {
     let mut labels = labels_for(ctx.model, Some(component), Some(environment));
     labels.insert(FILESTORE_LABEL.into(), names::filestore(environment));
     labels
@@ -203,7 +207,7 @@ fn server_pod_labels(ctx: &BuildContext, environment: &Environment, component: C
 /// run on the node that has it attached, or it waits forever for the volume. Requiring to be
 /// next to a pod with the same file store does that; the first such pod may go anywhere (the
 /// scheduler lets a pod matching its own affinity term start alone).
-fn filestore_affinity(ctx: &BuildContext, environment: &Environment) -> Affinity {
+pub(crate) fn filestore_affinity(ctx: &BuildContext, environment: &Environment) -> Affinity {
     let selector = BTreeMap::from([
         (labels::TENANT.to_string(), ctx.model.name.clone()),
         (FILESTORE_LABEL.to_string(), names::filestore(environment)),

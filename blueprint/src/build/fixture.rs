@@ -63,6 +63,7 @@ pub fn fixture() -> TenantModel {
         },
         ingress: Some(Ingress { class_name: Some("nginx".into()), tls: Tls::Issuer("letsencrypt".into()) }),
         deletion_policy: DeletionPolicy::Retain,
+        backups: None,
     }
 }
 
@@ -105,6 +106,7 @@ pub struct Fixture {
     pub images: ImageDefaults,
     pub ingress_controller_namespace: BTreeMap<String, String>,
     pub placement: Placement,
+    pub backup_store_ports: Vec<i32>,
 }
 
 impl Fixture {
@@ -113,6 +115,7 @@ impl Fixture {
             model,
             images: ImageDefaults::default(),
             placement: Default::default(),
+            backup_store_ports: vec![443],
             ingress_controller_namespace: BTreeMap::from([(
                 "kubernetes.io/metadata.name".to_string(),
                 "ingress-nginx".to_string(),
@@ -134,6 +137,7 @@ impl Fixture {
             images: &self.images,
             ingress_controller_namespace: &self.ingress_controller_namespace,
             placement: &self.placement,
+            backup_store_ports: &self.backup_store_ports,
         }
     }
 }

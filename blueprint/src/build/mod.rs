@@ -8,6 +8,7 @@
 //! A suspended tenant runs nothing: its workloads are scaled to zero and its Jobs are not
 //! wanted (all data, configuration and Services stay).
 
+pub mod backup;
 mod common;
 mod config;
 mod database;
@@ -71,11 +72,16 @@ pub struct BuildContext<'a> {
     pub ingress_controller_namespace: &'a BTreeMap<String, String>,
     /// Node selector and tolerations of every pod.
     pub placement: &'a Placement,
+    /// The TCP ports the backup store listens on (443 for the clouds' stores), the only ones
+    /// backup pods may reach outside the namespace.
+    pub backup_store_ports: &'a [i32],
 }
 
 /// The generated Secrets: the PostgreSQL user's and the ERP master password's (the contract's
 /// names, [`tenantry_contract::names::secrets`]).
-pub use tenantry_contract::names::secrets::{DATABASE as DATABASE_SECRET, MASTER_PASSWORD as MASTER_PASSWORD_SECRET};
+pub use tenantry_contract::names::secrets::{
+    BACKUP_KEY, DATABASE as DATABASE_SECRET, MASTER_PASSWORD as MASTER_PASSWORD_SECRET,
+};
 
 /// Everything the tenant needs except the generated Secrets, in apply order: the Namespace,
 /// then what constrains pods (quota, limits, network policies) before any pod exists, then
@@ -90,6 +96,14 @@ pub fn desired(ctx: &BuildContext) -> Vec<Child> {
     }
     children.extend(ingress::children(ctx));
     children
+}
+
+/// A typed object built elsewhere (a backup's Job) as a [`Child`] the caller applies.
+pub fn child_of<K>(object: &K) -> Child
+where
+    K: kube::Resource<DynamicType = ()> + serde::Serialize,
+{
+    common::child(object, true)
 }
 
 /// The generated Secrets (create_only), from values made once by the caller.

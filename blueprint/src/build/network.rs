@@ -1,12 +1,12 @@
 //! NetworkPolicies: deny everything, then allow exactly the paths the ERP uses:
-//! ingress controller → web → server → database, Jobs → database, and DNS for all. Nothing
-//! from other namespaces gets in except the ingress controller, and nothing gets out except
-//! DNS.
+//! ingress controller → web → server → database, Jobs → database, backups → their store, and
+//! DNS for all. Nothing from other namespaces gets in except the ingress controller, and nothing
+//! gets out except DNS and the backups' traffic to their store.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
@@ -54,7 +54,28 @@ pub(crate) fn children(ctx: &BuildContext) -> Vec<Child> {
             Some(vec![egress(vec![peer(Component::Database)], DATABASE_PORT)]),
         ),
     ];
-    policies.iter().map(|policy| child(policy, false)).collect()
+    let mut children: Vec<Child> = policies.iter().map(|policy| child(policy, false)).collect();
+    if ctx.model.backups.is_some() {
+        // The store is outside the cluster at an address no selector names: any address, on
+        // the store's ports only.
+        let store = NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                ip_block: Some(IPBlock { cidr: "0.0.0.0/0".into(), except: None }),
+                ..Default::default()
+            }]),
+            ports: Some(ctx.backup_store_ports.iter().map(|&number| port("TCP", number)).collect()),
+        };
+        let backup_pods = LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: labels::BACKUP.into(),
+                operator: "Exists".into(),
+                values: None,
+            }]),
+            ..Default::default()
+        };
+        children.push(child(&policy(ctx, "backup-store", backup_pods, None, Some(vec![store])), false));
+    }
+    children
 }
 
 /// A policy of both types, so that `None` rules mean "nothing" rather than "not restricted".
@@ -195,6 +216,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn backup_pods_reach_their_store_on_its_ports_only() {
+        let mut fx = Fixture::new(fixture());
+        assert!(!children(&fx.ctx()).iter().any(|c| c.name == "backup-store"), "no backups, no way out");
+        fx.model.backups = Some(crate::model::Backups {
+            schedule: "0 3 * * *".parse().unwrap(),
+            retention: Default::default(),
+            store: "s3://b/p".into(),
+            credentials_secret: None,
+        });
+        let children = children(&fx.ctx());
+        let store = policy_named(&children, "backup-store");
+        assert_eq!(store["podSelector"]["matchExpressions"][0], json!({"key": labels::BACKUP, "operator": "Exists"}));
+        assert_eq!(store["egress"][0]["to"], json!([{"ipBlock": {"cidr": "0.0.0.0/0"}}]));
+        assert_eq!(store["egress"][0]["ports"], json!([{"protocol": "TCP", "port": 443}]));
+        assert!(store.get("ingress").is_none());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The generated Secrets: the PostgreSQL password and the ERP master password. Their values are
+//! The generated Secrets: the PostgreSQL password, the ERP master password and the tenant's
+//! backup key (an age X25519 identity and its recipient). Their values are
 //! made once by the caller ([`GeneratedSecrets::generate`]) and the Secrets are created once and
 //! never updated: the database was initialised with that password, and nothing may silently
 //! replace it.
@@ -12,7 +13,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 
 use super::common::{Component, DATABASE_USER, child, labels_for, metadata, tenant_labels};
-use super::{BuildContext, Child, DATABASE_SECRET, MASTER_PASSWORD_SECRET};
+use super::{BACKUP_KEY, BuildContext, Child, DATABASE_SECRET, MASTER_PASSWORD_SECRET};
 
 /// Keys of the two Secrets.
 pub(crate) use tenantry_contract::names::secrets as keys;
@@ -23,6 +24,10 @@ pub struct GeneratedSecrets {
     pub database_password: String,
     pub master_password: String,
     pub master_password_hash: String,
+    /// `AGE-SECRET-KEY-1…`: reads the tenant's backups.
+    pub backup_key: String,
+    /// `age1…`: what backups are encrypted to.
+    pub backup_recipient: String,
 }
 
 impl GeneratedSecrets {
@@ -35,7 +40,15 @@ impl GeneratedSecrets {
         let params = sha_crypt::Sha512Params::new(sha_crypt::ROUNDS_DEFAULT).expect("the default rounds are valid");
         let master_password_hash =
             sha_crypt::sha512_simple(&master_password, &params).expect("hashing with valid rounds cannot fail");
-        Self { database_password: random_password(), master_password, master_password_hash }
+        let key = age::x25519::Identity::generate();
+        let backup_key = age::secrecy::ExposeSecret::expose_secret(&key.to_string()).to_string();
+        Self {
+            database_password: random_password(),
+            master_password,
+            master_password_hash,
+            backup_key,
+            backup_recipient: key.to_public().to_string(),
+        }
     }
 }
 
@@ -50,6 +63,8 @@ impl fmt::Debug for GeneratedSecrets {
             .field("database_password", &"<redacted>")
             .field("master_password", &"<redacted>")
             .field("master_password_hash", &"<redacted>")
+            .field("backup_key", &"<redacted>")
+            .field("backup_recipient", &self.backup_recipient)
             .finish()
     }
 }
@@ -67,7 +82,15 @@ pub(crate) fn children(ctx: &BuildContext, values: &GeneratedSecrets) -> Vec<Chi
         tenant_labels(ctx.model),
         [(keys::PASSWORD, &values.master_password), (keys::PASSWORD_HASH, &values.master_password_hash)],
     );
-    vec![child(&database, true), child(&master, true)]
+    // A key file ends with a newline, as age writes one.
+    let key_file = format!("{}\n", values.backup_key);
+    let backup_key = secret(
+        ctx,
+        BACKUP_KEY,
+        tenant_labels(ctx.model),
+        [(keys::KEY, key_file.as_str()), (keys::RECIPIENT, &values.backup_recipient)],
+    );
+    vec![child(&database, true), child(&master, true), child(&backup_key, true)]
 }
 
 /// `data` rather than `stringData`: `data` is what the apiserver stores and returns, so the
@@ -114,7 +137,9 @@ mod tests {
     fn debug_shows_no_value() {
         let values = GeneratedSecrets::generate();
         let debug = format!("{values:?}");
-        for secret in [&values.database_password, &values.master_password, &values.master_password_hash] {
+        for secret in
+            [&values.database_password, &values.master_password, &values.master_password_hash, &values.backup_key]
+        {
             assert!(!debug.contains(secret.as_str()));
         }
         assert!(debug.contains("redacted"));
@@ -127,6 +152,8 @@ mod tests {
             database_password: "db0123456789".into(),
             master_password: "master0123456789".into(),
             master_password_hash: "$6$salt$hash".into(),
+            backup_key: "AGE-SECRET-KEY-1TEST".into(),
+            backup_recipient: "age1test".into(),
         };
         let children = children(&fx.ctx(), &values);
         assert!(children.iter().all(|c| c.create_only && c.resource.kind == "Secret"));
@@ -142,5 +169,18 @@ mod tests {
         let data = master.data.unwrap();
         assert_eq!(data["password"].0, b"master0123456789");
         assert_eq!(data["password-hash"].0, b"$6$salt$hash");
+        let key: Secret = serde_json::from_value(children[2].body.clone()).unwrap();
+        assert_eq!(children[2].name, BACKUP_KEY);
+        let data = key.data.unwrap();
+        assert_eq!(data["key"].0, b"AGE-SECRET-KEY-1TEST\n");
+        assert_eq!(data["recipient"].0, b"age1test");
+    }
+
+    #[test]
+    fn the_backup_key_and_its_recipient_are_a_pair() {
+        let values = GeneratedSecrets::generate();
+        let key: age::x25519::Identity = values.backup_key.parse().unwrap();
+        assert_eq!(key.to_public().to_string(), values.backup_recipient);
+        assert_ne!(GeneratedSecrets::generate().backup_key, values.backup_key);
     }
 }

@@ -23,6 +23,8 @@ fn known_secrets() -> GeneratedSecrets {
         database_password: "DbPassw0rdDbPassw0rdDbPassw0rd12".into(),
         master_password: "MasterPassw0rdMasterPassw0rd1234".into(),
         master_password_hash: "$6$abcdefgh$MasterHashValue".into(),
+        backup_key: "AGE-SECRET-KEY-1KNOWN".into(),
+        backup_recipient: "age1known".into(),
     }
 }
 
@@ -413,10 +415,10 @@ fn building_twice_gives_the_same_objects() {
 }
 
 #[test]
-fn generated_secrets_are_the_two_named_ones() {
+fn generated_secrets_are_the_three_named_ones() {
     let fx = Fixture::new(fixture());
     let names: Vec<_> = secrets(&fx.ctx(), &GeneratedSecrets::generate()).into_iter().map(|c| c.name).collect();
-    assert_eq!(names, [DATABASE_SECRET, MASTER_PASSWORD_SECRET]);
+    assert_eq!(names, [DATABASE_SECRET, MASTER_PASSWORD_SECRET, BACKUP_KEY]);
 }
 
 #[test]

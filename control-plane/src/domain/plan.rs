@@ -122,6 +122,7 @@ impl PlanSpec {
             suspended: false,
             ingress: None,
             deletion_policy: Default::default(),
+            backups: None,
         }
     }
 }

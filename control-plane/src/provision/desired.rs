@@ -30,6 +30,7 @@ pub fn tenant_object(tenant: &Tenant, plan: &Plan) -> TenantObject {
         // one, generate `<slug>.<domain>`).
         ingress: tenant.host.as_ref().map(|host| IngressSpec { host: host.clone(), ..IngressSpec::default() }),
         deletion_policy: Default::default(),
+        backups: None,
     };
     let mut object = TenantObject::new(&tenant.slug, spec);
     let meta = object.meta_mut();

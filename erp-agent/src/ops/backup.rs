@@ -11,6 +11,10 @@
 //! store's summary, written last, is the commit marker). Killed during `store`, a rerun writes
 //! the archive again under the same id; killed after, the rerun finds it complete and only
 //! verifies it.
+//!
+//! **The caller's id.** A caller may choose the id ([`backup_with_id`]), e.g. a Kubernetes Job
+//! whose pod, and the journal in it, can be lost: a rerun with a fresh journal and the same id
+//! finds the backup complete in the store and returns it, or writes it again under that id.
 
 use std::collections::BTreeMap;
 
@@ -48,6 +52,21 @@ pub async fn backup(
     kind: BackupKind,
     journal: &dyn JournalStore,
 ) -> Result<Summary> {
+    backup_with_id(environment, store, recipient, key, kind, None, journal).await
+}
+
+/// [`backup`], under the caller's `id` when one is given (otherwise one is made from the time).
+/// The id is taken only by a fresh journal; a journal that holds a backup under another id is
+/// refused. A backup already stored complete under the id is returned as it is.
+pub async fn backup_with_id(
+    environment: &Environment,
+    store: &BackupStore,
+    recipient: &BackupRecipient,
+    key: Option<&BackupKey>,
+    kind: BackupKind,
+    id: Option<&BackupId>,
+    journal: &dyn JournalStore,
+) -> Result<Summary> {
     let parameters = serde_json::json!({
         "tenant": environment.tenant,
         "environment": environment.name,
@@ -55,7 +74,13 @@ pub async fn backup(
         "kind": kind,
     });
     let mut record = match journal.load()? {
-        Some(record) if record.kind == "backup" && record.parameters == parameters => record,
+        Some(record)
+            if record.kind == "backup"
+                && record.parameters == parameters
+                && id.is_none_or(|id| id.as_str() == record.operation) =>
+        {
+            record
+        }
         Some(other) => {
             return Err(Error::Journal(format!(
                 "the journal holds operation {} ({}), not this backup",
@@ -63,8 +88,7 @@ pub async fn backup(
             )));
         }
         None => {
-            let created_at = Utc::now();
-            let id = BackupId::generate(created_at);
+            let id = id.cloned().unwrap_or_else(|| BackupId::generate(Utc::now()));
             Journal::new(id.as_str(), "backup", parameters)
         }
     };

@@ -4,11 +4,14 @@
 
 use crate::common;
 
+use erp_agent::Error;
 use erp_agent::database::{DatabaseName, derived_prefix};
 use erp_agent::journal::FileJournal;
 use erp_agent::key::BackupKey;
-use erp_agent::ops::{ErpControl, restore};
+use erp_agent::manifest::{BackupId, BackupKind, FingerprintTotals};
+use erp_agent::ops::{ErpControl, backup, restore};
 use erp_agent::report::Outcome;
+use erp_agent::store::{BackupStore, StoreOptions};
 
 use common::{Erp, Tryton, environment, read_back, stores, take_backup, tryton};
 
@@ -180,6 +183,43 @@ async fn backup_is_encrypted_and_authenticated() {
     assert!(tryton.server.list(&derived_prefix(&database)).await.unwrap().is_empty(), "no work copy left");
     assert!(!tryton.store.exists(&format!("{}__work_op-sealed", database.as_str())).unwrap());
     erp.stop().await.unwrap();
+}
+
+/// A backup under the caller's id (a Kubernetes Job's): run again in a new pod, with a fresh
+/// journal, it finds the backup stored and returns it rather than taking a second one; a
+/// journal holding a backup under another id is refused.
+#[tokio::test]
+async fn a_backup_under_the_callers_id_is_taken_once_whatever_the_journal() {
+    let tryton = tryton(SERIES).await;
+    let version = tryton.install.version().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", scratch.path().join("backups").display());
+    std::fs::create_dir(scratch.path().join("backups")).unwrap();
+    let store = BackupStore::from_url(&url, StoreOptions::default()).unwrap();
+    let database = tryton.copy_of_template("given_id").await;
+    let env = environment(tryton, "acme-given-id", &database, &version);
+    let key = BackupKey::generate();
+    let id = BackupId::parse("job-7f3a-backup").unwrap();
+    let run = async |journal: &str, id: &BackupId| {
+        let journal = FileJournal::new(scratch.path().join(journal));
+        backup::backup_with_id(&env, &store, &key.recipient(), Some(&key), BackupKind::Manual, Some(id), &journal).await
+    };
+
+    let first = run("pod-1.json", &id).await.expect("backup");
+    assert_eq!(first.backup_id, id);
+    let manifest = store.manifest(&first, &key).await.unwrap();
+    assert_eq!(first.fingerprint, FingerprintTotals::of(&manifest.fingerprint));
+    assert!(first.fingerprint.tables > 0 && first.fingerprint.rows > 0, "{:?}", first.fingerprint);
+
+    let again = run("pod-2.json", &id).await.expect("the same backup");
+    assert_eq!(again, first, "the stored backup, not a new one");
+    assert_eq!(store.list(&env.tenant, "production").await.unwrap(), std::slice::from_ref(&first));
+
+    let other = BackupId::parse("job-7f3a-other").unwrap();
+    let error = run("pod-1.json", &other).await.unwrap_err();
+    assert!(matches!(error, Error::Journal(_)), "{error}");
+    assert!(store.summary(&env.tenant, "production", &other).await.unwrap().is_none());
+    assert_eq!(store.list(&env.tenant, "production").await.unwrap().len(), 1);
 }
 
 /// A database without attachments has no file-store folder: the restore has no folder to set

@@ -1,5 +1,6 @@
 //! `tenantry-agent`'s contract with a Job: one JSON document on standard output, exit 2 for bad
-//! usage or input (nothing started), exit 1 for a refusal, and the database URL never printed.
+//! usage or input (nothing started), exit 1 for a refusal, the database URL never printed, and the
+//! same document in the result file a Job reads (its termination message).
 
 use crate::common;
 
@@ -79,4 +80,89 @@ async fn the_agent_answers_in_json_with_exit_codes_a_job_can_act_on() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&help.stdout).contains("s3cret-pw"), "--help shows the URL");
+}
+
+/// How a Kubernetes Job runs a backup: under the operator's id, its outcome also written to a
+/// result file (the termination message) on one line. The Job's pod lost and the backup run
+/// again in a new one (a fresh journal): the same backup, not a second.
+#[tokio::test]
+async fn a_job_backs_up_under_its_own_id_and_reads_the_outcome_from_the_result_file() {
+    let tryton = tryton("7.0").await;
+    let version = tryton.install.version().unwrap();
+    let database = tryton.copy_of_template("cli_backup").await;
+    let scratch = tempfile::tempdir().unwrap();
+    let backups = scratch.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let store = format!("file://{}", backups.display());
+    let recipient = erp_agent::key::BackupKey::generate().recipient().to_string();
+    let agent = |subcommand: &str, args: &[&str], pod: &str| -> (Output, std::path::PathBuf) {
+        let result = scratch.path().join(format!("{pod}-result"));
+        let output = Command::new(AGENT)
+            .arg(subcommand)
+            .args(["--tenant", "acme-cli-job", "--store", &store])
+            .args(args)
+            .arg("--result-file")
+            .arg(&result)
+            .env("TENANTRY_AGENT_DATABASE_URL", tryton.postgres.url("postgres"))
+            .env("TENANTRY_AGENT_BACKUP_ID", "job-backup-1")
+            .output()
+            .unwrap();
+        (output, result)
+    };
+    let backup = |pod: &str, extra: &[&str]| {
+        let journal = scratch.path().join(format!("{pod}-journal.json"));
+        let mut args = vec![
+            "--database",
+            database.as_str(),
+            "--erp-version",
+            &version,
+            "--recipient",
+            &recipient,
+            "--journal",
+            journal.to_str().unwrap(),
+            "--filestore",
+            tryton.store.root().to_str().unwrap(),
+            "--pg-bin-dir",
+            tryton.postgres.bin_dir().to_str().unwrap(),
+        ];
+        args.extend(extra);
+        agent("backup", &args, pod)
+    };
+    let result = |path: &std::path::Path| -> serde_json::Value {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        serde_json::from_str(&text).unwrap()
+    };
+
+    let (output, file) = backup("pod-1", &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let first = json(&output);
+    assert_eq!(first["backup_id"], "job-backup-1");
+    assert!(first["fingerprint"]["tables"].as_u64().unwrap() > 0, "{first}");
+    assert!(first["fingerprint"]["rows"].as_u64().unwrap() > 0, "{first}");
+    assert_eq!(result(&file), first, "the result file holds the document");
+
+    let (output, file) = backup("pod-2", &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(json(&output), first, "the stored backup, not a new one");
+    assert_eq!(result(&file), first);
+    let (output, _) = agent("list", &[], "list");
+    let listed = json(&output);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0], first);
+
+    // An error is written too; an invalid id is bad input (exit 2) and starts nothing.
+    let (output, file) = backup("pod-3", &["--backup-id", "../x"]);
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(result(&file)["error"]["kind"], json(&output)["error"]["kind"]);
+    // A result file that cannot be written changes nothing of the outcome.
+    let output = Command::new(AGENT)
+        .args(["list", "--tenant", "acme-cli-job", "--store", &store])
+        .arg("--result-file")
+        .arg(scratch.path().join("missing").join("result"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(json(&output), listed);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("result file"));
 }

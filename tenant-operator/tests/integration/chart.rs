@@ -20,8 +20,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt};
 use serde_json::{Value, json};
 use tenant_operator::api::{Phase, Tenant, labels, namespace_of};
 
@@ -366,13 +366,17 @@ async fn unsafe_combinations_are_refused_with_the_reason() {
 #[tokio::test]
 async fn the_chart_ships_the_generated_crd() {
     let chart = rendered(json!({})).await;
-    let generated = serde_json::to_value(Tenant::crd()).unwrap();
-    assert_eq!(chart.crds.len(), 1, "the chart's crds/ holds the Tenant CRD and nothing else");
-    assert!(
-        chart.crds[0] == generated,
-        "charts/tenantry/crds/ differs from the Tenant types as Helm loads it; regenerate it with\n  \
-         cargo run -p tenant-operator -- crd > charts/tenantry/crds/tenants.tenantry.dev.yaml"
-    );
+    let generated: Vec<serde_json::Value> =
+        tenant_operator::controller::crds().iter().map(|(_, crd)| serde_json::to_value(crd).unwrap()).collect();
+    assert_eq!(chart.crds.len(), generated.len(), "the chart's crds/ holds the generated CRDs and nothing else");
+    for crd in &generated {
+        assert!(
+            chart.crds.contains(crd),
+            "charts/tenantry/crds/ differs from the types as Helm loads them ({}); regenerate them with\n  \
+             cargo run -p tenant-operator -- crd --dir charts/tenantry/crds",
+            crd["metadata"]["name"]
+        );
+    }
 }
 
 /// The operator's ClusterRole holds exactly the grants its code needs: derived here from the
@@ -394,6 +398,12 @@ async fn the_operator_cluster_role_grants_exactly_what_the_code_uses() {
     grant("tenantry.dev", "tenants", &["list", "watch", "patch"], &[]);
     grant("tenantry.dev", "tenants/status", &["patch"], &[]);
     grant("tenantry.dev", "tenants/finalizers", &["update"], &[]);
+    // Backups: the same for their controller; their Jobs' pods are listed for the agent's
+    // termination message.
+    grant("tenantry.dev", "tenantbackups", &["list", "watch", "patch"], &[]);
+    grant("tenantry.dev", "tenantbackups/status", &["patch"], &[]);
+    grant("tenantry.dev", "tenantbackups/finalizers", &["update"], &[]);
+    grant("", "pods", &["list"], &[]);
     let mut kinds = tenant_operator::build::managed_kinds();
     kinds.push(kube::api::ApiResource::erase::<Namespace>(&()));
     for kind in kinds {
@@ -402,7 +412,8 @@ async fn the_operator_cluster_role_grants_exactly_what_the_code_uses() {
         // watched: created, then read and patched by the names the operator generates.
         if kind.kind == "Secret" {
             grant("", "secrets", &["create"], &[]);
-            let generated = [tenant_operator::build::DATABASE_SECRET, tenant_operator::build::MASTER_PASSWORD_SECRET];
+            use tenantry_contract::names::secrets::{BACKUP_STORAGE, DATABASE, MASTER_PASSWORD};
+            let generated = [DATABASE, MASTER_PASSWORD, tenant_operator::build::BACKUP_KEY, BACKUP_STORAGE];
             grant("", "secrets", &["get", "patch"], &generated);
             continue;
         }

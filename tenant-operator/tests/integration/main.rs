@@ -3,6 +3,7 @@
 
 mod common;
 
+mod backups;
 mod chart;
 mod crd;
 mod leader;

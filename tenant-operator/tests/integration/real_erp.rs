@@ -24,27 +24,29 @@ use tenant_operator::placement::Placement;
 
 /// From nothing to Ready: the images' first pull, PostgreSQL's initialisation, `trytond-admin
 /// --all` on each database and the servers' start, on a shared 2-core machine.
-const READY_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(600);
 /// The release the tests run: a long-term series, with its web client on npm.
-const VERSION: &str = "8.0.12";
+pub(crate) const VERSION: &str = "8.0.12";
 const SERIES: &str = "8.0";
 
 async fn operator_on_the_real_node() -> Operator {
-    common::start_with(|config| {
-        config.placement = Placement {
-            node_selector: BTreeMap::from([(REAL_NODE_LABEL.to_string(), "true".to_string())]),
-            tolerations: vec![Toleration {
-                key: Some(REAL_NODE_TAINT.into()),
-                operator: Some("Exists".into()),
-                ..Default::default()
-            }],
-        };
-    })
-    .await
+    common::start_with(|config| config.placement = real_node_placement()).await
+}
+
+/// Where tenants of these tests run: the real node (its label and taint).
+pub(crate) fn real_node_placement() -> Placement {
+    Placement {
+        node_selector: BTreeMap::from([(REAL_NODE_LABEL.to_string(), "true".to_string())]),
+        tolerations: vec![Toleration {
+            key: Some(REAL_NODE_TAINT.into()),
+            operator: Some("Exists".into()),
+            ..Default::default()
+        }],
+    }
 }
 
 /// A small Tryton tenant: figures that fit the node beside everything else the tests run.
-fn spec(with_test: bool) -> TenantSpec {
+pub(crate) fn spec(with_test: bool) -> TenantSpec {
     let environments = if with_test { json!({"production": {}, "test": {}}) } else { json!({"production": {}}) };
     serde_json::from_value(json!({
         "displayName": "Real Corp",
@@ -109,7 +111,7 @@ async fn try_login(client: &Client, namespace: &str, environment: &str) -> Resul
     }
 }
 
-async fn login(client: &Client, namespace: &str, environment: &str) -> Session {
+pub(crate) async fn login(client: &Client, namespace: &str, environment: &str) -> Session {
     try_login(client, namespace, environment).await.unwrap_or_else(|e| panic!("login to {environment}: {e}"))
 }
 
@@ -128,7 +130,7 @@ async fn login_when_back(client: &Client, namespace: &str, environment: &str) ->
     }
 }
 
-async fn create_party(session: &Session, name: &str) {
+pub(crate) async fn create_party(session: &Session, name: &str) {
     session.create("party.party", vec![json!({"name": name})]).await.unwrap();
 }
 

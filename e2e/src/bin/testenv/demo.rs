@@ -168,7 +168,7 @@ async fn start(binaries: &Binaries, listen: SocketAddr, tenant_domain: &str, rea
     let kubeconfig = info.kubeconfig.display().to_string();
 
     progress("installing the Tenant CRD");
-    install_crd(&info.kubeconfig, &binaries.operator).await?;
+    install_crds(&info.kubeconfig, &binaries.operator).await?;
     let placement = if real {
         progress("cordoning the simulated nodes: tenants go to the real node");
         cordon_simulated_nodes(&info.kubeconfig).await?;
@@ -286,24 +286,29 @@ fn data_dir(workdir: &WorkDir) -> String {
     workdir.join("control-plane-data").display().to_string()
 }
 
-/// Creates the CRD from `tenant-operator crd`, as `kubectl create -f` would, and waits until it
-/// is established. The apiserver reads the YAML itself, so no YAML parser is needed here.
-async fn install_crd(kubeconfig: &Path, operator: &Path) -> Result<(), String> {
+/// Creates the CRDs from `tenant-operator crd` (YAML documents), as `kubectl create -f` would,
+/// and waits until each is established. The apiserver reads the YAML itself, so no YAML parser
+/// is needed here.
+async fn install_crds(kubeconfig: &Path, operator: &Path) -> Result<(), String> {
     let yaml = run_async(Spec::new("tenant-operator crd", operator).arg("crd")).await.map_err(|e| e.to_string())?;
     let client = cluster_client(kubeconfig).await?;
-    let mut request = kube::core::Request::new("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
-        .create(&PostParams::default(), yaml.into_bytes())
-        .map_err(|e| format!("building the CRD request: {e}"))?;
-    request.headers_mut().insert("content-type", "application/yaml".parse().expect("a valid header value"));
-    let crd: CustomResourceDefinition =
-        client.request(request).await.map_err(|e| format!("creating the Tenant CRD: {e}"))?;
-    let name = crd.metadata.name.unwrap_or_default();
-    let crds: Api<CustomResourceDefinition> = Api::all(client);
-    match tokio::time::timeout(START_TIMEOUT, await_condition(crds, &name, conditions::is_crd_established())).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("watching the CRD {name}: {e}")),
-        Err(_) => Err(format!("the CRD {name} was not established within {START_TIMEOUT:?}")),
+    for document in yaml.split("\n---\n") {
+        let mut request = kube::core::Request::new("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+            .create(&PostParams::default(), document.as_bytes().to_vec())
+            .map_err(|e| format!("building the CRD request: {e}"))?;
+        request.headers_mut().insert("content-type", "application/yaml".parse().expect("a valid header value"));
+        let crd: CustomResourceDefinition =
+            client.request(request).await.map_err(|e| format!("creating a CRD: {e}"))?;
+        let name = crd.metadata.name.unwrap_or_default();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        match tokio::time::timeout(START_TIMEOUT, await_condition(crds, &name, conditions::is_crd_established())).await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("watching the CRD {name}: {e}")),
+            Err(_) => return Err(format!("the CRD {name} was not established within {START_TIMEOUT:?}")),
+        }
     }
+    Ok(())
 }
 
 /// Polls `url` until it answers 200 with a body that `wanted` accepts; fails early, with the

@@ -12,7 +12,7 @@ use e2e::wait::until;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::conditions;
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use rand::Rng;
 use serde_json::json;
 use tenant_operator::api::{Phase, Tenant, TenantSpec};
@@ -61,30 +61,35 @@ pub async fn install_crd(client: &Client) {
     static INSTALLED: OnceCell<()> = OnceCell::const_new();
     INSTALLED
         .get_or_init(|| async {
-            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-            // Create or replace, as `kubectl create`/`replace` would: one test process creates
-            // it, the others find it (or lose the race to create it, which is as good).
-            let mut crd = Tenant::crd();
-            let name = crd.name_any();
-            match crds.get_opt(&name).await.unwrap() {
-                None => match crds.create(&PostParams::default(), &crd).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 409 => {}
-                    Err(e) => panic!("creating the CRD: {e}"),
-                },
-                Some(existing) => {
-                    crd.metadata.resource_version = existing.resource_version();
-                    match crds.replace(&name, &PostParams::default(), &crd).await {
-                        Ok(_) => {}
-                        // Another process replaced it first with the same definition.
-                        Err(kube::Error::Api(status)) if status.code == 409 => {}
-                        Err(e) => panic!("replacing the CRD: {e}"),
-                    }
-                }
+            for (_, crd) in tenant_operator::controller::crds() {
+                install_one(client, crd).await;
             }
-            until(&crds, &name, "Established", TIMEOUT, conditions::is_crd_established()).await;
         })
         .await;
+}
+
+/// Create or replace, as `kubectl create`/`replace` would: one test process creates it, the
+/// others find it (or lose the race to create it, which is as good).
+async fn install_one(client: &Client, mut crd: CustomResourceDefinition) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.name_any();
+    match crds.get_opt(&name).await.unwrap() {
+        None => match crds.create(&PostParams::default(), &crd).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => panic!("creating the CRD: {e}"),
+        },
+        Some(existing) => {
+            crd.metadata.resource_version = existing.resource_version();
+            match crds.replace(&name, &PostParams::default(), &crd).await {
+                Ok(_) => {}
+                // Another process replaced it first with the same definition.
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(e) => panic!("replacing the CRD: {e}"),
+            }
+        }
+    }
+    until(&crds, &name, "Established", TIMEOUT, conditions::is_crd_established()).await;
 }
 
 impl Operator {

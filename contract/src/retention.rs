@@ -57,7 +57,10 @@ use std::fmt;
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+/// Two backups share an id: a deletion by id would also remove the one that is to be kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("backup id `{0}` is listed twice; refusing to decide deletions")]
+pub struct DuplicateId(pub String);
 
 /// Why a backup was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -95,22 +98,6 @@ pub struct RetentionPolicy {
     pub calendar_offset: FixedOffset,
 }
 
-impl From<&crate::manifest::Summary> for BackupEntry {
-    fn from(summary: &crate::manifest::Summary) -> Self {
-        use crate::manifest::BackupKind as Stored;
-        Self {
-            id: summary.backup_id.as_str().to_string(),
-            created_at: summary.created_at,
-            kind: match summary.kind {
-                Stored::Scheduled => BackupKind::Scheduled,
-                Stored::Manual => BackupKind::Manual,
-                Stored::BeforeOperation { .. } => BackupKind::BeforeOperation,
-            },
-            held: summary.held,
-        }
-    }
-}
-
 impl Default for RetentionPolicy {
     /// Keeps only what the safety rules keep (held and newest); calendar days in UTC.
     fn default() -> Self {
@@ -135,13 +122,10 @@ impl RetentionPolicy {
 
     /// Decides what to keep and what to delete. Fails only when two backups share an id: a
     /// deletion by id would then also remove the one that is to be kept.
-    pub fn apply(&self, backups: &[BackupEntry], now: DateTime<Utc>) -> Result<RetentionDecision> {
+    pub fn apply(&self, backups: &[BackupEntry], now: DateTime<Utc>) -> Result<RetentionDecision, DuplicateId> {
         let mut seen = HashSet::new();
         if let Some(twice) = backups.iter().find(|b| !seen.insert(b.id.as_str())) {
-            return Err(Error::Invalid(format!(
-                "backup id `{}` is listed twice; refusing to decide deletions",
-                twice.id
-            )));
+            return Err(DuplicateId(twice.id.clone()));
         }
 
         let mut newest_first: Vec<&BackupEntry> = backups.iter().collect();
