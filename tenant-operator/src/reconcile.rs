@@ -418,10 +418,18 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     write_status(tenant, &previous, status, false, ctx).await?;
     ctx.status_pacer.forget(&name);
 
-    ctx.children.forget_records(&namespace);
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     match tenant.spec.deletion_policy {
         DeletionPolicy::Delete => {
+            // The backups go first, archives included: their deletion runs in the namespace
+            // (with the store's credentials there), and without the namespace's key they could
+            // never be read again. A held one keeps the Tenant until its hold is released.
+            if let Some(waiting) = delete_backups(&name, ctx).await? {
+                let status = status::with_phase(Phase::Deleting, &waiting, &previous, generation, &now());
+                write_status(tenant, &previous, status, false, ctx).await?;
+                return Ok(Action::requeue(Duration::from_secs(5)));
+            }
+            ctx.children.forget_records(&namespace);
             ctx.metrics.api_write("Namespace", "delete");
             match namespaces.delete(&namespace, &DeleteParams::background()).await {
                 Ok(_) => {}
@@ -430,6 +438,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
             }
         }
         DeletionPolicy::Retain => {
+            ctx.children.forget_records(&namespace);
             let uid = tenant.uid().unwrap_or_default();
             let release = |object: &kube::api::ObjectMeta| -> Option<Value> {
                 let refs = object.owner_references.as_ref()?;
@@ -480,6 +489,32 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
     publish(ctx, tenant, Severity::Normal, "Deleted", &message).await;
     Ok(Action::await_change())
+}
+
+/// Deletes the tenant's backups (their finalizers delete the archives); what is still being
+/// deleted, if anything, as a message.
+async fn delete_backups(tenant: &str, ctx: &Context) -> Result<Option<String>> {
+    if tokio::time::timeout(CACHE_SYNC_TIMEOUT, ctx.backups.wait_until_ready()).await.is_err() {
+        return Err(Error::CacheNotSynced);
+    }
+    let mine: Vec<_> = ctx.backups.state().into_iter().filter(|b| b.spec.tenant == tenant).collect();
+    if mine.is_empty() {
+        return Ok(None);
+    }
+    let api: Api<TenantBackup> = Api::all(ctx.client.clone());
+    for backup in mine.iter().filter(|b| b.metadata.deletion_timestamp.is_none()) {
+        ctx.metrics.api_write("TenantBackup", "delete");
+        match api.delete(&backup.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(Error::kube(backup.name_any(), e)),
+        }
+    }
+    let held = mine.iter().filter(|b| b.spec.hold).count();
+    Ok(Some(match held {
+        0 => format!("deleting its {} backups first", mine.len()),
+        held => format!("deleting its {} backups first; {held} held, kept until released", mine.len()),
+    }))
 }
 
 /// Writes the status when it differs from what is there, news at once and progress at the

@@ -153,12 +153,21 @@ async fn scheduled_backup_runs_and_retention_prunes() {
     let keys = s3.keys(&bucket, &prefix).unwrap();
     assert!(!keys.iter().any(|k| k.contains(&manual_id)), "released and deleted: {keys:?}");
 
-    // Clean up while the operator runs: the tenant suspended (no new scheduled backup, which
-    // may have come once it had none), then its backups.
-    operator.patch_spec(&name, json!({"suspended": true})).await;
-    operator.wait_phase_within(&name, Phase::Suspended, READY_TIMEOUT).await;
-    for backup in backups.list(&Default::default()).await.unwrap().items.iter().filter(|b| b.spec.tenant == name) {
-        backups.delete(&backup.name_any(), &DeleteParams::default()).await.unwrap();
-        gone(&backups, &backup.name_any()).await;
-    }
+    // 4. A tenant deleted with its data (`deletionPolicy: Delete`) takes its backups along,
+    // archives included (a backup left without the namespace's key could never be read).
+    operator.patch_spec(&name, json!({"deletionPolicy": "Delete"})).await;
+    tenants.delete(&name, &DeleteParams::default()).await.unwrap();
+    until_deleted(&tenants, &name, BACKUP_TIMEOUT).await;
+    let left: Vec<String> = backups
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|b| b.spec.tenant == name)
+        .map(|b| b.name_any())
+        .collect();
+    assert!(left.is_empty(), "backups outlived their deleted tenant: {left:?}");
+    let keys = s3.keys(&bucket, &prefix).unwrap();
+    assert!(keys.is_empty(), "archives outlived their deleted tenant: {keys:?}");
 }

@@ -754,7 +754,12 @@ async fn operator_rbac_is_sufficient_and_least() {
     // Even in its own tenant's namespace: only the Secrets it generates, by name.
     let own_namespace: Api<Secret> = Api::namespaced(client.clone(), &namespace_of(&name));
     assert_forbidden(own_namespace.list(&ListParams::default()).await, "listing a tenant's Secrets");
-    assert_forbidden(Api::<Pod>::all(client.clone()).list(&ListParams::default()).await, "listing Pods");
+    // Pods are listed (a backup Job's termination message), never read one by one, watched,
+    // changed, or their logs read.
+    let pods = Api::<Pod>::namespaced(client.clone(), &namespace_of(&name));
+    assert_forbidden(pods.get("postgres-0").await, "reading a Pod");
+    assert_forbidden(pods.logs("postgres-0", &Default::default()).await, "reading a Pod's log");
+    assert_forbidden(pods.delete("postgres-0", &Default::default()).await, "deleting a Pod");
     assert_forbidden(Api::<Node>::all(client.clone()).list(&ListParams::default()).await, "listing Nodes");
     let job_patch = Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}));
     assert_forbidden(

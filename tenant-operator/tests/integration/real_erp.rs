@@ -287,15 +287,11 @@ async fn run_agent(client: &Client, namespace: &str, tenant: &str, pod_name: &st
 /// through the tenant's Service with the tenant's credentials, and a second pod reads the
 /// backup back in full: its manifest counts as many parties as the ERP shows.
 async fn agent_image_backs_up(client: &Client, namespace: &str, tenant: &str, parties: i64) {
-    let key = age::x25519::Identity::generate();
+    // The key the operator generated for the tenant: a pair, as age makes them.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let data = json!({
-        "key": format!("{}\n", age::secrecy::ExposeSecret::expose_secret(&key.to_string())),
-        "recipient": key.to_public().to_string(),
-    });
-    let secret: Secret =
-        serde_json::from_value(json!({"metadata": {"name": "backup-key"}, "stringData": data})).unwrap();
-    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    let data = secrets.get("backup-key").await.unwrap().data.unwrap();
+    let key: age::x25519::Identity = String::from_utf8(data["key"].0.clone()).unwrap().trim().parse().unwrap();
+    assert_eq!(key.to_public().to_string(), String::from_utf8(data["recipient"].0.clone()).unwrap());
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     let claim = json!({
         "metadata": {"name": "agent-backups"},

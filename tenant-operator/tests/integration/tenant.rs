@@ -102,7 +102,7 @@ async fn tenant_reaches_ready() {
     assert_eq!(names::<LimitRange>(client, &ns).await, ["tenant-limits"]);
     assert!(names::<ServiceAccount>(client, &ns).await.contains(&"tenant-erp".to_string()));
     assert!(names::<NetworkPolicy>(client, &ns).await.contains(&"default-deny".to_string()));
-    assert_eq!(names::<Secret>(client, &ns).await, ["erp-master-password", "postgres-credentials"]);
+    assert_eq!(names::<Secret>(client, &ns).await, ["backup-key", "erp-master-password", "postgres-credentials"]);
     assert_eq!(names::<StatefulSet>(client, &ns).await, ["postgres"]);
     assert_eq!(
         names::<Deployment>(client, &ns).await,
@@ -551,7 +551,7 @@ async fn suspend_and_resume() {
     })
     .await;
     assert_eq!(names::<PersistentVolumeClaim>(client, &ns).await, claims_before);
-    assert_eq!(names::<Secret>(client, &ns).await.len(), 2);
+    assert_eq!(names::<Secret>(client, &ns).await.len(), 3);
 
     operator.patch_spec(&name, json!({"suspended": false})).await;
     operator.wait_phase(&name, Phase::Ready).await;
