@@ -13,11 +13,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -29,7 +28,7 @@ use crate::build::{BuildContext, child_of};
 use crate::error::{Error, Result};
 use crate::events::Severity;
 use crate::model::TenantModel;
-use crate::reconcile::Context;
+use crate::reconcile::{Context, controller_reference, now, publish};
 use tenantry_contract::names::secrets::BACKUP_STORAGE;
 
 pub const FINALIZER: &str = "tenantry.dev/backup-archive";
@@ -226,14 +225,7 @@ async fn cleanup(backup: &TenantBackup, ctx: &Context) -> Result<Action> {
 fn build_job(ctx: &Context, backup: &TenantBackup, target: &Target, id: &str, task: AgentTask) -> Job {
     let environment =
         target.model.environments.iter().find(|e| e.name() == backup.spec.environment).expect("checked by target()");
-    let owner = OwnerReference {
-        api_version: TenantBackup::api_version(&()).into_owned(),
-        kind: TenantBackup::kind(&()).into_owned(),
-        name: backup.name_any(),
-        uid: backup.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    };
+    let owner = controller_reference(backup);
     let work = BackupWork {
         backup_id: id,
         environment,
@@ -430,17 +422,6 @@ async fn write_status(ctx: &Context, backup: &TenantBackup, status: serde_json::
         .await
         .map_err(|e| Error::kube(&name, e))?;
     Ok(())
-}
-
-async fn publish(ctx: &Context, tenant: &Tenant, severity: Severity, reason: &str, note: &str) {
-    match ctx.events.publish(tenant, severity, reason, note).await {
-        Ok(published) => ctx.metrics.api_write("Event", published.verb()),
-        Err(e) => tracing::warn!(tenant = %tenant.name_any(), error = %e, "could not publish an event"),
-    }
-}
-
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
 #[cfg(test)]

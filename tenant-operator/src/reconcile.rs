@@ -572,7 +572,8 @@ fn condition_summary(status: &TenantStatus) -> String {
     status.conditions.iter().map(|c| format!("{}={}", c.type_, c.status)).collect::<Vec<_>>().join(",")
 }
 
-async fn publish(ctx: &Context, tenant: &Tenant, severity: Severity, reason: &str, note: &str) {
+/// Publishes an Event about `tenant`; a failure is logged (an Event is never worth a retry).
+pub(crate) async fn publish(ctx: &Context, tenant: &Tenant, severity: Severity, reason: &str, note: &str) {
     match ctx.events.publish(tenant, severity, reason, note).await {
         Ok(published) => ctx.metrics.api_write("Event", published.verb()),
         Err(e) => tracing::warn!(tenant = %tenant.name_any(), error = %e, "could not publish an event"),
@@ -580,16 +581,22 @@ async fn publish(ctx: &Context, tenant: &Tenant, severity: Severity, reason: &st
 }
 
 fn owner_reference(tenant: &Tenant) -> OwnerReference {
+    controller_reference(tenant)
+}
+
+/// `object` as the controller of what it owns (blocking its deletion until they are gone).
+pub(crate) fn controller_reference<K: Resource<DynamicType = ()>>(object: &K) -> OwnerReference {
     OwnerReference {
-        api_version: Tenant::api_version(&()).into_owned(),
-        kind: Tenant::kind(&()).into_owned(),
-        name: tenant.name_any(),
-        uid: tenant.uid().unwrap_or_default(),
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: object.name_any(),
+        uid: object.uid().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
     }
 }
 
-fn now() -> String {
+/// RFC 3339, to the second.
+pub(crate) fn now() -> String {
     Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap_or_else(|_| Timestamp::now()).to_string()
 }
