@@ -97,7 +97,7 @@ pub struct BackupStorageSpec {
     pub url: String,
     /// A Secret in the operator's namespace holding the store's credentials as environment
     /// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT`, …); one the
-    /// chart lets the operator read (`backups.credentialsSecrets`).
+    /// chart lets the operator read (`operator.backups.credentialsSecrets`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
 }

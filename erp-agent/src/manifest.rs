@@ -28,7 +28,7 @@ pub struct BackupId(String);
 
 impl BackupId {
     pub fn generate(at: DateTime<Utc>) -> Self {
-        Self(format!("{}-{:08x}", at.format("%Y%m%dT%H%M%SZ"), rand::random::<u32>()))
+        Self(tenantry_contract::names::backup_id(at, rand::random()))
     }
 
     /// Accepts any name that is safe as one path segment of an object store

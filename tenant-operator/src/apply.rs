@@ -7,7 +7,7 @@
 //! apiserver adds defaults and canonicalises quantities, so equality of whole objects would
 //! never hold). Only a child that differs — missing, or edited out of band — is applied.
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
@@ -208,6 +208,33 @@ fn is_empty(value: &Value) -> bool {
         Value::Object(map) => map.values().all(is_empty),
         Value::Array(items) => items.is_empty(),
         _ => false,
+    }
+}
+
+/// Creates `object` as the operator; one that already exists (made by an earlier run, or
+/// another replica, for the same work) is as good. Whether this call created it.
+pub async fn create_if_absent<K>(api: &Api<K>, object: &K) -> Result<bool>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+    match api.create(&params, object).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(e) => Err(Error::kube(object.name_any(), e)),
+    }
+}
+
+/// Deletes `name`, its dependents in the background; one already gone is as good.
+pub async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube(name, e)),
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use serde::Deserialize;
@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::api::backup::{BackupKind, BackupPhase, TenantBackup};
 use crate::api::{Tenant, labels};
-use crate::apply::FIELD_MANAGER;
+use crate::apply::{FIELD_MANAGER, create_if_absent, delete_if_present};
 use crate::build::backup::{AgentTask, BackupWork, agent_job};
 use crate::build::{BuildContext, child_of};
 use crate::error::{Error, Result};
@@ -246,22 +246,11 @@ fn build_job(ctx: &Context, backup: &TenantBackup, target: &Target, id: &str, ta
 }
 
 async fn create(jobs: &Api<Job>, job: &Job) -> Result<()> {
-    let name = job.name_any();
-    match jobs.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, job).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(e) => Err(Error::kube(name, e)),
-    }
+    create_if_absent(jobs, job).await.map(drop)
 }
 
 async fn delete_job(ctx: &Context, namespace: &str, name: &str) -> Result<()> {
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
-    let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
-    match jobs.delete(name, &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(e) => Err(Error::kube(name, e)),
-    }
+    delete_if_present(&Api::<Job>::namespaced(ctx.client.clone(), namespace), name).await
 }
 
 /// `Some(true)` once succeeded, `Some(false)` once failed for good, `None` while running.

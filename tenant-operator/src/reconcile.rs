@@ -9,9 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, PropagationPolicy,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector;
@@ -21,7 +19,7 @@ use serde_json::{Value, json};
 use crate::admission::{self, Admission};
 use crate::api::backup::TenantBackup;
 use crate::api::{DeletionPolicy, Phase, Tenant, TenantStatus, condition, labels, namespace_of};
-use crate::apply::{Applier, FIELD_MANAGER};
+use crate::apply::{Applier, FIELD_MANAGER, create_if_absent, delete_if_present};
 use crate::backup_schedule;
 use crate::build::{self, BuildContext, Child, GeneratedSecrets};
 use crate::children::{self, ChildCache, ChildKey};
@@ -238,26 +236,17 @@ async fn tend_backups(
         .unwrap_or_else(chrono::Utc::now);
     let decision = backup_schedule::decide(model, &mine, ready, since, chrono::Utc::now());
     if let Some(backup) = &decision.create {
-        let api: Api<TenantBackup> = Api::all(ctx.client.clone());
         ctx.metrics.api_write("TenantBackup", "create");
-        match api.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, backup).await
-        {
-            Ok(_) => tracing::info!(tenant = %model.name, backup = %backup.name_any(), "scheduled backup due"),
-            // Created by an earlier run for the same slot.
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(Error::kube(backup.name_any(), e)),
+        // Already there when an earlier run made it for the same slot.
+        if create_if_absent(&Api::<TenantBackup>::all(ctx.client.clone()), backup).await? {
+            tracing::info!(tenant = %model.name, backup = %backup.name_any(), "scheduled backup due");
         }
     }
     for name in backup_schedule::expired(model, &mine, chrono::Utc::now()) {
         // Deleting the object deletes its archive (the backup's finalizer).
         tracing::info!(tenant = %model.name, backup = %name, "retention deletes the backup");
-        let api: Api<TenantBackup> = Api::all(ctx.client.clone());
         ctx.metrics.api_write("TenantBackup", "delete");
-        match api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(Error::kube(name, e)),
-        }
+        delete_if_present(&Api::<TenantBackup>::all(ctx.client.clone()), &name).await?;
     }
     status.backups = decision.status;
     if let Some((current, reason, message)) = &decision.current {
@@ -345,12 +334,7 @@ async fn delete_orphan(model: &TenantModel, resource: &ApiResource, name: &str, 
     tracing::info!(tenant = %model.name, kind = %resource.kind, %name, "deleting what the spec no longer asks for");
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &model.namespace, resource);
     ctx.metrics.api_write(&resource.kind, "delete");
-    let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
-    match api.delete(name, &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(e) => Err(Error::kube(name, e)),
-    }
+    delete_if_present(&api, name).await
 }
 
 /// Readiness from the objects as this reconcile read or wrote them, else as the watches last
@@ -504,11 +488,7 @@ async fn delete_backups(tenant: &str, ctx: &Context) -> Result<Option<String>> {
     let api: Api<TenantBackup> = Api::all(ctx.client.clone());
     for backup in mine.iter().filter(|b| b.metadata.deletion_timestamp.is_none()) {
         ctx.metrics.api_write("TenantBackup", "delete");
-        match api.delete(&backup.name_any(), &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(Error::kube(backup.name_any(), e)),
-        }
+        delete_if_present(&api, &backup.name_any()).await?;
     }
     let held = mine.iter().filter(|b| b.spec.hold).count();
     Ok(Some(match held {
